@@ -1,0 +1,207 @@
+// Package config owns cl-agent's configuration: the YAML schema of DESIGN.md §7, its defaults, strict decoding
+// (an unknown key is an error that names the key and its line), environment overrides, and validation, including
+// the leader-election timing invariant. A Config returned by Parse or Load is complete and valid; nothing else in
+// the agent re-checks it.
+//
+// Errors are *FieldError values that wrap one of the exported sentinels (ErrUnknownKey, ErrRequired, ErrInvalid,
+// ErrTiming, …), so callers and tests use errors.Is. The configuration holds no secret values (only the ids of
+// Secrets Manager secrets), so a FieldError may quote the value it rejects.
+package config
+
+import "time"
+
+// DefaultPath is where the daemon looks for its configuration unless --config or CL_AGENT_CONFIG says otherwise.
+const DefaultPath = "/etc/cl-agent/config.yaml"
+
+// NodeLockID1x is the session advisory lock id that Chainlink 1.x nodes take themselves
+// (DATABASE_LOCKING_MODE=advisorylock|dual). The agent's own lock key must never equal it.
+const NodeLockID1x int64 = 1027321974924625846
+
+// Config is the whole agent configuration. The zero value is not useful: start from Default().
+type Config struct {
+	Instance  Instance  `yaml:"instance"`
+	AWS       AWS       `yaml:"aws"`
+	Secrets   Secrets   `yaml:"secrets"`
+	Node      Node      `yaml:"node"`
+	Image     Image     `yaml:"image"`
+	Container Container `yaml:"container"`
+	Leader    Leader    `yaml:"leader"`
+	Health    Health    `yaml:"health"`
+	Control   Control   `yaml:"control"`
+	// StateDir keeps what must survive a restart of the agent (the last resolved image). Default /var/lib/cl-agent.
+	StateDir string `yaml:"state_dir"`
+	// LogLevel of the agent's own log: debug, info, warn or error. Default info.
+	LogLevel string `yaml:"log_level"`
+}
+
+// Instance overrides what IMDS would say. Both empty (the default): ask IMDS.
+type Instance struct {
+	ID     string `yaml:"id"`
+	Region string `yaml:"region"`
+}
+
+// AWS points the SDK at non-default endpoints (tests use moto and the IMDS mock) and bounds the calls.
+type AWS struct {
+	// EndpointURL replaces the Secrets Manager, CloudWatch and CloudWatch Logs endpoints. Default: the real ones.
+	EndpointURL string `yaml:"endpoint_url"`
+	// IMDSEndpoint replaces http://169.254.169.254. Default: the real one.
+	IMDSEndpoint string `yaml:"imds_endpoint"`
+	// IMDSTimeout bounds the wait for the instance metadata service at start. Default 30s.
+	IMDSTimeout time.Duration `yaml:"imds_timeout"`
+	// CallTimeout bounds one AWS API call including its retries. Default 20s.
+	CallTimeout time.Duration `yaml:"call_timeout"`
+	// MaxAttempts is the number of tries for a retryable AWS error (throttling, 5xx). Default 5.
+	MaxAttempts int `yaml:"max_attempts"`
+}
+
+// Secrets names the three Secrets Manager secrets the node needs.
+type Secrets struct {
+	DatabasePassword SecretRef `yaml:"database_password"`
+	APIPassword      SecretRef `yaml:"api_password"`
+	KeystorePassword SecretRef `yaml:"keystore_password"`
+}
+
+// SecretRef is a Secrets Manager secret id (name or ARN) and, for a JSON secret, the key whose string value to use.
+type SecretRef struct {
+	ID      string `yaml:"id"`
+	JSONKey string `yaml:"json_key"`
+}
+
+// Node describes the Chainlink node the agent renders files for.
+type Node struct {
+	// Format of the node's configuration: auto (from the image version: 1.x env, 2.x toml), env or toml.
+	Format string `yaml:"format"`
+	// Network is a built-in network name (see Networks); ChainID + LinkContract override it.
+	Network      string `yaml:"network"`
+	ChainID      uint64 `yaml:"chain_id"`
+	LinkContract string `yaml:"link_contract"`
+	// WSURL is the chain client's WebSocket URL (ws:// or wss://). Required.
+	WSURL string `yaml:"ws_url"`
+	// HTTPURL is the chain client's HTTP URL. Optional for 1.x, required for 2.x.
+	HTTPURL string `yaml:"http_url"`
+	// APIEmail is the e-mail of the node's first admin user (line 1 of .api). Required.
+	APIEmail string   `yaml:"api_email"`
+	Database Database `yaml:"database"`
+	// ExtraTOML is merged into config.toml (2.x). It may not set RootDir or WebServer.HTTPPort, nor secrets.
+	ExtraTOML string `yaml:"extra_toml"`
+	// ExtraEnv is added to .env (1.x). It may not override the variables the agent owns.
+	ExtraEnv map[string]string `yaml:"extra_env"`
+}
+
+// Database is where the node's PostgreSQL lives. The password comes from secrets.database_password.
+type Database struct {
+	Host string `yaml:"host"`
+	Port int    `yaml:"port"`
+	Name string `yaml:"name"`
+	User string `yaml:"user"`
+	// SSLMode is libpq's sslmode. Default require; use verify-full with SSLRootCert against RDS.
+	SSLMode string `yaml:"sslmode"`
+	// SSLRootCert is a host path to the CA bundle; it is mounted read-only into the container at the same path.
+	SSLRootCert string `yaml:"sslrootcert"`
+}
+
+// Image chooses the Chainlink image.
+type Image struct {
+	Repository string `yaml:"repository"`
+	// Tag pins a tag. Empty: the newest stable X.Y.Z release. Either way the agent runs it by digest.
+	Tag string `yaml:"tag"`
+	// Major keeps an unpinned choice within one major version (0: any).
+	Major  uint64 `yaml:"major"`
+	HubURL string `yaml:"hub_url"`
+}
+
+// Container is how the node runs on this host.
+type Container struct {
+	Name     string `yaml:"name"`
+	HostPort int    `yaml:"host_port"`
+	// User is "uid:gid" for the node process; the node's files are owned by it. Default 14933:14933.
+	User string `yaml:"user"`
+	// DataDir is persistent and mounted read-write at /chainlink.
+	DataDir string `yaml:"data_dir"`
+	// SecretsDir holds the rendered files while the node starts. It should be a tmpfs; it must not be under DataDir.
+	SecretsDir string `yaml:"secrets_dir"`
+	// StopTimeout is how long the node gets after SIGTERM before it is killed. Default 10s.
+	StopTimeout time.Duration `yaml:"stop_timeout"`
+	Log         LogDriver     `yaml:"log"`
+}
+
+// LogDriver is the container's Docker log driver.
+type LogDriver struct {
+	Driver string `yaml:"driver"`
+	// Group is the CloudWatch Logs group (awslogs-group).
+	Group string `yaml:"group"`
+	// Options are extra log-opts, e.g. awslogs-endpoint.
+	Options map[string]string `yaml:"options"`
+}
+
+// Leader configures the advisory-lock election. See package agent/leader for the invariant the timings keep.
+type Leader struct {
+	Enabled bool `yaml:"enabled"`
+	// LockKey is the advisory lock key. 0: derived from the database name.
+	LockKey int64 `yaml:"lock_key"`
+	// PingInterval is how often the active proves it still holds the lock. Default 1s.
+	PingInterval time.Duration `yaml:"ping_interval"`
+	// PingTimeout bounds one proof. Default 800ms.
+	PingTimeout time.Duration `yaml:"ping_timeout"`
+	// FenceAfter: with no proof for this long (from the start of the last good one), the active stops its node.
+	// Default 4s.
+	FenceAfter time.Duration `yaml:"fence_after"`
+	// TakeoverGuard: a new active waits this long after taking the lock before it starts its node, unless it has
+	// proof the old node is gone. Must exceed fence_after + container.stop_timeout. Default 16s.
+	TakeoverGuard time.Duration `yaml:"takeover_guard"`
+	// DeadPeerTimeout bounds how long the server keeps the session of a host it can no longer reach (TCP
+	// keepalives and tcp_user_timeout on the lock session). Default 10s.
+	DeadPeerTimeout time.Duration `yaml:"dead_peer_timeout"`
+	// StepdownHold keeps a host that stepped down out of the election this long. Default 30s.
+	StepdownHold time.Duration `yaml:"stepdown_hold"`
+}
+
+// Health is the agent's own HTTP endpoint (/healthz, /readyz, /metrics).
+type Health struct {
+	Listen string `yaml:"listen"`
+}
+
+// Control is the operator's control socket (status, restart, stepdown).
+type Control struct {
+	Socket string `yaml:"socket"`
+}
+
+// Default returns the configuration with every default filled in; decoding overlays the file on it.
+func Default() Config {
+	return Config{
+		AWS: AWS{IMDSTimeout: 30 * time.Second, CallTimeout: 20 * time.Second, MaxAttempts: 5},
+		Secrets: Secrets{
+			DatabasePassword: SecretRef{ID: "DBSecret"},
+			APIPassword:      SecretRef{ID: "ApiSecret"},
+			KeystorePassword: SecretRef{ID: "WalletSecret"},
+		},
+		Node: Node{
+			Format:   "auto",
+			Network:  "Ethereum-Mainnet",
+			Database: Database{Port: 5432, SSLMode: "require"},
+		},
+		Image: Image{Repository: "smartcontract/chainlink", HubURL: "https://hub.docker.com"},
+		Container: Container{
+			Name:        "chainlink",
+			HostPort:    6688,
+			User:        "14933:14933",
+			DataDir:     "/var/lib/cl-agent/node",
+			SecretsDir:  "/run/cl-agent/node",
+			StopTimeout: 10 * time.Second,
+			Log:         LogDriver{Driver: "awslogs", Group: "ChainlinkLogs"},
+		},
+		Leader: Leader{
+			Enabled:         true,
+			PingInterval:    time.Second,
+			PingTimeout:     800 * time.Millisecond,
+			FenceAfter:      4 * time.Second,
+			TakeoverGuard:   16 * time.Second,
+			DeadPeerTimeout: 10 * time.Second,
+			StepdownHold:    30 * time.Second,
+		},
+		Health:   Health{Listen: "127.0.0.1:9180"},
+		Control:  Control{Socket: "/run/cl-agent/control.sock"},
+		StateDir: "/var/lib/cl-agent",
+		LogLevel: "info",
+	}
+}

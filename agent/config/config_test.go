@@ -1,0 +1,195 @@
+package config
+
+import (
+	"errors"
+	"os"
+	"path/filepath"
+	"reflect"
+	"strings"
+	"testing"
+	"time"
+)
+
+// minimal is the smallest valid file: everything else has a default.
+const minimal = `
+node:
+  ws_url: wss://mainnet.example.com
+  api_email: ops@example.com
+  database: {host: db, name: chainlink, user: chainlink}
+`
+
+func TestParseValidFile(t *testing.T) {
+	data, err := os.ReadFile("testdata/valid.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := Parse(data)
+	if err != nil {
+		t.Fatalf("Parse: %v", err)
+	}
+	if c.Node.Database.SSLMode != "verify-full" || c.Image.Major != 2 || c.Leader.FenceAfter != 5*time.Second {
+		t.Errorf("values not decoded: %+v", c)
+	}
+	if got, want := c.Leader.PingInterval, time.Second; got != want {
+		t.Errorf("default ping_interval = %s, want %s", got, want)
+	}
+	chain, link := c.Node.Chain()
+	if chain != 11155111 || link != "0x779877A7B0D9E8603169DdbD7836e478b4624789" {
+		t.Errorf("Ethereum-Sepolia resolved to %d %s", chain, link)
+	}
+	if c.Container.Log.Options["awslogs-multiline-pattern"] != `^\{` {
+		t.Errorf("log options = %v", c.Container.Log.Options)
+	}
+}
+
+func TestParseDefaults(t *testing.T) {
+	c, err := Parse([]byte(minimal))
+	if err != nil {
+		t.Fatalf("Parse: %v", err)
+	}
+	want := Default()
+	if !reflect.DeepEqual(c.Container, want.Container) || c.Leader != want.Leader || c.Image != want.Image || c.StateDir != want.StateDir {
+		t.Errorf("defaults changed: got %+v", c)
+	}
+	if chain, _ := c.Node.Chain(); chain != 1 {
+		t.Errorf("default network chain id = %d, want 1 (Ethereum-Mainnet)", chain)
+	}
+}
+
+func TestParseRejects(t *testing.T) {
+	cases := []struct {
+		name     string
+		yaml     string
+		field    string
+		sentinel error
+		line     int
+	}{
+		{"UnknownTopLevelKey", minimal + "stat_dir: /x\n", "stat_dir", ErrUnknownKey, 6},
+		{"UnknownNestedKey", "node:\n  database:\n    hostname: db\n", "node.database.hostname", ErrUnknownKey, 3},
+		{"DuplicateKey", minimal + "state_dir: /a\nstate_dir: /b\n", "state_dir", ErrInvalid, 7},
+		{"UnknownNetwork", minimal + "  network: Ethereum-Mainet\n", "node.network", ErrUnknownNetwork, 6},
+		{"RetiredNetwork", minimal + "  network: Ethereum-Rinkeby\n", "node.network", ErrUnknownNetwork, 6},
+		{"MalformedWSURL", strings.Replace(minimal, "wss://mainnet.example.com", "'wss//nohost'", 1), "node.ws_url", ErrInvalid, 3},
+		{"HTTPSchemeForWS", strings.Replace(minimal, "wss://", "https://", 1), "node.ws_url scheme", ErrInvalid, 0},
+		{"MissingWSURL", strings.Replace(minimal, "ws_url: wss://mainnet.example.com", "http_url: https://x", 1), "node.ws_url", ErrRequired, 0},
+		{"BadEmail", strings.Replace(minimal, "ops@example.com", "Ops <ops@example.com>", 1), "node.api_email", ErrInvalid, 4},
+		{"BadPort", minimal + "container: {host_port: 70000}\n", "container.host_port", ErrOutOfRange, 6},
+		{"BadUser", minimal + "container: {user: chainlink}\n", "container.user", ErrInvalid, 6},
+		{"SecretsDirOnDataDisk", minimal + "container: {secrets_dir: /var/lib/cl-agent/node/secrets}\n", "container.secrets_dir", ErrInvalid, 6},
+		{"RelativeStateDir", minimal + "state_dir: var/lib\n", "state_dir", ErrInvalid, 6},
+		{"ChainIDWithoutLink", minimal + "  chain_id: 5\n", "node.link_contract", ErrInvalid, 0},
+		{"ExtraTOMLSetsRootDir", minimal + "  extra_toml: \"RootDir = '/x'\"\n", "node.extra_toml", ErrInvalid, 6},
+		{"ExtraTOMLHoldsSecret", minimal + "  extra_toml: \"[Database]\\nURL = 'postgres://u:p@h/d'\"\n", "node.extra_toml", ErrInvalid, 6},
+		{"ExtraTOMLMalformed", minimal + "  extra_toml: \"[Log\"\n", "node.extra_toml", ErrInvalid, 6},
+		{"ExtraEnvOverridesOwned", minimal + "  extra_env: {DATABASE_URL: x}\n", "node.extra_env.DATABASE_URL", ErrInvalid, 0},
+		{"LockKeyIsNodes", minimal + "leader: {lock_key: 1027321974924625846}\n", "leader.lock_key", ErrInvalid, 6},
+		{"GuardTooShort", minimal + "leader: {takeover_guard: 10s}\n", "leader", ErrTiming, 0},
+		{"FenceTooEager", minimal + "leader: {fence_after: 1s}\n", "leader", ErrTiming, 0},
+		{"NegativeDuration", minimal + "leader: {ping_interval: -1s}\n", "leader.ping_interval", ErrOutOfRange, 6},
+		{"WrongType", minimal + "container: {host_port: lots}\n", "(file)", ErrInvalid, 6},
+		{"NotYAML", "node: [\n", "(file)", ErrSyntax, 0},
+		{"BadLogLevel", minimal + "log_level: loud\n", "log_level", ErrInvalid, 6},
+		{"AwslogsWithoutGroup", minimal + "container: {log: {group: ''}}\n", "container.log.group", ErrRequired, 0},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := Parse([]byte(tc.yaml))
+			if !errors.Is(err, tc.sentinel) {
+				t.Fatalf("error %v does not wrap %v", err, tc.sentinel)
+			}
+			var fe *FieldError
+			if !errors.As(err, &fe) {
+				t.Fatalf("error %T is not a *FieldError", err)
+			}
+			if fe.Field != tc.field {
+				t.Errorf("field = %q, want %q (error: %v)", fe.Field, tc.field, err)
+			}
+			if tc.line != 0 && fe.Line != tc.line {
+				t.Errorf("line = %d, want %d (error: %v)", fe.Line, tc.line, err)
+			}
+			if fe.ExitCode() != 2 {
+				t.Errorf("exit code = %d, want 2", fe.ExitCode())
+			}
+			if !strings.Contains(err.Error(), tc.field) {
+				t.Errorf("message %q does not name the field", err)
+			}
+		})
+	}
+}
+
+func TestUnknownKeyMessageListsKnownKeys(t *testing.T) {
+	_, err := Parse([]byte("container: {nmae: x}\n"))
+	if err == nil || !strings.Contains(err.Error(), "container.nmae (line 1)") || !strings.Contains(err.Error(), "name") {
+		t.Fatalf("got %v", err)
+	}
+}
+
+func TestTimingErrorNamesBothValues(t *testing.T) {
+	_, err := Parse([]byte(minimal + "leader: {takeover_guard: 12s}\n"))
+	for _, want := range []string{"takeover_guard (12s)", "fence_after (4s)", "container.stop_timeout (10s)"} {
+		if err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("error %v does not say %q", err, want)
+		}
+	}
+}
+
+func TestEveryProblemReportedAtOnce(t *testing.T) {
+	_, err := Parse([]byte("node: {network: Nowhere}\ncontainer: {host_port: 0}\n"))
+	for _, field := range []string{"node.network", "node.ws_url", "node.api_email", "node.database.host", "container.host_port"} {
+		if err == nil || !strings.Contains(err.Error(), field) {
+			t.Errorf("error does not mention %s: %v", field, err)
+		}
+	}
+}
+
+func TestLoadAppliesEnvOverrides(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "c.yaml")
+	if err := os.WriteFile(path, []byte(minimal+"instance: {id: i-0aaa}\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	t.Setenv("CL_AGENT_INSTANCE_ID", "i-0bbb")
+	t.Setenv("CL_AGENT_AWS_ENDPOINT_URL", "http://127.0.0.1:5000")
+	c, err := Load(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.Instance.ID != "i-0bbb" || c.AWS.EndpointURL != "http://127.0.0.1:5000" {
+		t.Errorf("overrides not applied: %+v %+v", c.Instance, c.AWS)
+	}
+	t.Setenv("CL_AGENT_IMDS_ENDPOINT", "not a url")
+	if _, err := Load(path); !errors.Is(err, ErrInvalid) {
+		t.Errorf("a bad override must fail validation, got %v", err)
+	}
+}
+
+func TestLoadMissingFile(t *testing.T) {
+	_, err := Load(filepath.Join(t.TempDir(), "absent.yaml"))
+	var fe *FieldError
+	if !errors.As(err, &fe) || fe.Field != "--config" {
+		t.Fatalf("got %v", err)
+	}
+}
+
+func FuzzParse(f *testing.F) {
+	data, _ := os.ReadFile("testdata/valid.yaml")
+	f.Add(data)
+	f.Add([]byte(minimal))
+	f.Add([]byte("node: {extra_env: {A: b}}\nleader: {fence_after: 1h}"))
+	f.Fuzz(func(t *testing.T, b []byte) {
+		c, err := Parse(b)
+		if err != nil {
+			var fe *FieldError
+			if !errors.As(err, &fe) {
+				t.Fatalf("error is not a FieldError: %T %v", err, err)
+			}
+			return
+		}
+		// Anything accepted must satisfy the invariants validation promises.
+		if err := CheckTiming(c.Leader, c.Container.StopTimeout); err != nil {
+			t.Fatalf("accepted a config that breaks the timing invariant: %v", err)
+		}
+		if _, _, err := c.Container.UIDGID(); err != nil {
+			t.Fatalf("accepted a bad container.user: %v", err)
+		}
+	})
+}

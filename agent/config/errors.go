@@ -1,0 +1,48 @@
+package config
+
+import (
+	"errors"
+	"fmt"
+)
+
+// Sentinels wrapped by FieldError; test with errors.Is.
+var (
+	ErrUnknownKey     = errors.New("unknown key")
+	ErrRequired       = errors.New("is required")
+	ErrInvalid        = errors.New("is invalid")
+	ErrOutOfRange     = errors.New("is out of range")
+	ErrUnknownNetwork = errors.New("unknown network")
+	ErrTiming         = errors.New("breaks the timing invariant")
+	ErrSyntax         = errors.New("is not valid YAML")
+)
+
+// FieldError is one problem with one configuration key. Field is the dotted key ("node.database.port"), Line the
+// line of the file it came from (0 when it was a default or an environment override), Value the offending value
+// as text (configuration holds no secrets, so quoting it is safe), and Err a sentinel with detail.
+type FieldError struct {
+	Field string
+	Line  int
+	Value string
+	Err   error
+}
+
+func (e *FieldError) Error() string {
+	where := e.Field
+	if e.Line > 0 {
+		where = fmt.Sprintf("%s (line %d)", e.Field, e.Line)
+	}
+	if e.Value != "" {
+		return fmt.Sprintf("config: %s: %v (got %q)", where, e.Err, e.Value)
+	}
+	return fmt.Sprintf("config: %s: %v", where, e.Err)
+}
+
+func (e *FieldError) Unwrap() error { return e.Err }
+
+// ExitCode makes every configuration error exit 2 (bad usage or configuration, DESIGN.md §7).
+func (e *FieldError) ExitCode() int { return 2 }
+
+// detail wraps a sentinel with a sentence that says what the rule is.
+func detail(sentinel error, format string, args ...any) error {
+	return fmt.Errorf("%w: %s", sentinel, fmt.Sprintf(format, args...))
+}
