@@ -1,0 +1,284 @@
+package bootstrap
+
+import (
+	"fmt"
+	"maps"
+	"net"
+	"net/url"
+	"slices"
+	"strconv"
+	"strings"
+
+	"github.com/Masterminds/semver/v3"
+	"github.com/pelletier/go-toml/v2"
+
+	"github.com/cl-agent/cl-agent/agent/config"
+	"github.com/cl-agent/cl-agent/agent/fsutil"
+)
+
+// Format is the node's configuration generation.
+type Format string
+
+const (
+	// FormatEnv is 1.x: settings in environment variables, started with `local n`.
+	FormatEnv Format = "env"
+	// FormatTOML is 2.x: config.toml + secrets.toml, started with `node … start`.
+	FormatTOML Format = "toml"
+)
+
+// Paths inside the container.
+const (
+	// DataMount is where container.data_dir is mounted read-write: the node's RootDir / ROOT.
+	DataMount = "/chainlink"
+	// SecretsMount is where container.secrets_dir is mounted read-only. It is outside DataMount so that Docker
+	// never creates a mount point on the persistent disk.
+	SecretsMount = "/run/chainlink"
+	// NodePort is the node's HTTP port inside the container.
+	NodePort = 6688
+)
+
+// File names in the secrets directory.
+const (
+	EnvFile      = ".env"
+	ConfigFile   = "config.toml"
+	SecretsFile  = "secrets.toml"
+	PasswordFile = ".password"
+	APIFile      = ".api"
+)
+
+// AllFiles is every name the renderers may write, for shredding.
+var AllFiles = []string{EnvFile, ConfigFile, SecretsFile, PasswordFile, APIFile}
+
+// FormatFor decides the generation: the configured node.format, or with "auto" the major version of the image
+// tag (1.x → env, 2.x and later → toml).
+func FormatFor(setting, imageTag string) (Format, error) {
+	switch setting {
+	case string(FormatEnv), string(FormatTOML):
+		return Format(setting), nil
+	}
+	v, err := semver.NewVersion(imageTag)
+	if err != nil {
+		return "", &config.FieldError{Field: "node.format", Value: "auto", Err: fmt.Errorf(
+			"%w: cannot tell the node generation from the image tag %q; set node.format to env (1.x) or toml (2.x)", config.ErrInvalid, imageTag)}
+	}
+	if v.Major() < 2 {
+		return FormatEnv, nil
+	}
+	return FormatTOML, nil
+}
+
+// Rendered is everything the node needs: the files for the secrets directory, the container's environment and
+// the arguments after the image's `chainlink` entrypoint.
+type Rendered struct {
+	Format Format
+	Files  []fsutil.File
+	// Env is the container's environment. 1.x reads its whole configuration from it (DATABASE_URL included: the
+	// 1.x generation has no other way); 2.x gets none, so no secret appears in `docker inspect`.
+	Env []string
+	Cmd []string
+}
+
+// Wipe zeroes the rendered bytes once they are written.
+func (r *Rendered) Wipe() {
+	for _, f := range r.Files {
+		clear(f.Data)
+	}
+}
+
+// Render produces the node's files for format f. It does not touch the disk.
+func Render(c *config.Config, id Identity, s NodeSecrets, f Format) (*Rendered, error) {
+	if err := CheckAPIPassword(s.APIPassword.Reveal(), c.Node.APIEmail); err != nil {
+		return nil, &SecretError{Key: "api_password", ID: c.Secrets.APIPassword.ID, Terminal: true, Err: err}
+	}
+	if err := CheckKeystorePassword(s.KeystorePassword.Reveal()); err != nil {
+		return nil, &SecretError{Key: "keystore_password", ID: c.Secrets.KeystorePassword.ID, Terminal: true, Err: err}
+	}
+	dbURL := DatabaseURL(c.Node.Database, s.DatabasePassword.Reveal(), id.InstanceID)
+	r := &Rendered{Format: f, Files: []fsutil.File{
+		{Name: PasswordFile, Data: []byte(s.KeystorePassword.Reveal())},
+		{Name: APIFile, Data: []byte(c.Node.APIEmail + "\n" + s.APIPassword.Reveal() + "\n")},
+	}}
+	passwordArgs := []string{"-p", SecretsMount + "/" + PasswordFile, "-a", SecretsMount + "/" + APIFile}
+	switch f {
+	case FormatEnv:
+		r.Env = envSettings(c, dbURL)
+		r.Files = append(r.Files, fsutil.File{Name: EnvFile, Data: []byte(strings.Join(r.Env, "\n") + "\n")})
+		r.Cmd = append([]string{"local", "n"}, passwordArgs...)
+	case FormatTOML:
+		cfgTOML, err := configTOML(c)
+		if err != nil {
+			return nil, err
+		}
+		secTOML, err := toml.Marshal(map[string]any{
+			"Database": map[string]any{"URL": dbURL},
+			"Password": map[string]any{"Keystore": s.KeystorePassword.Reveal()},
+		})
+		if err != nil {
+			return nil, fmt.Errorf("encode %s: %w", SecretsFile, err)
+		}
+		r.Files = append(r.Files, fsutil.File{Name: ConfigFile, Data: cfgTOML}, fsutil.File{Name: SecretsFile, Data: secTOML})
+		r.Cmd = append([]string{"node", "-config", SecretsMount + "/" + ConfigFile, "-secrets", SecretsMount + "/" + SecretsFile, "start"}, passwordArgs...)
+	default:
+		return nil, fmt.Errorf("render: unknown node format %q", f)
+	}
+	return r, nil
+}
+
+// DatabaseURL builds the node's PostgreSQL URL. User and password are percent-encoded byte by byte (everything
+// but RFC 3986 unreserved characters), so any password survives any URL parser; application_name lets the peer
+// recognise this host's node sessions in pg_stat_activity.
+func DatabaseURL(db config.Database, password, instanceID string) string {
+	q := url.Values{}
+	q.Set("sslmode", db.SSLMode)
+	if db.SSLRootCert != "" {
+		q.Set("sslrootcert", db.SSLRootCert)
+	}
+	if instanceID != "" {
+		q.Set("application_name", NodeApplicationName(instanceID))
+	}
+	return "postgresql://" + escapeUserinfo(db.User) + ":" + escapeUserinfo(password) + "@" +
+		net.JoinHostPort(db.Host, strconv.Itoa(db.Port)) + "/" + url.PathEscape(db.Name) + "?" + q.Encode()
+}
+
+// NodeApplicationName is the application_name of the node's database sessions on the host instanceID.
+func NodeApplicationName(instanceID string) string { return "chainlink/" + instanceID }
+
+func escapeUserinfo(s string) string {
+	const hex = "0123456789ABCDEF"
+	var b strings.Builder
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if 'a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' || c == '-' || c == '.' || c == '_' || c == '~' {
+			b.WriteByte(c)
+			continue
+		}
+		b.WriteByte('%')
+		b.WriteByte(hex[c>>4])
+		b.WriteByte(hex[c&15])
+	}
+	return b.String()
+}
+
+// envSettings are the 1.x variables the old Quick Start wrote (minus ALLOW_ORIGINS=*, which let any web page
+// drive the operator API), with extra_env added and allowed to replace the non-owned defaults.
+func envSettings(c *config.Config, dbURL string) []string {
+	chainID, link := c.Node.Chain()
+	settings := [][2]string{
+		{"ROOT", DataMount},
+		{"LOG_LEVEL", "info"},
+		{"JSON_CONSOLE", "true"},
+		{"ETH_CHAIN_ID", strconv.FormatUint(chainID, 10)},
+		{"LINK_CONTRACT_ADDRESS", link},
+		{"ETH_URL", c.Node.WSURL},
+		{"ETH_HTTP_URL", c.Node.HTTPURL},
+		{"DATABASE_URL", dbURL},
+		{"DATABASE_LOCKING_MODE", "lease"},
+		{"CHAINLINK_PORT", strconv.Itoa(NodePort)},
+		{"CHAINLINK_TLS_PORT", "0"},
+		{"SECURE_COOKIES", "false"},
+	}
+	extra := maps.Clone(c.Node.ExtraEnv)
+	var env []string
+	for _, kv := range settings {
+		if v, ok := extra[kv[0]]; ok {
+			kv[1] = v
+			delete(extra, kv[0])
+		}
+		if kv[1] != "" {
+			env = append(env, kv[0]+"="+kv[1])
+		}
+	}
+	for _, k := range slices.Sorted(maps.Keys(extra)) {
+		env = append(env, k+"="+extra[k])
+	}
+	return env
+}
+
+// configTOML renders config.toml: the agent's settings with node.extra_toml merged over them.
+func configTOML(c *config.Config) ([]byte, error) {
+	if c.Node.HTTPURL == "" {
+		return nil, &config.FieldError{Field: "node.http_url", Err: fmt.Errorf("%w: 2.x nodes need the chain client's HTTP URL ([[EVM.Nodes]] HTTPURL)", config.ErrRequired)}
+	}
+	chainID, link := c.Node.Chain()
+	base := map[string]any{
+		"RootDir": DataMount,
+		"Log":     map[string]any{"JSONConsole": true, "Level": "info"},
+		"WebServer": map[string]any{
+			"HTTPPort":      NodePort,
+			"SecureCookies": false,
+			"TLS":           map[string]any{"HTTPSPort": 0},
+		},
+		"EVM": []any{map[string]any{
+			"ChainID":             strconv.FormatUint(chainID, 10),
+			"LinkContractAddress": link,
+			"Nodes": []any{map[string]any{
+				"Name":    "primary",
+				"WSURL":   c.Node.WSURL,
+				"HTTPURL": c.Node.HTTPURL,
+			}},
+		}},
+	}
+	if c.Node.ExtraTOML != "" {
+		var extra map[string]any
+		if err := toml.Unmarshal([]byte(c.Node.ExtraTOML), &extra); err != nil {
+			return nil, &config.FieldError{Field: "node.extra_toml", Err: fmt.Errorf("%w: %v", config.ErrInvalid, err)}
+		}
+		if err := mergeTOML(base, extra, ""); err != nil {
+			return nil, &config.FieldError{Field: "node.extra_toml", Err: fmt.Errorf("%w: %v", config.ErrInvalid, err)}
+		}
+	}
+	out, err := toml.Marshal(base)
+	if err != nil {
+		return nil, fmt.Errorf("encode %s: %w", ConfigFile, err)
+	}
+	return out, nil
+}
+
+// mergeTOML merges src into dst: tables merge key by key, arrays of tables merge element by element (so
+// `[[EVM]]` in extra_toml adds to the first chain), and any other value in src replaces the one in dst.
+func mergeTOML(dst, src map[string]any, path string) error {
+	for k, sv := range src {
+		key := strings.TrimPrefix(path+"."+k, ".")
+		switch s := sv.(type) {
+		case map[string]any:
+			switch d := dst[k].(type) {
+			case nil:
+				dst[k] = s
+			case map[string]any:
+				if err := mergeTOML(d, s, key); err != nil {
+					return err
+				}
+			default:
+				return fmt.Errorf("%s is a table in extra_toml but not in the rendered config", key)
+			}
+		case []any:
+			d, isArray := dst[k].([]any)
+			if !isArray || !allTables(d) || !allTables(s) {
+				dst[k] = s
+				continue
+			}
+			for i, elem := range s {
+				if i >= len(d) {
+					d = append(d, elem)
+					continue
+				}
+				if err := mergeTOML(d[i].(map[string]any), elem.(map[string]any), fmt.Sprintf("%s[%d]", key, i)); err != nil {
+					return err
+				}
+			}
+			dst[k] = d
+		default:
+			dst[k] = sv
+		}
+	}
+	return nil
+}
+
+func allTables(a []any) bool {
+	for _, e := range a {
+		if _, ok := e.(map[string]any); !ok {
+			return false
+		}
+	}
+	return len(a) > 0
+}

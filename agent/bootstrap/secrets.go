@@ -1,0 +1,160 @@
+package bootstrap
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/http"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/aws/retry"
+	awshttp "github.com/aws/aws-sdk-go-v2/aws/transport/http"
+	"github.com/aws/aws-sdk-go-v2/service/secretsmanager"
+	"github.com/aws/smithy-go"
+
+	"github.com/cl-agent/cl-agent/agent/config"
+)
+
+// Sentinels for secret failures; test with errors.Is.
+var (
+	ErrAccessDenied  = errors.New("access denied")
+	ErrSecretMissing = errors.New("not found")
+	ErrSecretEmpty   = errors.New("is empty")
+	ErrSecretFormat  = errors.New("is not in the expected format")
+)
+
+// SecretError is a failure to obtain or accept one secret. It names the secret by its configuration key and id,
+// never by value. Terminal errors exit 5: retrying cannot help until an operator acts.
+type SecretError struct {
+	Key      string // configuration key, e.g. "api_password"
+	ID       string // Secrets Manager id
+	Terminal bool
+	Err      error
+}
+
+func (e *SecretError) Error() string {
+	return fmt.Sprintf("secret %s (id %q): %v", e.Key, e.ID, e.Err)
+}
+
+func (e *SecretError) Unwrap() error { return e.Err }
+
+// ExitCode is 5 for a terminal failure and 1 for one worth retrying.
+func (e *SecretError) ExitCode() int {
+	if e.Terminal {
+		return 5
+	}
+	return 1
+}
+
+// SecretsAPI is the one Secrets Manager call the agent makes.
+type SecretsAPI interface {
+	GetSecretValue(ctx context.Context, in *secretsmanager.GetSecretValueInput, optFns ...func(*secretsmanager.Options)) (*secretsmanager.GetSecretValueOutput, error)
+}
+
+// NewSecretsClient builds a Secrets Manager client with the agent's retry policy: the SDK's standard retryer
+// (exponential backoff with full jitter, retrying throttling, 5xx and connection errors only) with maxAttempts
+// tries, and a per-attempt HTTP timeout so one hung attempt cannot use the whole budget.
+func NewSecretsClient(cfg aws.Config, endpoint string, maxAttempts int, attemptTimeout time.Duration) *secretsmanager.Client {
+	return secretsmanager.NewFromConfig(cfg, func(o *secretsmanager.Options) {
+		if endpoint != "" {
+			o.BaseEndpoint = aws.String(endpoint)
+		}
+		o.Retryer = retry.NewStandard(func(so *retry.StandardOptions) {
+			so.MaxAttempts = maxAttempts
+			so.MaxBackoff = 5 * time.Second
+		})
+		o.HTTPClient = awshttp.NewBuildableClient().WithTimeout(attemptTimeout)
+	})
+}
+
+// FetchSecrets gets and checks the three secrets. Each fetch is bounded by timeout (retries included).
+func FetchSecrets(ctx context.Context, api SecretsAPI, refs config.Secrets, apiEmail string, timeout time.Duration) (NodeSecrets, error) {
+	var out NodeSecrets
+	steps := []struct {
+		key   string
+		ref   config.SecretRef
+		dst   *Secret
+		check func(string) error
+	}{
+		{"database_password", refs.DatabasePassword, &out.DatabasePassword, CheckDatabasePassword},
+		{"api_password", refs.APIPassword, &out.APIPassword, func(pw string) error { return CheckAPIPassword(pw, apiEmail) }},
+		{"keystore_password", refs.KeystorePassword, &out.KeystorePassword, CheckKeystorePassword},
+	}
+	for _, s := range steps {
+		sec, err := fetchOne(ctx, api, s.key, s.ref, timeout)
+		if err != nil {
+			return NodeSecrets{}, err
+		}
+		if err := s.check(sec.value); err != nil {
+			return NodeSecrets{}, &SecretError{Key: s.key, ID: s.ref.ID, Terminal: true, Err: err}
+		}
+		*s.dst = sec
+	}
+	return out, nil
+}
+
+func fetchOne(ctx context.Context, api SecretsAPI, key string, ref config.SecretRef, timeout time.Duration) (Secret, error) {
+	fail := func(terminal bool, err error) (Secret, error) {
+		return Secret{}, &SecretError{Key: key, ID: ref.ID, Terminal: terminal, Err: err}
+	}
+	cctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	resp, err := api.GetSecretValue(cctx, &secretsmanager.GetSecretValueInput{SecretId: aws.String(ref.ID)})
+	if err != nil {
+		if cctx.Err() != nil && ctx.Err() == nil {
+			return fail(false, fmt.Errorf("GetSecretValue timed out after %s: %w", timeout, err))
+		}
+		return fail(classify(err))
+	}
+	if resp.SecretString == nil {
+		if len(resp.SecretBinary) > 0 {
+			return fail(true, fmt.Errorf("%w: a binary secret; store the value as a string", ErrSecretFormat))
+		}
+		return fail(true, ErrSecretEmpty)
+	}
+	value := *resp.SecretString
+	if ref.JSONKey != "" {
+		var fields map[string]any
+		if err := json.Unmarshal([]byte(value), &fields); err != nil {
+			// Never quote the value or the decoder's message, which may contain part of it.
+			return fail(true, fmt.Errorf("%w: json_key %q is set but the secret is not a JSON object", ErrSecretFormat, ref.JSONKey))
+		}
+		v, ok := fields[ref.JSONKey]
+		if !ok {
+			return fail(true, fmt.Errorf("%w: the JSON secret has no key %q", ErrSecretFormat, ref.JSONKey))
+		}
+		s, isString := v.(string)
+		if !isString {
+			return fail(true, fmt.Errorf("%w: the JSON secret's key %q is not a string", ErrSecretFormat, ref.JSONKey))
+		}
+		value = s
+	}
+	if value == "" {
+		return fail(true, ErrSecretEmpty)
+	}
+	return NewSecret(value, aws.ToString(resp.VersionId)), nil
+}
+
+// classify sorts an AWS error into terminal (an operator must act) or retryable. The SDK has already retried
+// what its retryer considers transient.
+func classify(err error) (terminal bool, _ error) {
+	var apiErr smithy.APIError
+	if errors.As(err, &apiErr) {
+		switch apiErr.ErrorCode() {
+		case "AccessDeniedException", "UnrecognizedClientException", "InvalidSignatureException",
+			"ExpiredTokenException", "DecryptionFailure":
+			return true, fmt.Errorf("%w: %s", ErrAccessDenied, apiErr.ErrorMessage())
+		case "ResourceNotFoundException":
+			return true, fmt.Errorf("%w: %s", ErrSecretMissing, apiErr.ErrorMessage())
+		case "InvalidRequestException", "InvalidParameterException":
+			return true, fmt.Errorf("%s: %s", apiErr.ErrorCode(), apiErr.ErrorMessage())
+		}
+	}
+	var respErr *awshttp.ResponseError
+	if errors.As(err, &respErr) && respErr.HTTPStatusCode() == http.StatusForbidden {
+		return true, fmt.Errorf("%w: %v", ErrAccessDenied, err)
+	}
+	return false, err
+}

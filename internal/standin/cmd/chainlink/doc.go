@@ -1,0 +1,68 @@
+// Command chainlink is a stand-in for the Chainlink node, shipped in a FROM-scratch test image (see package
+// standin). The agent runs it exactly as it runs the real image, so it keeps the node's runtime contract
+// (DESIGN.md §2) where the agent can observe it, and nothing else.
+//
+// # Command lines
+//
+//	chainlink --version | -v
+//	chainlink local n -p PASSWORD_FILE -a API_FILE                 1.x: configuration from the environment
+//	chainlink node -config C.toml -secrets S.toml start -p P -a A  2.x: TOML (-config, -secrets repeatable)
+//
+// Anything else exits 2 with the usage on stderr.
+//
+// # Inputs, checked before anything else (exit 1, one log line naming the input and the rule, never a value)
+//
+//   - .password (1.x required; 2.x checked when -p is given): one trailing newline dropped; 16..50 bytes, no
+//     leading or trailing white space.
+//   - .api: line 1 the e-mail, line 2 the password, both trimmed; the password follows the same rules and must
+//     not contain the e-mail (case-insensitive).
+//   - 1.x environment: DATABASE_URL (required), ROOT, CHAINLINK_PORT (6688), DATABASE_LOCKING_MODE
+//     (lease|advisorylock|dual|none, default dual), LEASE_LOCK_DURATION (10s), LEASE_LOCK_REFRESH_INTERVAL (1s),
+//     ADVISORY_LOCK_ID (1027321974924625846), ADVISORY_LOCK_CHECK_INTERVAL (1s), JSON_CONSOLE, LOG_LEVEL,
+//     ETH_CHAIN_ID, SKIP_DATABASE_PASSWORD_COMPLEXITY_CHECK.
+//   - 2.x config.toml: RootDir, [Log] Level/JSONConsole, [WebServer] HTTPPort (6688), [Database.Lock]
+//     Enabled/LeaseDuration/LeaseRefreshInterval (true/10s/1s; refresh at most half the duration),
+//     [[EVM]] ChainID. Wrong types are refused; unknown keys are tolerated (the real node refuses them, but
+//     extra_toml may carry real keys the stand-in does not model). CL_CONFIG is applied after the files.
+//   - 2.x secrets.toml: [Database] URL (or env CL_DATABASE_URL, which wins) and AllowSimplePasswords,
+//     [Password] Keystore (or CL_PASSWORD_KEYSTORE), both required. Like the real node, a 2.x node refuses 1.x
+//     variables in its environment (DATABASE_URL unless equal to CL_DATABASE_URL, ROOT, CHAINLINK_PORT, …).
+//   - The database URL is parsed as a URL (user and password percent-encoded); its password must have 16+
+//     bytes unless simple passwords are allowed or the URL names a _test database. pgx honours sslmode and
+//     sslrootcert.
+//   - RootDir/ROOT (default ~/.chainlink) must exist; like the node, its permissions are narrowed to 0700
+//     (only its owner may), and a probe file is written and removed.
+//
+// # Running
+//
+// Lifecycle events are log lines on stdout whose msg is the event: "starting", "waiting for lease",
+// "lease acquired", "listening", "ready", "lease lost", "stopping", "stopped" (and "refusing to start",
+// "crash injected", "exit-after elapsed"). Lines are JSON ({"level","ts","logger","msg",...}) unless
+// JSONConsole / JSON_CONSOLE is explicitly false (the real node's default is console text).
+//
+// The lease is the real node's: table lease_lock with a unique index on ((client_id IS NOT NULL)), a random
+// client_id per process, one upsert that only overwrites its own or an expired row, retried every refresh
+// interval while another node holds it, before the HTTP port opens. A holder that finds another holder exits 1
+// at once; a holder cut off from the database only logs. SIGTERM/SIGINT: HTTP stops, the lease is released
+// (expires_at = NOW()), exit 0. In 1.x advisorylock/dual mode the session advisory lock is taken too.
+//
+// Holding intervals are recorded for tests in standin_lease_intervals(id, host, client_id, started_at,
+// ended_at): a row on gaining the lock, ended_at = NOW() on each successful refresh and on release, in the
+// lease's own transaction. host is CL_STANDIN_HOST or the host name.
+//
+// # HTTP (port 6688 by default)
+//
+// /readyz 503 until the lock is held and start-up is done, then 200. /health 200, or 207 when a check fails,
+// with the node's JSON:API body. /metrics Prometheus text. POST /sessions {"email","password"} against the .api
+// credentials sets the clsession cookie; with it GET /v2/keys/eth and GET /v2/pipeline/runs?size=N answer,
+// without it 401.
+//
+// # Fault injection: files in RootDir
+//
+//   - standin-crash present at start: exit 1 at once (a crash-looping node).
+//   - standin-unready present at start: never ready.
+//   - standin-health-fail holding a check name: /health reports that check failing (read per request).
+//   - standin-exit-after holding a duration: exit 1 that long after start, without releasing anything.
+//   - standin-balances, lines "ADDR ETH": the keys of /v2/keys/eth (read per request).
+//   - standin-errored-runs holding a count: that many errored runs in /v2/pipeline/runs (read per request).
+package main

@@ -1,0 +1,178 @@
+package standin
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"strings"
+	"syscall"
+	"time"
+)
+
+// HashLabel is the image label holding the hash of the stand-in's binary and Dockerfile.
+const HashLabel = "cl-agent.standin.hash"
+
+// Repository is the local repository of the stand-in image. BuildImage always tags the image
+// Repository:sha-HASH as well, so removing a test's own tag never deletes an image other tests share.
+const Repository = "standin-chainlink"
+
+// Image user of the real node (DESIGN.md §2).
+const (
+	UID = 14933
+	GID = 14933
+)
+
+const (
+	importPath   = "github.com/cl-agent/cl-agent/internal/standin/cmd/chainlink"
+	goBuildBound = 5 * time.Minute
+	dockerBound  = 2 * time.Minute
+	dockerfile   = `FROM scratch
+COPY chainlink /usr/local/bin/chainlink
+ENV PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin HOME=/home/chainlink
+USER 14933:14933
+EXPOSE 6688
+ENTRYPOINT ["chainlink"]
+CMD ["local", "node"]
+`
+)
+
+// BuildBinary builds the stand-in (static: CGO_ENABLED=0, linux/amd64) into dir and returns its path.
+func BuildBinary(ctx context.Context, dir string) (string, error) {
+	out := filepath.Join(dir, "chainlink")
+	pkg, pkgDir := importPath, ""
+	if _, file, _, ok := runtime.Caller(0); ok && filepath.IsAbs(file) {
+		pkg, pkgDir = "./cmd/chainlink", filepath.Dir(file) // works from any working directory
+	}
+	goBin, err := exec.LookPath("go")
+	if err != nil {
+		goBin = filepath.Join(runtime.GOROOT(), "bin", "go")
+	}
+	ctx, cancel := context.WithTimeout(ctx, goBuildBound)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, goBin, "build", "-trimpath", "-buildvcs=false", "-ldflags=-s -w", "-o", out, pkg)
+	cmd.Dir = pkgDir
+	cmd.Env = append(os.Environ(), "CGO_ENABLED=0", "GOOS=linux", "GOARCH=amd64")
+	if output, err := cmd.CombinedOutput(); err != nil {
+		return "", fmt.Errorf("go build %s (bound %s): %w\n%s", pkg, goBuildBound, err, output)
+	}
+	return out, nil
+}
+
+// BuildImage builds the stand-in image and tags it with every tag (e.g. "standin-chainlink:2.10.0",
+// "127.0.0.1:5000/chainlink/chainlink:1.13.0"). When an image with the same binary already exists it is only
+// tagged. Safe to call from parallel test processes.
+func BuildImage(ctx context.Context, tags ...string) error {
+	dir, err := os.MkdirTemp("", "standin-image-")
+	if err != nil {
+		return fmt.Errorf("build stand-in image: %w", err)
+	}
+	defer os.RemoveAll(dir)
+	bin, err := BuildBinary(ctx, dir)
+	if err != nil {
+		return err
+	}
+	hash, err := contentHash(bin)
+	if err != nil {
+		return err
+	}
+	tags = append([]string{Repository + ":sha-" + hash}, tags...)
+	// One build at a time on this machine, so parallel test binaries share one image instead of racing.
+	unlock, err := lockFile(ctx, filepath.Join(os.TempDir(), "cl-agent-standin-build.lock"))
+	if err != nil {
+		return err
+	}
+	defer unlock()
+	id, err := docker(ctx, "image", "ls", "--quiet", "--no-trunc", "--filter", "label="+HashLabel+"="+hash)
+	if err != nil {
+		return err
+	}
+	if id = firstLine(id); id != "" {
+		for _, tag := range tags {
+			if _, err := docker(ctx, "tag", id, tag); err != nil {
+				return err
+			}
+		}
+		return nil
+	}
+	if err := os.WriteFile(filepath.Join(dir, "Dockerfile"), []byte(dockerfile), 0o644); err != nil {
+		return fmt.Errorf("build stand-in image: %w", err)
+	}
+	args := []string{"build", "--quiet", "--label", HashLabel + "=" + hash}
+	for _, tag := range tags {
+		args = append(args, "--tag", tag)
+	}
+	if _, err := docker(ctx, append(args, dir)...); err != nil {
+		return err
+	}
+	// Earlier builds whose tags moved to this one are untagged now: drop them (images in use are kept).
+	_, _ = docker(ctx, "image", "prune", "--force", "--filter", "label="+HashLabel)
+	return nil
+}
+
+// lockFile takes an exclusive flock on path, polling until ctx ends; the returned func releases it.
+func lockFile(ctx context.Context, path string) (func(), error) {
+	f, err := os.OpenFile(path, os.O_CREATE|os.O_RDWR, 0o600)
+	if err != nil {
+		return nil, fmt.Errorf("stand-in build lock: %w", err)
+	}
+	tick := time.NewTicker(100 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB)
+		if err == nil {
+			return func() { f.Close() }, nil // closing releases the lock
+		}
+		if !errors.Is(err, syscall.EWOULDBLOCK) {
+			f.Close()
+			return nil, fmt.Errorf("stand-in build lock %s: %w", path, err)
+		}
+		select {
+		case <-ctx.Done():
+			f.Close()
+			return nil, fmt.Errorf("stand-in build lock %s: %w", path, ctx.Err())
+		case <-tick.C:
+		}
+	}
+}
+
+// contentHash covers everything that ends up in the image.
+func contentHash(bin string) (string, error) {
+	f, err := os.Open(bin)
+	if err != nil {
+		return "", fmt.Errorf("hash stand-in binary: %w", err)
+	}
+	defer f.Close()
+	h := sha256.New()
+	if _, err := io.Copy(h, f); err != nil {
+		return "", fmt.Errorf("hash stand-in binary: %w", err)
+	}
+	h.Write([]byte(dockerfile))
+	return hex.EncodeToString(h.Sum(nil))[:32], nil
+}
+
+// docker runs the docker CLI with a deadline and returns its stdout.
+func docker(ctx context.Context, args ...string) (string, error) {
+	ctx, cancel := context.WithTimeout(ctx, dockerBound)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, "docker", args...)
+	cmd.Env = append(os.Environ(), "DOCKER_BUILDKIT=0") // the classic builder: nothing to pull, no buildx needed
+	var stdout, stderr bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	if err := cmd.Run(); err != nil {
+		return "", fmt.Errorf("docker %s (bound %s): %w: %s", strings.Join(args[:min(2, len(args))], " "), dockerBound, err, strings.TrimSpace(stderr.String()))
+	}
+	return stdout.String(), nil
+}
+
+func firstLine(s string) string {
+	line, _, _ := strings.Cut(strings.TrimSpace(s), "\n")
+	return strings.TrimSpace(line)
+}
