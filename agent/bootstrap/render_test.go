@@ -103,8 +103,11 @@ func TestRenderTOML(t *testing.T) {
 	}
 	var cfg struct {
 		RootDir string
-		Log     struct{ Level string; JSONConsole bool }
-		Feature struct{ LogPoller bool }
+		Log     struct {
+			Level       string
+			JSONConsole bool
+		}
+		Feature   struct{ LogPoller bool }
 		WebServer struct {
 			HTTPPort int
 			TLS      struct{ HTTPSPort int }

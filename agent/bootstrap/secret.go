@@ -1,6 +1,11 @@
 package bootstrap
 
-import "go.uber.org/zap/zapcore"
+import (
+	"strings"
+
+	"github.com/pelletier/go-toml/v2"
+	"go.uber.org/zap/zapcore"
+)
 
 // Secret holds one secret value. It formats as [REDACTED] everywhere (fmt verbs, JSON, zap) so that logging a
 // struct that holds one cannot leak it; Reveal is the only way to the value.
@@ -37,4 +42,22 @@ type NodeSecrets struct {
 // Values lists the raw values, for the log redactor.
 func (n NodeSecrets) Values() []string {
 	return []string{n.DatabasePassword.value, n.APIPassword.value, n.KeystorePassword.value}
+}
+
+// Forms lists every way a secret value may be spelled in what the agent writes: raw, percent-encoded as in the
+// database URL, and TOML-escaped as in secrets.toml. The log redactor scrubs them all.
+func (n NodeSecrets) Forms() []string {
+	var out []string
+	for _, v := range n.Values() {
+		if v == "" {
+			continue
+		}
+		out = append(out, v, escapeUserinfo(v))
+		if b, err := toml.Marshal(map[string]string{"v": v}); err == nil {
+			s := strings.TrimSpace(string(b))
+			s = strings.TrimPrefix(s, "v = ")
+			out = append(out, strings.Trim(s, `'"`))
+		}
+	}
+	return out
 }

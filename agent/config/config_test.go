@@ -117,6 +117,21 @@ func TestParseRejects(t *testing.T) {
 	}
 }
 
+func TestQuickStartNetworkNames(t *testing.T) {
+	for name, want := range map[string]uint64{"ETH-Mainnet": 1, "xDai-Mainnet": 100, "Matic-Mainnet": 137, "BSC-Mainnet": 56} {
+		c, err := Parse([]byte(minimal + "  network: " + name + "\n"))
+		if err != nil {
+			t.Fatalf("%s: %v", name, err)
+		}
+		if got, _ := c.Node.Chain(); got != want {
+			t.Errorf("%s: chain id %d, want %d", name, got, want)
+		}
+	}
+	if _, err := Parse([]byte(minimal + "  network: Kovan-ETH-Testnet\n")); !errors.Is(err, ErrUnknownNetwork) {
+		t.Errorf("a shut-down testnet must be refused, got %v", err)
+	}
+}
+
 func TestUnknownKeyMessageListsKnownKeys(t *testing.T) {
 	_, err := Parse([]byte("container: {nmae: x}\n"))
 	if err == nil || !strings.Contains(err.Error(), "container.nmae (line 1)") || !strings.Contains(err.Error(), "name") {

@@ -16,13 +16,19 @@ type Network struct {
 // Networks is the built-in table: the old Quick Start's networks plus today's mainnets and testnets. Names are
 // matched without regard to case. chain_id + link_contract in the configuration override the table.
 var Networks = map[string]Network{
-	// The old Quick Start's choices.
-	"Ethereum-Mainnet": {ChainID: 1, LinkContract: "0x514910771AF9Ca656af840dff83E8264EcF986CA"},
+	// The old Quick Start's names, kept so its parameter values still work.
+	"ETH-Mainnet":         {ChainID: 1, LinkContract: "0x514910771AF9Ca656af840dff83E8264EcF986CA"},
+	"xDai-Mainnet":        {ChainID: 100, LinkContract: "0xE2e73A1c69ecF83F464EFCE6A5be353a37cA09b2"},
+	"Matic-Mainnet":       {ChainID: 137, LinkContract: "0xb0897686c545045aFc77CF20eC7A532E3120E0F1"},
+	"Kovan-ETH-Testnet":   {ChainID: 42, LinkContract: "0xa36085F69e2889c224210F603D836748e7dC0088", Retired: true},
+	"Rinkeby-ETH-Testnet": {ChainID: 4, LinkContract: "0x01BE23585060835E02B77ef475b0Cc51aA1e0709", Retired: true},
+	// Retired Ethereum testnets under today's naming.
 	"Ethereum-Rinkeby": {ChainID: 4, LinkContract: "0x01BE23585060835E02B77ef475b0Cc51aA1e0709", Retired: true},
 	"Ethereum-Kovan":   {ChainID: 42, LinkContract: "0xa36085F69e2889c224210F603D836748e7dC0088", Retired: true},
 	"Ethereum-Ropsten": {ChainID: 3, LinkContract: "0x20fE562d797A42Dcb3399062AE9546cd06f63280", Retired: true},
 	"Ethereum-Goerli":  {ChainID: 5, LinkContract: "0x326C977E6efc84E512bB9C30f76E30c160eD06FB", Retired: true},
 	// Today's networks.
+	"Ethereum-Mainnet":  {ChainID: 1, LinkContract: "0x514910771AF9Ca656af840dff83E8264EcF986CA"},
 	"Ethereum-Sepolia":  {ChainID: 11155111, LinkContract: "0x779877A7B0D9E8603169DdbD7836e478b4624789"},
 	"BSC-Mainnet":       {ChainID: 56, LinkContract: "0x404460C6A5EdE2D891e8297795264fDe62ADBB75"},
 	"BSC-Testnet":       {ChainID: 97, LinkContract: "0x84b9B910527Ad5C03A9Ca831909E21e236EA7b06"},

@@ -68,19 +68,37 @@ func forms(v string) []string {
 
 // Write scrubs p and writes it whole.
 func (r *Redactor) Write(p []byte) (int, error) {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	out := p
-	for _, v := range r.values {
-		if bytes.Contains(out, v) {
-			out = bytes.ReplaceAll(out, v, []byte(Mask))
-		}
-	}
-	if _, err := r.w.Write(out); err != nil {
+	if _, err := r.w.Write(r.scrub(p)); err != nil {
 		return 0, err
 	}
 	return len(p), nil
 }
+
+// scrub returns p with every registered value masked.
+func (r *Redactor) scrub(p []byte) []byte {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for _, v := range r.values {
+		if bytes.Contains(p, v) {
+			p = bytes.ReplaceAll(p, v, []byte(Mask))
+		}
+	}
+	return p
+}
+
+// To returns a writer to w that masks the same values as r, now and as more are added.
+func (r *Redactor) To(w io.Writer) io.Writer {
+	return writerFunc(func(p []byte) (int, error) {
+		if _, err := w.Write(r.scrub(p)); err != nil {
+			return 0, err
+		}
+		return len(p), nil
+	})
+}
+
+type writerFunc func([]byte) (int, error)
+
+func (f writerFunc) Write(p []byte) (int, error) { return f(p) }
 
 // New returns a JSON logger at level (debug, info, warn, error) writing through r.
 func New(r *Redactor, level string) *zap.Logger {

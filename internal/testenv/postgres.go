@@ -324,11 +324,29 @@ log_line_prefix = '%%m [%%p] %%q%%u@%%d '
 }
 
 func pgHBA(bridgeSubnet string) string {
-	return fmt.Sprintf(`# cl-agent testenv: trust on the unix socket only; scram-sha-256 over TCP (loopback and the docker bridge)
+	hba := fmt.Sprintf(`# cl-agent testenv: trust on the unix socket only; scram-sha-256 over TCP (loopback and the docker bridge)
 local all all                trust
 host  all all 127.0.0.1/32   scram-sha-256
 host  all all %-14s scram-sha-256
 `, bridgeSubnet)
+	// A connection from this machine to BridgeHost leaves with one of the machine's own addresses as its source
+	// (Docker's NAT rules), so the agent on the host reaches the cluster the same way its containers do.
+	for _, a := range ownIPv4() {
+		hba += fmt.Sprintf("host  all all %-14s scram-sha-256\n", a+"/32")
+	}
+	return hba
+}
+
+// ownIPv4 lists this machine's non-loopback IPv4 addresses.
+func ownIPv4() []string {
+	addrs, _ := net.InterfaceAddrs()
+	var out []string
+	for _, a := range addrs {
+		if ipn, ok := a.(*net.IPNet); ok && ipn.IP.To4() != nil && !ipn.IP.IsLoopback() {
+			out = append(out, ipn.IP.String())
+		}
+	}
+	return out
 }
 
 // start runs the postmaster on p.Port and waits until it reports ready and listens on every address.

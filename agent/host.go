@@ -1,0 +1,123 @@
+package agent
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	awsconfig "github.com/aws/aws-sdk-go-v2/config"
+	"go.uber.org/zap"
+
+	"github.com/cl-agent/cl-agent/agent/bootstrap"
+	"github.com/cl-agent/cl-agent/agent/config"
+	"github.com/cl-agent/cl-agent/agent/container"
+	"github.com/cl-agent/cl-agent/agent/fsutil"
+	"github.com/cl-agent/cl-agent/agent/logging"
+)
+
+// Host is what every command and the daemon start from: the validated configuration, a logger whose output is
+// scrubbed of secrets, and, once learned, the host's identity and AWS configuration.
+type Host struct {
+	Config   *config.Config
+	Log      *zap.Logger
+	Redactor *logging.Redactor
+	Identity bootstrap.Identity
+	AWS      aws.Config
+}
+
+// Open loads the configuration at path and builds the logger writing JSON to logOut.
+func Open(path string, logOut io.Writer) (*Host, error) {
+	cfg, err := config.Load(path)
+	if err != nil {
+		return nil, err
+	}
+	red := logging.NewRedactor(logOut)
+	return &Host{Config: cfg, Redactor: red, Log: logging.New(red, cfg.LogLevel)}, nil
+}
+
+// Learn asks IMDS who this host is (bounded by aws.imds_timeout) and prepares the AWS SDK configuration for its
+// region. Credentials come from the SDK's default chain: the instance role in production.
+func (h *Host) Learn(ctx context.Context) error {
+	id, warning, err := bootstrap.ResolveIdentity(ctx, bootstrap.NewIMDSClient(h.Config.AWS.IMDSEndpoint), h.Config.Instance, h.Config.AWS.IMDSTimeout)
+	if err != nil {
+		return err
+	}
+	if warning != nil {
+		h.Log.Warn("identity from configuration only", zap.Error(warning))
+	}
+	h.Identity = id
+	h.Log = h.Log.With(zap.String("instance_id", id.InstanceID))
+	opts := []func(*awsconfig.LoadOptions) error{awsconfig.WithRegion(id.Region)}
+	if h.Config.AWS.IMDSEndpoint != "" {
+		opts = append(opts, awsconfig.WithEC2IMDSEndpoint(h.Config.AWS.IMDSEndpoint))
+	}
+	lctx, cancel := context.WithTimeout(ctx, h.Config.AWS.CallTimeout)
+	defer cancel()
+	h.AWS, err = awsconfig.LoadDefaultConfig(lctx, opts...)
+	if err != nil {
+		return fmt.Errorf("load the AWS SDK configuration: %w", err)
+	}
+	return nil
+}
+
+// FetchSecrets gets and checks the node's three secrets and registers their values with the log redactor.
+func (h *Host) FetchSecrets(ctx context.Context) (bootstrap.NodeSecrets, error) {
+	c := h.Config.AWS
+	api := bootstrap.NewSecretsClient(h.AWS, c.EndpointURL, c.MaxAttempts, c.CallTimeout/time.Duration(c.MaxAttempts))
+	start := time.Now()
+	s, err := bootstrap.FetchSecrets(ctx, api, h.Config.Secrets, h.Config.Node.APIEmail, c.CallTimeout)
+	if err != nil {
+		return bootstrap.NodeSecrets{}, err
+	}
+	h.Redactor.Add(s.Forms()...)
+	h.Log.Info("secrets fetched and checked", zap.Duration("took", time.Since(start)),
+		zap.String("database_password_version", s.DatabasePassword.VersionID),
+		zap.String("api_password_version", s.APIPassword.VersionID),
+		zap.String("keystore_password_version", s.KeystorePassword.VersionID))
+	return s, nil
+}
+
+// ResolveImage picks the image the node runs, pinned by digest, falling back to the last good choice in
+// state_dir when the source cannot be reached.
+func (h *Host) ResolveImage(ctx context.Context) (container.Image, error) {
+	c := h.Config.Image
+	return container.ResolveImage(ctx, container.ImageOptions{
+		Repository: c.Repository, Tag: c.Tag, Major: c.Major, HubURL: c.HubURL,
+		StateDir: h.Config.StateDir, Logger: h.Log,
+	})
+}
+
+// ImageForFormat returns just enough of the image to choose the node's format without the network when it can:
+// nothing when node.format is explicit, the pinned tag when image.tag is set, else a full resolution.
+func (h *Host) ImageForFormat(ctx context.Context) (container.Image, error) {
+	switch {
+	case h.Config.Node.Format != "auto":
+		return container.Image{}, nil
+	case h.Config.Image.Tag != "":
+		return container.Image{Repository: h.Config.Image.Repository, Tag: h.Config.Image.Tag}, nil
+	}
+	return h.ResolveImage(ctx)
+}
+
+// Render fetches nothing: it renders the node's files for img from secrets already held.
+func (h *Host) Render(img container.Image, s bootstrap.NodeSecrets) (*bootstrap.Rendered, error) {
+	format, err := bootstrap.FormatFor(h.Config.Node.Format, img.Tag)
+	if err != nil {
+		return nil, err
+	}
+	return bootstrap.Render(h.Config, h.Identity, s, format)
+}
+
+// WarnIfNotTmpfs says so when the secrets directory is on a disk, where shredding is only best effort.
+func (h *Host) WarnIfNotTmpfs(dir string) {
+	if err := fsutil.EnsureDir(dir, bootstrap.SecretsDirMode, bootstrap.NodeOwner(h.Config.Container)); err != nil {
+		h.Log.Warn("cannot prepare the secrets directory", zap.String("dir", dir), zap.Error(err))
+		return
+	}
+	if ok, err := fsutil.IsTmpfs(dir); err == nil && !ok {
+		h.Log.Warn("the secrets directory is not on tmpfs: the node's secrets touch a disk while it starts",
+			zap.String("dir", dir))
+	}
+}

@@ -1,0 +1,63 @@
+// Command cl-agent runs and operates a highly available Chainlink node on an EC2 host. See `cl-agent --help`.
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"syscall"
+)
+
+// version is set at build time with -ldflags "-X main.version=…".
+var version = "dev"
+
+// Exit codes: the contract with systemd (DESIGN.md §7). The unit does not restart on 2 or 5.
+const (
+	exitOK       = 0
+	exitRetry    = 1
+	exitUsage    = 2
+	exitTerminal = 5
+)
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
+	err := run(ctx, os.Args[1:], os.Stdout, os.Stderr)
+	stop()
+	os.Exit(report(err, os.Stderr))
+}
+
+// report prints err (already redacted by the commands' writers) and returns the exit code it maps to.
+func report(err error, stderr io.Writer) int {
+	code := exitCode(err)
+	if code != exitOK && !errors.Is(err, errReported) {
+		fmt.Fprintf(stderr, "cl-agent: %v\n", err)
+	}
+	return code
+}
+
+// errReported marks a failure the command has already explained on its output (e.g. check's FAIL lines).
+var errReported = errors.New("reported")
+
+// exitCode maps an error to the exit code contract: anything that knows its code says so (configuration errors
+// 2, terminal secret errors 5); a cancelled context is a clean stop; everything else is worth retrying.
+func exitCode(err error) int {
+	if err == nil || errors.Is(err, context.Canceled) {
+		return exitOK
+	}
+	var coded interface{ ExitCode() int }
+	if errors.As(err, &coded) {
+		return coded.ExitCode()
+	}
+	return exitRetry
+}
+
+// usageError is bad usage of the command line: exit 2.
+type usageError struct{ msg string }
+
+func (e *usageError) Error() string { return e.msg }
+func (e *usageError) ExitCode() int { return exitUsage }
+
+func usagef(format string, args ...any) error { return &usageError{msg: fmt.Sprintf(format, args...)} }

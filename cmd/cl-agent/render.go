@@ -1,0 +1,61 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"path/filepath"
+
+	"github.com/cl-agent/cl-agent/agent"
+	"github.com/cl-agent/cl-agent/agent/bootstrap"
+)
+
+// runRender writes the node's files once, exactly as the daemon would (modes, owner, all or nothing), and exits.
+// It replaces the old create-env / create-password / create-api scripts. Everything is fetched and checked
+// before the first byte is written.
+func runRender(ctx context.Context, args []string, out, errOut io.Writer) error {
+	f := newFlags("render", errOut)
+	dir := f.String("out", "", "directory to write the files into (created 0700, owned by container.user)")
+	print := f.Bool("print", false, "also print the files, with secret values masked")
+	if err := f.parse(args); err != nil {
+		return err
+	}
+	if *dir == "" {
+		return usagef("render: --out DIR is required")
+	}
+	h, err := agent.Open(*f.configPath, errOut)
+	if err != nil {
+		return err
+	}
+	if err := h.Learn(ctx); err != nil {
+		return err
+	}
+	secrets, err := h.FetchSecrets(ctx)
+	if err != nil {
+		return err
+	}
+	img, err := h.ImageForFormat(ctx)
+	if err != nil {
+		return err
+	}
+	r, err := h.Render(img, secrets)
+	if err != nil {
+		return err
+	}
+	files := r.Files
+	if *print {
+		// Print before WriteNodeFiles wipes the bytes; the redactor masks every secret value.
+		masked := h.Redactor.To(out)
+		for _, file := range files {
+			fmt.Fprintf(masked, "--- %s\n%s", file.Name, file.Data)
+		}
+	}
+	if err := bootstrap.WriteNodeFiles(*dir, r, bootstrap.NodeOwner(h.Config.Container)); err != nil {
+		return err
+	}
+	fmt.Fprintf(out, "rendered %s files into %s:\n", r.Format, *dir)
+	for _, file := range files {
+		fmt.Fprintf(out, "  %s (0400, %s)\n", filepath.Join(*dir, file.Name), h.Config.Container.User)
+	}
+	return nil
+}

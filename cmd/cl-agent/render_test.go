@@ -1,0 +1,229 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/pelletier/go-toml/v2"
+
+	"github.com/cl-agent/cl-agent/internal/standin"
+	"github.com/cl-agent/cl-agent/internal/testenv"
+)
+
+func outDir(t *testing.T) string { return filepath.Join(t.TempDir(), "node") }
+
+func TestRenderWritesTheNodeFiles(t *testing.T) {
+	cases := []struct {
+		format string
+		files  []string
+	}{
+		{"toml", []string{".api", ".password", "config.toml", "secrets.toml"}},
+		{"env", []string{".api", ".env", ".password"}},
+	}
+	for _, tc := range cases {
+		t.Run(tc.format, func(t *testing.T) {
+			dir := outDir(t)
+			code, stdout, stderr := cli(t, "render", "--config", writeConfig(t, tc.format), "--out", dir, "--print")
+			if code != 0 {
+				t.Fatalf("exit %d\n%s\n%s", code, stdout, stderr)
+			}
+			assertNoSecret(t, "stdout", stdout)
+			assertNoSecret(t, "stderr", stderr)
+			if !strings.Contains(stdout, "[REDACTED]") {
+				t.Errorf("--print shows no masked value:\n%s", stdout)
+			}
+			fi, err := os.Stat(dir)
+			if err != nil || fi.Mode().Perm() != 0o700 || fi.Sys().(*syscall.Stat_t).Uid != 14933 {
+				t.Fatalf("directory: %v %v", fi.Mode(), err)
+			}
+			entries, _ := os.ReadDir(dir)
+			var names []string
+			for _, e := range entries {
+				names = append(names, e.Name())
+				info, _ := e.Info()
+				st := info.Sys().(*syscall.Stat_t)
+				if info.Mode().Perm() != 0o400 || st.Uid != 14933 || st.Gid != 14933 {
+					t.Errorf("%s: mode %o owner %d:%d, want 0400 14933:14933", e.Name(), info.Mode().Perm(), st.Uid, st.Gid)
+				}
+			}
+			if strings.Join(names, " ") != strings.Join(tc.files, " ") {
+				t.Errorf("files %v, want %v", names, tc.files)
+			}
+			api, _ := os.ReadFile(filepath.Join(dir, ".api"))
+			if string(api) != apiEmail+"\n"+apiPass+"\n" {
+				t.Errorf(".api is wrong")
+			}
+		})
+	}
+}
+
+// TestRenderedDatabaseURLConnects: the password with @:/?#% round-trips through the rendered URL to a real
+// PostgreSQL login (scram-sha-256, TLS verified against the test CA).
+func TestRenderedDatabaseURLConnects(t *testing.T) {
+	dir := outDir(t)
+	cfg := writeConfig(t, "toml", fmt.Sprintf("  database: {host: 127.0.0.1, port: %d, name: %s, user: '%s', sslmode: verify-full, sslrootcert: %s}", fx.pg.Port, dbName, dbUser, fx.pg.CAFile))
+	if code, _, stderr := cli(t, "render", "--config", cfg, "--out", dir); code != 0 {
+		t.Fatalf("exit %d: %s", code, stderr)
+	}
+	raw, _ := os.ReadFile(filepath.Join(dir, "secrets.toml"))
+	var sec struct{ Database struct{ URL string } }
+	if err := toml.Unmarshal(raw, &sec); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	conn, err := pgx.Connect(ctx, sec.Database.URL)
+	if err != nil {
+		t.Fatalf("log in with the rendered URL: %v", err)
+	}
+	defer conn.Close(ctx)
+	var user string
+	if err := conn.QueryRow(ctx, "SELECT current_user").Scan(&user); err != nil || user != dbUser {
+		t.Fatalf("current_user %q, %v", user, err)
+	}
+}
+
+// TestBadInputs: each bad input gives a clear error naming what is wrong, the DESIGN.md §7 exit code, and no
+// file in the output directory.
+func TestBadInputs(t *testing.T) {
+	denied := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.WriteHeader(400)
+		fmt.Fprint(w, `{"__type":"AccessDeniedException","message":"User: arn:aws:sts::1:assumed-role/node is not authorized to perform: secretsmanager:GetSecretValue"}`)
+	}))
+	defer denied.Close()
+	cases := []struct {
+		name  string
+		edits []string
+		code  int
+		says  []string
+	}{
+		{"MissingSecret", []string{"  api_password: {id: NoSuchSecret}"}, 5, []string{"api_password", "NoSuchSecret", "not found"}},
+		{"AccessDenied", []string{"aws: {endpoint_url: " + denied.URL + ", imds_endpoint: " + fx.imds.URL + "}"}, 5, []string{"database_password", "access denied"}},
+		{"ShortPassword", []string{"  keystore_password: {id: ShortSecret}"}, 5, []string{"keystore_password", "ShortSecret", "shorter than 16"}},
+		{"PasswordHasEmail", []string{"  api_password: {id: EmailSecret}"}, 5, []string{"api_password", "contains the API e-mail"}},
+		{"PasswordLeadingSpace", []string{"  keystore_password: {id: SpaceSecret}"}, 5, []string{"keystore_password", "white space"}},
+		{"JSONKeyOnPlainSecret", []string{"  database_password: {id: PlainDB, json_key: password}"}, 5, []string{"database_password", "not a JSON object"}},
+		{"UnknownConfigKey", []string{"image: {repository: standin-chainlink, tga: 2.10.0}"}, 2, []string{"image.tga", "line 13", "unknown key"}},
+		{"UnknownNetwork", []string{"  network: Ethereum-Mainet"}, 2, []string{"node.network", "unknown network", "Ethereum-Sepolia"}},
+		{"MalformedURL", []string{"  ws_url: 'wss//no-host'"}, 2, []string{"node.ws_url", "not a well-formed URL"}},
+		{"IMDSDown", []string{"aws: {endpoint_url: " + fx.moto.URL + ", imds_endpoint: http://127.0.0.1:9, imds_timeout: 1s}"}, 1, []string{"instance metadata service did not answer within 1s"}},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			dir := outDir(t)
+			code, stdout, stderr := cli(t, "render", "--config", writeConfig(t, "toml", tc.edits...), "--out", dir)
+			if code != tc.code {
+				t.Errorf("exit %d, want %d\n%s", code, tc.code, stderr)
+			}
+			for _, s := range tc.says {
+				if !strings.Contains(stderr, s) {
+					t.Errorf("stderr does not say %q:\n%s", s, stderr)
+				}
+			}
+			assertNoSecret(t, "stdout", stdout)
+			assertNoSecret(t, "stderr", stderr)
+			if _, err := os.Stat(dir); !os.IsNotExist(err) {
+				entries, _ := os.ReadDir(dir)
+				if len(entries) > 0 {
+					t.Errorf("files left behind: %v", entries)
+				}
+			}
+		})
+	}
+}
+
+func TestCheck(t *testing.T) {
+	// The image check resolves against a real registry holding the stand-in under a release tag.
+	repo := pushStandin(t, "2.10.0")
+	image := "image: {repository: " + repo + ", tag: 2.10.0}"
+	code, stdout, stderr := cli(t, "check", "--config", writeConfig(t, "toml", image))
+	if code != 0 {
+		t.Fatalf("exit %d\n%s\n%s", code, stdout, stderr)
+	}
+	for _, want := range []string{"ok    config", "ok    docker", "ok    image", "ok    imds      i-0123456789abcdef0 us-east-1 us-east-1a 10.0.1.10", "ok    secrets", "ok    database  PostgreSQL 15"} {
+		if !strings.Contains(stdout, want) {
+			t.Errorf("check output lacks %q:\n%s", want, stdout)
+		}
+	}
+	code, stdout, _ = cli(t, "check", "--config", writeConfig(t, "toml", image, "  api_password: {id: ShortSecret}"))
+	if code != 5 || !strings.Contains(stdout, "FAIL  secrets") || !strings.Contains(stdout, "skip  database") {
+		t.Errorf("exit %d:\n%s", code, stdout)
+	}
+}
+
+func TestUsage(t *testing.T) {
+	for _, args := range [][]string{{}, {"bogus"}, {"render"}, {"render", "--out"}, {"version", "extra"}} {
+		if code, _, _ := cli(t, args...); code != 2 {
+			t.Errorf("%v: exit %d, want 2", args, code)
+		}
+	}
+	code, stdout, _ := cli(t, "--help")
+	for _, c := range []string{"run", "render", "resolve-image", "check", "fence", "status", "restart", "stepdown", "version"} {
+		if code != 0 || !strings.Contains(stdout, "\n  "+c+" ") {
+			t.Errorf("--help does not list %s", c)
+		}
+	}
+}
+
+// TestStandinNodeStartsOnRenderedFiles runs the stand-in node image on the rendered 2.x files exactly as the
+// daemon mounts them, and waits for /readyz 200.
+func TestStandinNodeStartsOnRenderedFiles(t *testing.T) {
+	testenv.DockerT(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	if err := standin.BuildImage(ctx, "standin-chainlink:2.10.0"); err != nil {
+		t.Fatal(err)
+	}
+	cfg, ca := writeConfigCA(t, "auto")
+	secrets := outDir(t)
+	if code, _, stderr := cli(t, "render", "--config", cfg, "--out", secrets); code != 0 {
+		t.Fatalf("render: exit %d: %s", code, stderr)
+	}
+	data := t.TempDir()
+	if err := os.Chown(data, 14933, 14933); err != nil {
+		t.Fatal(err)
+	}
+	name := fmt.Sprintf("cl-agent-cmdtest-%d", time.Now().UnixNano())
+	port := freePort(t)
+	args := []string{"run", "-d", "--name", name, "-p", fmt.Sprintf("127.0.0.1:%d:6688", port),
+		"-v", data + ":/chainlink", "-v", secrets + ":/run/chainlink:ro", "-v", ca + ":" + ca + ":ro",
+		"standin-chainlink:2.10.0", "node", "-config", "/run/chainlink/config.toml", "-secrets", "/run/chainlink/secrets.toml",
+		"start", "-p", "/run/chainlink/.password", "-a", "/run/chainlink/.api"}
+	if out, err := exec.CommandContext(ctx, "docker", args...).CombinedOutput(); err != nil {
+		t.Fatalf("docker run: %v\n%s", err, out)
+	}
+	t.Cleanup(func() { _ = exec.Command("docker", "rm", "-f", name).Run() })
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		resp, err := http.Get(fmt.Sprintf("http://127.0.0.1:%d/readyz", port))
+		if err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == 200 {
+				break
+			}
+		}
+		if time.Now().After(deadline) {
+			logs, _ := exec.Command("docker", "logs", name).CombinedOutput()
+			t.Fatalf("node not ready in 30s (last: %v)\n%s", err, logs)
+		}
+		select {
+		case <-ctx.Done():
+			t.Fatal(ctx.Err())
+		case <-time.After(100 * time.Millisecond): // poll interval, not a wait for a condition
+		}
+	}
+	logs, _ := exec.Command("docker", "logs", name).CombinedOutput()
+	assertNoSecret(t, "node logs", string(logs))
+	inspect, _ := exec.Command("docker", "inspect", name).CombinedOutput()
+	assertNoSecret(t, "docker inspect", string(inspect))
+}

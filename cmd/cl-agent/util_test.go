@@ -1,0 +1,47 @@
+package main
+
+import (
+	"context"
+	"net"
+	"os/exec"
+	"testing"
+	"time"
+
+	"github.com/cl-agent/cl-agent/internal/standin"
+	"github.com/cl-agent/cl-agent/internal/testenv"
+)
+
+func freePort(t *testing.T) int {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port
+}
+
+// pushStandin builds the stand-in node image, pushes it to a fresh loopback registry under the tags, and returns
+// the repository (registry/chainlink/chainlink).
+func pushStandin(t *testing.T, tags ...string) string {
+	t.Helper()
+	testenv.DockerT(t)
+	reg := testenv.RegistryT(t)
+	repo := reg.Addr + "/chainlink/chainlink"
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	var refs []string
+	for _, tag := range tags {
+		refs = append(refs, repo+":"+tag)
+	}
+	if err := standin.BuildImage(ctx, refs...); err != nil {
+		t.Fatal(err)
+	}
+	for _, ref := range refs {
+		if out, err := exec.CommandContext(ctx, "docker", "push", ref).CombinedOutput(); err != nil {
+			t.Fatalf("docker push %s: %v\n%s", ref, err, out)
+		}
+		t.Cleanup(func() { _ = exec.Command("docker", "rmi", ref).Run() })
+	}
+	return repo
+}
