@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"fmt"
 	"io"
@@ -48,6 +49,9 @@ func runRender(ctx context.Context, args []string, out, errOut io.Writer) error 
 		masked := h.Redactor.To(out)
 		for _, file := range files {
 			fmt.Fprintf(masked, "--- %s\n%s", file.Name, file.Data)
+			if !bytes.HasSuffix(file.Data, []byte("\n")) {
+				fmt.Fprintln(masked)
+			}
 		}
 	}
 	if err := bootstrap.WriteNodeFiles(*dir, r, bootstrap.NodeOwner(h.Config.Container)); err != nil {
