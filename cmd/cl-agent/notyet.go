@@ -13,9 +13,6 @@ func notYet(name string) func(context.Context, []string, io.Writer, io.Writer) e
 }
 
 var (
-	runDaemon   = notYet("run")
-	runFence    = notYet("fence")
-	runStatus   = notYet("status")
-	runRestart  = notYet("restart")
-	runStepdown = notYet("stepdown")
+	runDaemon = notYet("run")
+	runFence  = notYet("fence")
 )

@@ -1,0 +1,190 @@
+// Package control is the operator's channel to a running daemon: HTTP over a unix socket that only the daemon's
+// user can open (mode 0600 in a 0700 runtime directory). `cl-agent status`, `restart` and `stepdown` are its
+// clients. The daemon implements Handler; the package knows nothing of its state machine.
+package control
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"syscall"
+	"time"
+)
+
+// Status is what `cl-agent status --json` prints. Field names are part of the public interface (DESIGN.md §7).
+type Status struct {
+	Role       string    `json:"role"` // standby | starting | active | fencing | stopping
+	InstanceID string    `json:"instance_id"`
+	Since      time.Time `json:"since"` // when the role began
+	Lock       Lock      `json:"lock"`
+	Node       Node      `json:"node"`
+	Message    string    `json:"message,omitempty"` // what the agent is doing or waiting for
+	LastError  string    `json:"last_error,omitempty"`
+}
+
+// Lock describes the advisory lock as this host sees it.
+type Lock struct {
+	Enabled bool   `json:"enabled"`
+	Held    bool   `json:"held"`
+	Holder  string `json:"holder"` // the holder's application_name (cl-agent/<instance-id>), "" if none
+	Key     int64  `json:"key"`
+}
+
+// Node describes this host's node container.
+type Node struct {
+	Container string `json:"container"`
+	State     string `json:"state"`
+	Image     string `json:"image"`
+	Digest    string `json:"digest"`
+	Ready     bool   `json:"ready"`
+	Restarts  int    `json:"restarts"`
+}
+
+// Handler is what the daemon offers its operator.
+type Handler interface {
+	Status() Status
+	// Restart re-fetches the secrets and recreates the node; an error says why it cannot (e.g. standby).
+	Restart(ctx context.Context) error
+	// Stepdown hands over: stop the node, release the lock, stay out for the hold period. With wait, it returns
+	// once the peer holds the lock.
+	Stepdown(ctx context.Context, wait bool) (string, error)
+}
+
+// Serve answers on the unix socket at path until ctx is done.
+func Serve(ctx context.Context, path string, h Handler) error {
+	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
+		return fmt.Errorf("control socket directory: %w", err)
+	}
+	if err := os.Remove(path); err != nil && !errors.Is(err, os.ErrNotExist) {
+		return fmt.Errorf("remove stale control socket %s: %w", path, err)
+	}
+	old := syscall.Umask(0o177) // the socket is born 0600: no window in which others could connect
+	l, err := net.Listen("unix", path)
+	syscall.Umask(old)
+	if err != nil {
+		return fmt.Errorf("listen on control socket %s: %w", path, err)
+	}
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /status", func(w http.ResponseWriter, r *http.Request) { reply(w, http.StatusOK, h.Status()) })
+	mux.HandleFunc("POST /restart", func(w http.ResponseWriter, r *http.Request) {
+		if err := h.Restart(r.Context()); err != nil {
+			reply(w, http.StatusConflict, errorBody{err.Error()})
+			return
+		}
+		reply(w, http.StatusOK, message{"node restarted and ready"})
+	})
+	mux.HandleFunc("POST /stepdown", func(w http.ResponseWriter, r *http.Request) {
+		msg, err := h.Stepdown(r.Context(), r.URL.Query().Get("wait") == "1")
+		if err != nil {
+			reply(w, http.StatusConflict, errorBody{err.Error()})
+			return
+		}
+		reply(w, http.StatusOK, message{msg})
+	})
+	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
+	go func() {
+		<-ctx.Done()
+		sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 2*time.Second)
+		defer cancel()
+		_ = srv.Shutdown(sctx)
+	}()
+	err = srv.Serve(l)
+	_ = os.Remove(path)
+	if errors.Is(err, http.ErrServerClosed) {
+		return nil
+	}
+	return err
+}
+
+type message struct {
+	Message string `json:"message"`
+}
+
+type errorBody struct {
+	Error string `json:"error"`
+}
+
+func reply(w http.ResponseWriter, code int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(code)
+	_ = json.NewEncoder(w).Encode(v)
+}
+
+// ErrNotRunning means nothing answers on the socket: the daemon is not running (or runs with another socket).
+var ErrNotRunning = errors.New("the cl-agent daemon is not running")
+
+// Client talks to the daemon.
+type Client struct {
+	path string
+	http *http.Client
+}
+
+// NewClient returns a client for the socket at path. Each call is bounded by its context.
+func NewClient(path string) *Client {
+	return &Client{path: path, http: &http.Client{Transport: &http.Transport{
+		DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
+			var d net.Dialer
+			return d.DialContext(ctx, "unix", path)
+		},
+	}}}
+}
+
+// Status asks for the daemon's status.
+func (c *Client) Status(ctx context.Context) (Status, error) {
+	var s Status
+	return s, c.call(ctx, http.MethodGet, "/status", &s)
+}
+
+// Restart asks the daemon to recreate its node and returns its answer.
+func (c *Client) Restart(ctx context.Context) (string, error) {
+	var m message
+	err := c.call(ctx, http.MethodPost, "/restart", &m)
+	return m.Message, err
+}
+
+// Stepdown asks the daemon to hand over.
+func (c *Client) Stepdown(ctx context.Context, wait bool) (string, error) {
+	var m message
+	path := "/stepdown"
+	if wait {
+		path += "?wait=1"
+	}
+	err := c.call(ctx, http.MethodPost, path, &m)
+	return m.Message, err
+}
+
+func (c *Client) call(ctx context.Context, method, path string, out any) error {
+	req, err := http.NewRequestWithContext(ctx, method, "http://cl-agent"+path, nil)
+	if err != nil {
+		return err
+	}
+	resp, err := c.http.Do(req)
+	if err != nil {
+		if errors.Is(err, syscall.ENOENT) || errors.Is(err, syscall.ECONNREFUSED) {
+			return fmt.Errorf("%w (no answer on %s)", ErrNotRunning, c.path)
+		}
+		if errors.Is(err, syscall.EACCES) {
+			return fmt.Errorf("cannot open the control socket %s: permission denied (run as the daemon's user, e.g. with sudo)", c.path)
+		}
+		return fmt.Errorf("control socket %s: %w", c.path, err)
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
+	if err != nil {
+		return fmt.Errorf("read the daemon's answer: %w", err)
+	}
+	if resp.StatusCode != http.StatusOK {
+		var e errorBody
+		if json.Unmarshal(body, &e) == nil && e.Error != "" {
+			return errors.New(e.Error)
+		}
+		return fmt.Errorf("the daemon answered %s", resp.Status)
+	}
+	return json.Unmarshal(body, out)
+}
