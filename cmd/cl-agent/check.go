@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"io"
 	"time"
@@ -108,5 +107,3 @@ func checkDatabase(ctx context.Context, c *config.Config, password bootstrap.Sec
 	}
 	return "PostgreSQL " + v + " reachable with the node's credentials", nil
 }
-
-var errNotYet = errors.New("not available yet")

@@ -1,0 +1,278 @@
+package agent
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"time"
+
+	"go.uber.org/zap"
+
+	"github.com/cl-agent/cl-agent/agent/bootstrap"
+	"github.com/cl-agent/cl-agent/agent/container"
+	"github.com/cl-agent/cl-agent/agent/control"
+	"github.com/cl-agent/cl-agent/agent/leader"
+)
+
+// Role is the daemon's state. The state machine:
+//
+//	standby ──lock gained──▶ starting ──node ready──▶ active
+//	   ▲                        │                        │
+//	   │                        └──────lock lost─────────┤──▶ fencing ──node stopped──▶ standby
+//	   │                                                 │
+//	   └────────stepdown (lock released, hold)───────────┘
+//	any state ──SIGTERM──▶ stopping ──node stopped, lock released──▶ exit 0
+type Role string
+
+const (
+	RoleStandby  Role = "standby"
+	RoleStarting Role = "starting"
+	RoleActive   Role = "active"
+	RoleFencing  Role = "fencing"
+	RoleStopping Role = "stopping"
+)
+
+// Node is the part of the container supervisor the daemon drives: one per term of leadership.
+type Node interface {
+	Run(ctx context.Context) error
+	Restart(ctx context.Context) error
+	Status() container.Status
+}
+
+// Elector is the part of the leader election the daemon uses.
+type Elector interface {
+	Acquire(ctx context.Context) (Term, error)
+	Holder(ctx context.Context) (leader.Holder, error)
+}
+
+// Term is one period of holding the lock.
+type Term interface {
+	Context() context.Context
+	Done() <-chan struct{}
+	Err() error
+	AcquiredAt() time.Time
+	Release(ctx context.Context) error
+}
+
+// Takeover proves the previous node gone and clears its stale lease (see takeover.go).
+type Takeover interface {
+	// PreviousNodeGone reports whether no other host's node holds the node's lease or has a database session.
+	PreviousNodeGone(ctx context.Context) (gone bool, why string, err error)
+	// ExpireStaleLease ends the lease of a node known to be dead, so the next node need not wait it out.
+	ExpireStaleLease(ctx context.Context) error
+}
+
+// Notifier tells systemd how the daemon is doing (sd_notify); tests record it.
+type Notifier interface {
+	Notify(state string)
+}
+
+// Daemon is the cl-agent main loop: one explicit state machine, one function per state.
+type Daemon struct {
+	host     *Host
+	elector  Elector  // nil: leader.enabled is false, this host is always active
+	takeover Takeover // nil with the elector
+	notify   Notifier
+	// newNode builds the supervisor of one term: it runs img and calls beforeStart before every start.
+	newNode func(img container.Image, render func(context.Context) (*bootstrap.Rendered, error), beforeStart func(context.Context) error) (Node, error)
+	// warm prepares what a start needs (image resolved and pulled, secrets fetched and checked).
+	warm func(ctx context.Context) (container.Image, bootstrap.NodeSecrets, error)
+
+	requests chan request // from the control socket, served by the state functions
+	tick     time.Duration
+
+	mu        sync.Mutex
+	status    control.Status
+	secrets   bootstrap.NodeSecrets // read by the supervisor's Render, written by the loop
+	img       container.Image
+	holdUntil time.Time // after a stepdown: stay out of the election until then
+	readySent bool
+	lastBeat  time.Time
+}
+
+// request is an operator's command, answered on reply.
+type request struct {
+	kind  string // "restart" | "stepdown"
+	reply chan error
+}
+
+// DaemonOptions wires a Daemon. Host, Notify, NewNode and Warm are required; Elector and Takeover go together.
+type DaemonOptions struct {
+	Host     *Host
+	Elector  Elector
+	Takeover Takeover
+	Notify   Notifier
+	NewNode  func(img container.Image, render func(context.Context) (*bootstrap.Rendered, error), beforeStart func(context.Context) error) (Node, error)
+	Warm     func(ctx context.Context) (container.Image, bootstrap.NodeSecrets, error)
+	// Tick is the main loop's heartbeat: status refresh and the systemd watchdog. Default 1s.
+	Tick time.Duration
+}
+
+// NewDaemon checks the options and returns a daemon in standby.
+func NewDaemon(o DaemonOptions) (*Daemon, error) {
+	if o.Host == nil || o.Notify == nil || o.NewNode == nil || o.Warm == nil {
+		return nil, errors.New("daemon: Host, Notify, NewNode and Warm are required")
+	}
+	if (o.Elector == nil) != (o.Takeover == nil) {
+		return nil, errors.New("daemon: Elector and Takeover go together")
+	}
+	if o.Tick <= 0 {
+		o.Tick = time.Second
+	}
+	d := &Daemon{
+		host: o.Host, elector: o.Elector, takeover: o.Takeover, notify: o.Notify, newNode: o.NewNode, warm: o.Warm,
+		requests: make(chan request), tick: o.Tick, lastBeat: time.Now(),
+	}
+	d.status = control.Status{
+		Role: string(RoleStandby), InstanceID: o.Host.Identity.InstanceID, Since: time.Now(),
+		Lock: control.Lock{Enabled: o.Elector != nil},
+		Node: control.Node{Container: o.Host.Config.Container.Name, State: string(container.StateStopped)},
+	}
+	if o.Elector != nil {
+		c := o.Host.Config
+		d.status.Lock.Key = leader.LockKey(c.Leader.LockKey, c.Node.Database.Name)
+	}
+	return d, nil
+}
+
+// Run drives the state machine until ctx is cancelled (SIGTERM), then stops the node, releases the lock and
+// returns nil. It returns early only with a failure restarting cannot fix (exit 2 or 5).
+func (d *Daemon) Run(ctx context.Context) error {
+	for {
+		term, err := d.runStandby(ctx)
+		if err != nil {
+			return d.exit(ctx, err)
+		}
+		if err := d.runActive(ctx, term); err != nil || ctx.Err() != nil {
+			return d.exit(ctx, err)
+		}
+	}
+}
+
+// exit turns the end of the loop into the daemon's result: a cancelled context is a clean stop.
+func (d *Daemon) exit(ctx context.Context, err error) error {
+	d.setRole(RoleStopping, "stopped")
+	if ctx.Err() != nil && (err == nil || errors.Is(err, context.Canceled)) {
+		d.notify.Notify("STOPPING=1")
+		return nil
+	}
+	return err
+}
+
+// setRole enters a role and tells systemd.
+func (d *Daemon) setRole(r Role, message string) {
+	d.mu.Lock()
+	if d.status.Role != string(r) {
+		d.status.Since = time.Now()
+	}
+	d.status.Role, d.status.Message = string(r), message
+	st := d.status
+	d.mu.Unlock()
+	d.host.Log.Info("role", zap.String("role", string(r)), zap.String("doing", message))
+	d.notify.Notify("STATUS=" + statusLine(st))
+}
+
+func (d *Daemon) setProblem(err error) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if err == nil {
+		d.status.LastError = ""
+		return
+	}
+	d.status.LastError = err.Error()
+}
+
+// beat is the main loop's heartbeat: systemd's watchdog and /healthz look at it.
+func (d *Daemon) beat() {
+	d.mu.Lock()
+	d.lastBeat = time.Now()
+	st := d.status
+	d.mu.Unlock()
+	d.notify.Notify("WATCHDOG=1\nSTATUS=" + statusLine(st))
+}
+
+// LastBeat is when the main loop last ticked.
+func (d *Daemon) LastBeat() time.Time {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return d.lastBeat
+}
+
+// ready sends READY=1 once: on a standby once it is warm and campaigning, on the active once the node is up.
+func (d *Daemon) ready() {
+	d.mu.Lock()
+	sent := d.readySent
+	d.readySent = true
+	d.mu.Unlock()
+	if !sent {
+		d.notify.Notify("READY=1")
+	}
+}
+
+// statusLine is systemd's one-line story: role, node state, image, last problem.
+func statusLine(s control.Status) string {
+	line := fmt.Sprintf("%s; node %s", s.Role, s.Node.State)
+	if s.Node.Image != "" {
+		line += "; " + s.Node.Image
+	}
+	if s.Message != "" {
+		line += "; " + s.Message
+	}
+	if s.LastError != "" {
+		line += "; problem: " + s.LastError
+	}
+	return line
+}
+
+// Status is the snapshot `cl-agent status` prints.
+func (d *Daemon) Status() control.Status {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return d.status
+}
+
+// ask hands a command to the state machine and waits for its answer.
+func (d *Daemon) ask(ctx context.Context, kind string) error {
+	r := request{kind: kind, reply: make(chan error, 1)}
+	select {
+	case d.requests <- r:
+	case <-ctx.Done():
+		return fmt.Errorf("the daemon did not take the %s request: %w", kind, ctx.Err())
+	}
+	select {
+	case err := <-r.reply:
+		return err
+	case <-ctx.Done():
+		return fmt.Errorf("waiting for %s: %w", kind, ctx.Err())
+	}
+}
+
+// Restart implements control.Handler.
+func (d *Daemon) Restart(ctx context.Context) error { return d.ask(ctx, "restart") }
+
+// Stepdown implements control.Handler.
+func (d *Daemon) Stepdown(ctx context.Context, wait bool) (string, error) {
+	if d.elector == nil {
+		return "", errors.New("leader election is disabled (leader.enabled: false): there is no peer to hand over to")
+	}
+	if err := d.ask(ctx, "stepdown"); err != nil {
+		return "", err
+	}
+	if !wait {
+		return "stepped down: node stopped, lock released", nil
+	}
+	for {
+		h, err := d.elector.Holder(ctx)
+		if err == nil && h.Held && h.InstanceID != d.host.Identity.InstanceID {
+			return "stepped down: " + h.ApplicationName + " holds the lock", nil
+		}
+		select {
+		case <-ctx.Done():
+			return "", fmt.Errorf("stepped down, but no other host took the lock in time: %w", ctx.Err())
+		case <-time.After(200 * time.Millisecond): // poll interval
+		}
+	}
+}
+
+var _ control.Handler = (*Daemon)(nil)

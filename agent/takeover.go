@@ -1,0 +1,125 @@
+package agent
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"go.uber.org/zap"
+
+	"github.com/cl-agent/cl-agent/agent/bootstrap"
+	"github.com/cl-agent/cl-agent/agent/leader"
+)
+
+// takeoverPoll is how often a new active looks for proof that the previous node is gone while it waits out the
+// guard. Short, because the usual proof (the killed agent's fence stopping its node) arrives within a second.
+const takeoverPoll = 100 * time.Millisecond
+
+// waitTakeover holds the first start of a term until the previous active's node is known to be gone: proof (its
+// lease released or expired and none of its database sessions left) or the takeover guard passed since the lock
+// was taken. The guard is the invariant's bound (leader.takeover_guard > fence_after + stop_timeout + 1s): by then
+// an old active that lost the lock has fenced itself.
+func (d *Daemon) waitTakeover(ctx context.Context, term Term) error {
+	guard := d.host.Config.Leader.TakeoverGuard
+	deadline := term.AcquiredAt().Add(guard)
+	d.setRole(RoleStarting, "waiting for proof the previous node is gone, or the takeover guard")
+	for {
+		gone, why, err := d.takeover.PreviousNodeGone(ctx)
+		switch {
+		case err != nil:
+			d.host.Log.Warn("cannot check for the previous node; waiting out the guard", zap.Error(err))
+		case gone:
+			d.host.Log.Info("previous node gone; starting without waiting out the guard", zap.String("proof", why),
+				zap.Duration("after", time.Since(term.AcquiredAt())))
+			return nil
+		}
+		left := time.Until(deadline)
+		if left <= 0 {
+			d.host.Log.Info("takeover guard passed; the previous active has fenced itself by now", zap.Duration("guard", guard))
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(min(takeoverPoll, left)):
+		}
+	}
+}
+
+// dbTakeover answers from the node's database: the node's lease row and its sessions' application_name
+// ("chainlink/<instance-id>", set in the URL the agent renders).
+type dbTakeover struct {
+	connect func(ctx context.Context) (*pgx.Conn, error)
+	self    string // this host's node application_name
+	timeout time.Duration
+}
+
+// NewTakeover returns the production Takeover, connecting with connConfig (the agent's own database login).
+func NewTakeover(connConfig *pgx.ConnConfig, instanceID string, timeout time.Duration) Takeover {
+	cfg := connConfig.Copy()
+	cfg.RuntimeParams["application_name"] = "cl-agent-takeover/" + instanceID
+	return &dbTakeover{
+		connect: func(ctx context.Context) (*pgx.Conn, error) { return pgx.ConnectConfig(ctx, cfg) },
+		self:    bootstrap.NodeApplicationName(instanceID),
+		timeout: timeout,
+	}
+}
+
+func (t *dbTakeover) withConn(ctx context.Context, fn func(context.Context, *pgx.Conn) error) error {
+	ctx, cancel := context.WithTimeout(ctx, t.timeout)
+	defer cancel()
+	conn, err := t.connect(ctx)
+	if err != nil {
+		return fmt.Errorf("connect to the node's database (bound %s): %w", t.timeout, err)
+	}
+	defer conn.Close(context.WithoutCancel(ctx))
+	return fn(ctx, conn)
+}
+
+// PreviousNodeGone: the lease is not held (released on a clean stop, or lapsed) and no other host's node has a
+// database session. A node cut off from the database keeps its sessions on the server until the server notices,
+// so a partitioned node never passes this test early; a node stopped by its fence closes them at once.
+func (t *dbTakeover) PreviousNodeGone(ctx context.Context) (gone bool, why string, err error) {
+	err = t.withConn(ctx, func(ctx context.Context, conn *pgx.Conn) error {
+		lease, err := leader.LeaseState(ctx, conn)
+		if err != nil {
+			return err
+		}
+		sessions, err := leader.NodeSessions(ctx, conn, "chainlink/", t.self)
+		if err != nil {
+			return err
+		}
+		switch {
+		case lease.Exists && !lease.Expired:
+			why = fmt.Sprintf("the node's lease is held for %s more", lease.Remaining.Round(time.Millisecond))
+		case sessions > 0:
+			why = fmt.Sprintf("%d database sessions of another host's node remain", sessions)
+		default:
+			gone, why = true, "the node's lease is not held and no other node has a database session"
+		}
+		return nil
+	})
+	return gone, why, err
+}
+
+// ExpireStaleLease ends the lease of the previous (dead) node.
+func (t *dbTakeover) ExpireStaleLease(ctx context.Context) error {
+	return t.withConn(ctx, func(ctx context.Context, conn *pgx.Conn) error {
+		_, err := leader.ExpireLease(ctx, conn)
+		return err
+	})
+}
+
+// ElectorFrom adapts the leader package's elector to the daemon's interface.
+func ElectorFrom(e *leader.Elector) Elector { return electorAdapter{e} }
+
+type electorAdapter struct{ *leader.Elector }
+
+func (a electorAdapter) Acquire(ctx context.Context) (Term, error) {
+	t, err := a.Elector.Acquire(ctx)
+	if err != nil {
+		return nil, err
+	}
+	return t, nil
+}

@@ -1,0 +1,40 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+
+	"github.com/cl-agent/cl-agent/agent/config"
+	"github.com/cl-agent/cl-agent/agent/container"
+)
+
+// runFence stops (SIGTERM, then SIGKILL after container.stop_timeout) and removes this host's node container
+// and shreds its files. It needs no daemon: systemd runs it as ExecStopPost after every end of the agent, so a
+// killed agent never leaves a node running. With a configuration that no longer loads it still fences, with the
+// defaults for the container's name, secrets directory and stop timeout: leaving a node running is worse.
+func runFence(ctx context.Context, args []string, out, errOut io.Writer) error {
+	f := newFlags("fence", errOut)
+	if err := f.parse(args); err != nil {
+		return err
+	}
+	c := config.Default()
+	if loaded, err := config.Load(*f.configPath); err != nil {
+		fmt.Fprintf(errOut, "cl-agent fence: %v; fencing with the default container settings\n", err)
+	} else {
+		c = *loaded
+	}
+	k := c.Container
+	engine, err := container.NewDockerEngine(0)
+	if err != nil {
+		return err
+	}
+	defer engine.Close()
+	ctx, cancel := context.WithTimeout(ctx, k.StopTimeout+3*container.DefaultCallTimeout)
+	defer cancel()
+	if err := container.Fence(ctx, engine, k.Name, k.SecretsDir, k.StopTimeout); err != nil {
+		return err
+	}
+	fmt.Fprintf(out, "fenced: container %q stopped and removed (if it was there); files in %s shredded\n", k.Name, k.SecretsDir)
+	return nil
+}

@@ -1,0 +1,89 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+
+	"github.com/coreos/go-systemd/v22/daemon"
+	"github.com/jackc/pgx/v5"
+	"go.uber.org/zap"
+
+	"github.com/cl-agent/cl-agent/agent"
+	"github.com/cl-agent/cl-agent/agent/bootstrap"
+	"github.com/cl-agent/cl-agent/agent/container"
+	"github.com/cl-agent/cl-agent/agent/control"
+	"github.com/cl-agent/cl-agent/agent/leader"
+)
+
+// runDaemon is `cl-agent run`: the daemon systemd starts. Logs are JSON lines on stdout (journald).
+func runDaemon(ctx context.Context, args []string, out, errOut io.Writer) error {
+	f := newFlags("run", errOut)
+	if err := f.parse(args); err != nil {
+		return err
+	}
+	h, err := agent.Open(*f.configPath, out)
+	if err != nil {
+		return err
+	}
+	cfg := h.Config
+	h.Log.Info("cl-agent starting", zap.String("version", version), zap.String("config", cfg.Describe()))
+	h.WarnIfNotTmpfs(cfg.Container.SecretsDir)
+	if err := h.Learn(ctx); err != nil {
+		return err
+	}
+	engine, err := container.NewDockerEngine(0)
+	if err != nil {
+		return err
+	}
+	defer engine.Close()
+
+	o := agent.DaemonOptions{
+		Host:   h,
+		Notify: systemd{},
+		Warm:   h.Warm(engine),
+		NewNode: func(img container.Image, render func(context.Context) (*bootstrap.Rendered, error), before func(context.Context) error) (agent.Node, error) {
+			return container.New(container.Options{
+				Engine: engine, Logger: h.Log, Config: cfg, Identity: h.Identity, Image: img,
+				Render: render, BeforeStart: before,
+			})
+		},
+	}
+	if cfg.Leader.Enabled {
+		// The lock session logs in as the node does: same database, user and password.
+		secrets, err := h.FetchSecrets(ctx)
+		if err != nil {
+			return err
+		}
+		connConfig, err := pgx.ParseConfig(bootstrap.DatabaseURL(cfg.Node.Database, secrets.DatabasePassword.Reveal(), ""))
+		if err != nil {
+			return fmt.Errorf("node.database: %w", err)
+		}
+		l := cfg.Leader
+		e, err := leader.New(leader.Options{
+			ConnConfig: connConfig, Key: leader.LockKey(l.LockKey, cfg.Node.Database.Name), InstanceID: h.Identity.InstanceID,
+			PingInterval: l.PingInterval, PingTimeout: l.PingTimeout, FenceAfter: l.FenceAfter, DeadPeerTimeout: l.DeadPeerTimeout,
+			Logger: h.Log,
+		})
+		if err != nil {
+			return err
+		}
+		o.Elector = agent.ElectorFrom(e)
+		o.Takeover = agent.NewTakeover(connConfig, h.Identity.InstanceID, cfg.AWS.CallTimeout)
+	}
+	d, err := agent.NewDaemon(o)
+	if err != nil {
+		return err
+	}
+	go func() {
+		if err := control.Serve(ctx, cfg.Control.Socket, d); err != nil {
+			h.Log.Error("control socket", zap.Error(err))
+		}
+	}()
+	return d.Run(ctx)
+}
+
+// systemd sends sd_notify messages; outside systemd (no NOTIFY_SOCKET) they are dropped.
+type systemd struct{}
+
+func (systemd) Notify(state string) { _, _ = daemon.SdNotify(false, state) }
