@@ -38,8 +38,12 @@ func (d *Daemon) runActive(ctx context.Context, term Term) error {
 
 	tick := time.NewTicker(d.tick)
 	defer tick.Stop()
+	rotate := d.rotationTicker()
+	defer rotate.Stop()
 	restarting := make(chan error, 1)
-	var restartReply chan error
+	rotation := make(chan rotationCheck, 1)
+	var restartReply chan error // the operator waiting for a restart; nil for a rotation's
+	busy := false               // a restart (operator's or rotation's) is under way
 	for {
 		select {
 		case err := <-nodeDone:
@@ -71,15 +75,33 @@ func (d *Daemon) runActive(ctx context.Context, term Term) error {
 				d.mu.Unlock()
 				r.reply <- dropCanceled(err)
 				return dropCanceled(err)
-			case restartReply != nil:
+			case busy:
 				r.reply <- errors.New("a restart is already in progress")
 			default:
-				restartReply = r.reply
+				busy, restartReply = true, r.reply
 				go func() { restarting <- d.restart(runCtx, node) }()
 			}
 		case err := <-restarting:
-			restartReply <- err
-			restartReply = nil
+			if restartReply != nil {
+				restartReply <- err
+			} else if err != nil {
+				d.host.Log.Error("restart after a secret rotation failed", zap.Error(err))
+			}
+			busy, restartReply = false, nil
+		case <-rotate.C:
+			if !busy {
+				go func() { rotation <- d.checkRotation(runCtx) }()
+			}
+		case rc := <-rotation:
+			if len(rc.changed) == 0 || busy {
+				continue
+			}
+			d.host.Log.Info("secrets rotated: restarting the node with the new values", zap.Strings("secrets", rc.changed))
+			d.mu.Lock()
+			d.secrets = rc.fresh
+			d.mu.Unlock()
+			busy = true
+			go func() { restarting <- node.Restart(runCtx) }()
 		case <-tick.C:
 			d.beat()
 			d.observe(node.Status())
@@ -115,7 +137,7 @@ func (d *Daemon) observe(s container.Status) {
 
 // restart is the operator's restart: fetch the secrets again, then re-render and recreate the node.
 func (d *Daemon) restart(ctx context.Context, node Node) error {
-	secrets, err := d.host.FetchSecrets(ctx)
+	secrets, err := d.fetch(ctx)
 	if err != nil {
 		return fmt.Errorf("restart: fetch the secrets again: %w", err)
 	}

@@ -78,6 +78,8 @@ type Daemon struct {
 	newNode func(img container.Image, render func(context.Context) (*bootstrap.Rendered, error), beforeStart func(context.Context) error) (Node, error)
 	// warm prepares what a start needs (image resolved and pulled, secrets fetched and checked).
 	warm func(ctx context.Context) (container.Image, bootstrap.NodeSecrets, error)
+	// fetch gets the secrets again (restart, rotation).
+	fetch func(ctx context.Context) (bootstrap.NodeSecrets, error)
 
 	requests chan request // from the control socket, served by the state functions
 	tick     time.Duration
@@ -105,6 +107,8 @@ type DaemonOptions struct {
 	Notify   Notifier
 	NewNode  func(img container.Image, render func(context.Context) (*bootstrap.Rendered, error), beforeStart func(context.Context) error) (Node, error)
 	Warm     func(ctx context.Context) (container.Image, bootstrap.NodeSecrets, error)
+	// Fetch gets the secrets again for a restart or a rotation check. Default Host.FetchSecrets.
+	Fetch func(ctx context.Context) (bootstrap.NodeSecrets, error)
 	// Tick is the main loop's heartbeat: status refresh and the systemd watchdog. Default 1s.
 	Tick time.Duration
 }
@@ -120,8 +124,11 @@ func NewDaemon(o DaemonOptions) (*Daemon, error) {
 	if o.Tick <= 0 {
 		o.Tick = time.Second
 	}
+	if o.Fetch == nil {
+		o.Fetch = o.Host.FetchSecrets
+	}
 	d := &Daemon{
-		host: o.Host, elector: o.Elector, takeover: o.Takeover, notify: o.Notify, newNode: o.NewNode, warm: o.Warm,
+		host: o.Host, elector: o.Elector, takeover: o.Takeover, notify: o.Notify, newNode: o.NewNode, warm: o.Warm, fetch: o.Fetch,
 		requests: make(chan request), tick: o.Tick, lastBeat: time.Now(),
 	}
 	d.status = control.Status{

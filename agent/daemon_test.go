@@ -3,6 +3,7 @@ package agent
 import (
 	"context"
 	"errors"
+	"fmt"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -137,6 +138,9 @@ func (r *recorder) has(prefix string) bool {
 }
 
 type harness struct {
+	version  atomic.Int32 // the secrets' version id that fetch returns
+	fetches  atomic.Int32
+	fetchErr atomic.Pointer[error]
 	d        *Daemon
 	elector  *fakeElector
 	takeover *fakeTakeover
@@ -152,6 +156,7 @@ func start(t *testing.T, leaderEnabled bool, edit func(*config.Config), warmErr 
 	cfg.Leader.Enabled = leaderEnabled
 	cfg.Leader.TakeoverGuard = 300 * time.Millisecond
 	cfg.Leader.StepdownHold = 300 * time.Millisecond
+	cfg.Secrets.PollInterval = 0
 	if edit != nil {
 		edit(&cfg)
 	}
@@ -161,7 +166,14 @@ func start(t *testing.T, leaderEnabled bool, edit func(*config.Config), warmErr 
 		Notify: h.notes,
 		Tick:   10 * time.Millisecond,
 		Warm: func(context.Context) (container.Image, bootstrap.NodeSecrets, error) {
-			return container.Image{Repository: "r", Tag: "2.10.0", Digest: "sha256:" + strings.Repeat("a", 64)}, bootstrap.NodeSecrets{}, warmErr
+			return container.Image{Repository: "r", Tag: "2.10.0", Digest: "sha256:" + strings.Repeat("a", 64)}, h.secrets(), warmErr
+		},
+		Fetch: func(context.Context) (bootstrap.NodeSecrets, error) {
+			h.fetches.Add(1)
+			if err := h.fetchErr.Load(); err != nil {
+				return bootstrap.NodeSecrets{}, *err
+			}
+			return h.secrets(), nil
 		},
 		NewNode: func(_ container.Image, _ func(context.Context) (*bootstrap.Rendered, error), before func(context.Context) error) (Node, error) {
 			n := &fakeNode{beforeStart: before}
@@ -191,6 +203,16 @@ func start(t *testing.T, leaderEnabled bool, edit func(*config.Config), warmErr 
 		}
 	})
 	return h
+}
+
+// secrets are the fake Secrets Manager's current values: every version id is "v<version>".
+func (h *harness) secrets() bootstrap.NodeSecrets {
+	v := fmt.Sprintf("v%d", h.version.Load())
+	return bootstrap.NodeSecrets{
+		DatabasePassword: bootstrap.NewSecret("db-password-0123456789", v),
+		APIPassword:      bootstrap.NewSecret("api-password-0123456789", v),
+		KeystorePassword: bootstrap.NewSecret("keystore-password-0123456789", v),
+	}
 }
 
 // eventually polls cond until it holds or 5 s pass.
@@ -325,17 +347,65 @@ func TestRestartOnActive(t *testing.T) {
 	h := start(t, false, nil, nil)
 	node := <-h.nodes
 	eventually(t, "active", func() bool { return h.role() == RoleActive })
-	// Host.FetchSecrets needs AWS; the restart path is exercised end to end in the integration tests. Here the
-	// request must reach the node through the loop and come back.
-	h.d.host.AWS.Region = "" // no client: FetchSecrets fails fast
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
+
+	denied := error(&bootstrap.SecretError{Key: "api_password", ID: "ApiSecret", Terminal: true, Err: bootstrap.ErrAccessDenied})
+	h.fetchErr.Store(&denied)
 	if err := h.d.Restart(ctx); err == nil || !strings.Contains(err.Error(), "fetch the secrets again") {
-		t.Fatalf("restart without AWS must say the secrets could not be fetched, got %v", err)
+		t.Fatalf("restart without fresh secrets must say so, got %v", err)
 	}
 	if node.restarts != 0 {
 		t.Error("node restarted without fresh secrets")
 	}
+	h.fetchErr.Store(nil)
+	h.version.Store(2)
+	if err := h.d.Restart(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if node.restarts != 1 {
+		t.Errorf("node restarted %d times, want 1", node.restarts)
+	}
+	if h.d.secrets.APIPassword.VersionID != "v2" {
+		t.Errorf("the restart did not take the fresh secrets")
+	}
+}
+
+func TestRotatedSecretRestartsTheActiveNode(t *testing.T) {
+	h := start(t, false, func(c *config.Config) { c.Secrets.PollInterval = 20 * time.Millisecond }, nil)
+	node := <-h.nodes
+	eventually(t, "active", func() bool { return h.role() == RoleActive })
+	polled := h.fetches.Load()
+	eventually(t, "three rotation checks with unchanged versions", func() bool { return h.fetches.Load() >= polled+3 })
+	node.mu.Lock()
+	restarts := node.restarts
+	node.mu.Unlock()
+	if restarts != 0 {
+		t.Fatalf("restarted %d times without a rotation", restarts)
+	}
+	h.version.Store(7)
+	eventually(t, "node restarted after the rotation", func() bool {
+		node.mu.Lock()
+		defer node.mu.Unlock()
+		return node.restarts == 1
+	})
+	h.d.mu.Lock()
+	got := h.d.secrets.KeystorePassword.VersionID
+	h.d.mu.Unlock()
+	if got != "v7" {
+		t.Errorf("held version %s after the rotation, want v7", got)
+	}
+}
+
+func TestRotatedSecretRefreshesTheStandby(t *testing.T) {
+	h := start(t, true, func(c *config.Config) { c.Secrets.PollInterval = 20 * time.Millisecond }, nil)
+	eventually(t, "campaigning", func() bool { return h.elector.acquires.Load() == 1 })
+	h.version.Store(3)
+	eventually(t, "standby holds the rotated secrets", func() bool {
+		h.d.mu.Lock()
+		defer h.d.mu.Unlock()
+		return h.d.secrets.DatabasePassword.VersionID == "v3"
+	})
 }
 
 func TestTerminalWarmUpFailureEndsTheDaemon(t *testing.T) {

@@ -44,8 +44,20 @@ func (d *Daemon) runStandby(ctx context.Context) (Term, error) {
 	}()
 	tick := time.NewTicker(d.tick)
 	defer tick.Stop()
+	rotate := d.rotationTicker()
+	defer rotate.Stop()
+	rotation := make(chan rotationCheck, 1)
 	for {
 		select {
+		case <-rotate.C:
+			go func() { rotation <- d.checkRotation(ctx) }()
+		case rc := <-rotation:
+			if len(rc.changed) > 0 {
+				d.host.Log.Info("secrets rotated: the standby holds the new values", zap.Strings("secrets", rc.changed))
+				d.mu.Lock()
+				d.secrets = rc.fresh
+				d.mu.Unlock()
+			}
 		case r := <-acquired:
 			if r.err != nil {
 				return nil, r.err

@@ -59,6 +59,9 @@ type Secrets struct {
 	DatabasePassword SecretRef `yaml:"database_password"`
 	APIPassword      SecretRef `yaml:"api_password"`
 	KeystorePassword SecretRef `yaml:"keystore_password"`
+	// PollInterval is how often the agent looks for rotated secrets (new version ids): the standby refreshes what
+	// it holds, the active restarts its node with the new values. Default 5m; 0 turns rotation checks off.
+	PollInterval time.Duration `yaml:"poll_interval"`
 }
 
 // SecretRef is a Secrets Manager secret id (name or ARN) and, for a JSON secret, the key whose string value to use.
@@ -174,6 +177,7 @@ func Default() Config {
 			DatabasePassword: SecretRef{ID: "DBSecret"},
 			APIPassword:      SecretRef{ID: "ApiSecret"},
 			KeystorePassword: SecretRef{ID: "WalletSecret"},
+			PollInterval:     5 * time.Minute,
 		},
 		Node: Node{
 			Format:   "auto",

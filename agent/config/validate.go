@@ -129,6 +129,9 @@ func (v *validator) secrets(c *Config) {
 	} {
 		v.required(name+".id", ref.ID)
 	}
+	if p := c.Secrets.PollInterval; p != 0 && p < 10*time.Second {
+		v.fail("secrets.poll_interval", p.String(), detail(ErrOutOfRange, "must be 0 (off) or at least 10s"))
+	}
 }
 
 func (v *validator) node(c *Config) {

@@ -43,7 +43,7 @@ func runDaemon(ctx context.Context, args []string, out, errOut io.Writer) error 
 		Notify: systemd{},
 		Warm:   h.Warm(engine),
 		NewNode: func(img container.Image, render func(context.Context) (*bootstrap.Rendered, error), before func(context.Context) error) (agent.Node, error) {
-			return container.New(container.Options{
+			return container.NewSupervisor(container.Options{
 				Engine: engine, Logger: h.Log, Config: cfg, Identity: h.Identity, Image: img,
 				Render: render, BeforeStart: before,
 			})
