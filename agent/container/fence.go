@@ -1,0 +1,44 @@
+package container
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/cl-agent/cl-agent/agent/bootstrap"
+)
+
+// Fence stops this host's node container (SIGTERM, then SIGKILL after stopTimeout), removes it and shreds the
+// node's files in secretsDir. It needs only the Docker engine, not a running agent: `cl-agent fence` (systemd's
+// ExecStopPost) and the supervisor's own shutdown use it. No container by that name is success. A container by
+// that name without the cl-agent.managed label is left alone: the error wraps ErrNotManaged. The files are
+// shredded in every case.
+func Fence(ctx context.Context, e Engine, name, secretsDir string, stopTimeout time.Duration) error {
+	err := fence(ctx, e, name, stopTimeout)
+	if serr := bootstrap.ShredNodeFiles(secretsDir); serr != nil {
+		err = errors.Join(err, fmt.Errorf("fence: shred the node's files: %w", serr))
+	}
+	return err
+}
+
+func fence(ctx context.Context, e Engine, name string, stopTimeout time.Duration) error {
+	c, err := e.InspectContainer(ctx, name)
+	switch {
+	case errors.Is(err, ErrNotFound):
+		return nil
+	case err != nil:
+		return fmt.Errorf("fence: %w", err)
+	case c.Labels[LabelManaged] != "true":
+		return fmt.Errorf("fence: container %q (%.12s) is %w; refusing to stop it", name, c.ID, ErrNotManaged)
+	}
+	if c.Running || c.Status == "restarting" || c.Status == "paused" {
+		if err := e.StopContainer(ctx, c.ID, stopTimeout); err != nil && !errors.Is(err, ErrNotFound) {
+			return fmt.Errorf("fence: %w", err)
+		}
+	}
+	if err := e.RemoveContainer(ctx, c.ID); err != nil {
+		return fmt.Errorf("fence: %w", err)
+	}
+	return nil
+}
