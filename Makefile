@@ -37,9 +37,9 @@ fuzz:
 	$(GO) test -run '^$$' -fuzz '^FuzzParse$$' -fuzztime $(FUZZTIME) ./agent/config
 	$(GO) test -run '^$$' -fuzz '^FuzzRender$$' -fuzztime $(FUZZTIME) ./agent/bootstrap
 
-## dockerd-restart: tests that restart the shared Docker engine, alone, after everything else.
+## dockerd-restart: tests that restart the shared Docker engine, one package at a time (-p 1), after everything else.
 dockerd-restart:
-	$(GO) test -count=1 -timeout 8m -tags dockerrestart -run 'DockerdRestart' ./...
+	$(GO) test -p 1 -count=1 -timeout 10m -tags dockerrestart -run 'DockerdRestart' ./...
 
 ## bench: benchmarks on the real components (figures for the README).
 bench:

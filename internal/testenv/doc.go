@@ -18,7 +18,8 @@
 // PostgreSQL runs as the postgres user (initdb refuses root) from /usr/lib/postgresql/15/bin. The postmaster is
 // started directly rather than through pg_ctl, whose daemonised postmaster would escape the parent-death signal;
 // readiness is the "ready" status in postmaster.pid, which is what pg_ctl -w waits for. It listens on 127.0.0.1 and
-// the docker bridge gateway so containers can connect, with TLS from a throwaway CA.
+// the docker bridge gateway so containers can connect, with TLS from a throwaway CA; ExtraListen adds an address
+// (e.g. the root end of an internal/netns host's link) and the network allowed through it.
 //
 // Tools pinned in go.mod (ec2-metadata-mock, registry) are resolved with `go tool -n` from the module root, once per
 // process, and run directly.

@@ -43,13 +43,20 @@ type Postgres struct {
 
 	mu   sync.Mutex // guards proc across Restart and Stop
 	proc *proc
+
+	opts pgOptions // extra listen addresses (ExtraListen)
 }
 
 // StartPostgres creates a cluster in dir (made if missing, then owned by the postgres user; parents inside the temp
 // dir gain o+x so that user can reach it) and starts it on a free port. It needs the docker engine (started if it is
 // not running) to learn the bridge gateway. The superuser password is random and reaches initdb through a pipe.
-func StartPostgres(ctx context.Context, dir string) (*Postgres, error) {
-	dir, err := filepath.Abs(dir)
+// Options add listen addresses (ExtraListen).
+func StartPostgres(ctx context.Context, dir string, opts ...PostgresOption) (*Postgres, error) {
+	o, err := newPGOptions(opts)
+	if err != nil {
+		return nil, err
+	}
+	dir, err = filepath.Abs(dir)
 	if err != nil {
 		return nil, err
 	}
@@ -70,6 +77,7 @@ func StartPostgres(ctx context.Context, dir string) (*Postgres, error) {
 		uid:        uid,
 		gid:        gid,
 		socketDir:  dir,
+		opts:       o,
 	}
 	if err := p.prepareDir(); err != nil {
 		return nil, err
@@ -272,7 +280,7 @@ func (p *Postgres) initdb(ctx context.Context) error {
 
 // configure writes TLS material, postgresql.conf additions and pg_hba.conf.
 func (p *Postgres) configure(bridgeSubnet string) error {
-	ips := []net.IP{net.IPv4(127, 0, 0, 1), net.ParseIP(p.BridgeHost)}
+	ips := append([]net.IP{net.IPv4(127, 0, 0, 1), net.ParseIP(p.BridgeHost)}, p.opts.certIPs()...)
 	tlsFiles, err := newServerTLS(ips)
 	if err != nil {
 		return err
@@ -286,7 +294,7 @@ func (p *Postgres) configure(bridgeSubnet string) error {
 		{p.CAFile, tlsFiles.caPEM, 0o644},
 		{filepath.Join(data, "server.crt"), tlsFiles.certPEM, 0o644},
 		{filepath.Join(data, "server.key"), tlsFiles.keyPEM, 0o600},
-		{filepath.Join(data, "pg_hba.conf"), []byte(pgHBA(bridgeSubnet)), 0o600},
+		{filepath.Join(data, "pg_hba.conf"), []byte(pgHBA(bridgeSubnet) + p.opts.hbaLines()), 0o600},
 	} {
 		if err := writeOwned(f.path, f.b, f.perm, p.uid, p.gid); err != nil {
 			return fmt.Errorf("write %s: %w", f.path, err)
@@ -304,7 +312,7 @@ func (p *Postgres) configure(bridgeSubnet string) error {
 func (p *Postgres) conf() string {
 	return fmt.Sprintf(`
 # cl-agent testenv
-listen_addresses = '127.0.0.1,%s'
+listen_addresses = '127.0.0.1,%s%s'
 unix_socket_directories = '%s'
 unix_socket_permissions = 0700
 ssl = on
@@ -320,7 +328,7 @@ max_connections = 200
 logging_collector = off
 log_min_error_statement = panic  # a failed CREATE ROLE ... PASSWORD must not land in the log
 log_line_prefix = '%%m [%%p] %%q%%u@%%d '
-`, p.BridgeHost, p.socketDir)
+`, p.BridgeHost, p.opts.listenAddrs(), p.socketDir)
 }
 
 func pgHBA(bridgeSubnet string) string {

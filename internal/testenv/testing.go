@@ -15,8 +15,8 @@ func tContext() (context.Context, context.CancelFunc) {
 }
 
 // PostgresT starts a cluster in a fresh $TMPDIR/cl-agent-testenv-pg-* dir and stops it (removing the dir) at
-// cleanup. It fails the test when the cluster cannot start.
-func PostgresT(t testing.TB) *Postgres {
+// cleanup. It fails the test when the cluster cannot start. Options add listen addresses (ExtraListen).
+func PostgresT(t testing.TB, opts ...PostgresOption) *Postgres {
 	t.Helper()
 	ctx, cancel := tContext()
 	defer cancel()
@@ -24,7 +24,7 @@ func PostgresT(t testing.TB) *Postgres {
 	if err != nil {
 		t.Fatalf("testenv: postgres dir: %v", err)
 	}
-	p, err := StartPostgres(ctx, dir)
+	p, err := StartPostgres(ctx, dir, opts...)
 	if err != nil {
 		os.RemoveAll(dir)
 		t.Fatalf("testenv: start postgres: %v", err)
