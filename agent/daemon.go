@@ -57,8 +57,8 @@ type Term interface {
 
 // Takeover proves the previous node gone and clears its stale lease (see takeover.go).
 type Takeover interface {
-	// PreviousNodeGone reports whether no other host's node holds the node's lease or has a database session.
-	PreviousNodeGone(ctx context.Context) (gone bool, why string, err error)
+	// Watch starts looking for proof that the previous active's node is gone; check reports whether it is.
+	Watch(ctx context.Context) (check func(context.Context) (gone bool, why string, err error), err error)
 	// ExpireStaleLease ends the lease of a node known to be dead, so the next node need not wait it out.
 	ExpireStaleLease(ctx context.Context) error
 }

@@ -111,8 +111,8 @@ type fakeTakeover struct {
 	expired atomic.Int32
 }
 
-func (f *fakeTakeover) PreviousNodeGone(context.Context) (bool, string, error) {
-	return f.gone.Load(), "test", nil
+func (f *fakeTakeover) Watch(context.Context) (func(context.Context) (bool, string, error), error) {
+	return func(context.Context) (bool, string, error) { return f.gone.Load(), "test", nil }, nil
 }
 func (f *fakeTakeover) ExpireStaleLease(context.Context) error { f.expired.Add(1); return nil }
 

@@ -9,7 +9,9 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/cl-agent/cl-agent/agent/bootstrap"
+	"github.com/cl-agent/cl-agent/agent/config"
 	"github.com/cl-agent/cl-agent/agent/container"
+	"github.com/cl-agent/cl-agent/agent/leader"
 )
 
 // warmRetryMax bounds the backoff between failed warm-ups (image, secrets).
@@ -59,6 +61,11 @@ func (d *Daemon) runStandby(ctx context.Context) (Term, error) {
 				d.mu.Unlock()
 			}
 		case r := <-acquired:
+			if errors.Is(r.err, leader.ErrProxied) {
+				// A transaction pooler between us and the database: the lock would not be session-held.
+				return nil, &config.FieldError{Field: "node.database.host", Value: d.host.Config.Node.Database.Host,
+					Err: fmt.Errorf("%w: %v", config.ErrInvalid, r.err)}
+			}
 			if r.err != nil {
 				return nil, r.err
 			}

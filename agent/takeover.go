@@ -16,16 +16,21 @@ import (
 // guard. Short, because the usual proof (the killed agent's fence stopping its node) arrives within a second.
 const takeoverPoll = 100 * time.Millisecond
 
-// waitTakeover holds the first start of a term until the previous active's node is known to be gone: proof (its
-// lease released or expired and none of its database sessions left) or the takeover guard passed since the lock
-// was taken. The guard is the invariant's bound (leader.takeover_guard > fence_after + stop_timeout + 1s): by then
-// an old active that lost the lock has fenced itself.
+// waitTakeover holds the first start of a term until the previous active's node is known to be gone: proof (see
+// dbTakeover.Watch) or the takeover guard passed since the lock was taken. The guard is the invariant's bound
+// (leader.takeover_guard > fence_after + stop_timeout + 1s): by then an old active that lost the lock has fenced
+// itself.
 func (d *Daemon) waitTakeover(ctx context.Context, term Term) error {
 	guard := d.host.Config.Leader.TakeoverGuard
 	deadline := term.AcquiredAt().Add(guard)
 	d.setRole(RoleStarting, "waiting for proof the previous node is gone, or the takeover guard")
+	check, err := d.takeover.Watch(ctx)
+	if err != nil {
+		d.host.Log.Warn("cannot watch for the previous node; waiting out the guard", zap.Error(err))
+		check = func(context.Context) (bool, string, error) { return false, "", nil }
+	}
 	for {
-		gone, why, err := d.takeover.PreviousNodeGone(ctx)
+		gone, why, err := check(ctx)
 		switch {
 		case err != nil:
 			d.host.Log.Warn("cannot check for the previous node; waiting out the guard", zap.Error(err))
@@ -47,21 +52,23 @@ func (d *Daemon) waitTakeover(ctx context.Context, term Term) error {
 	}
 }
 
-// dbTakeover answers from the node's database: the node's lease row and its sessions' application_name
-// ("chainlink/<instance-id>", set in the URL the agent renders).
+// dbTakeover answers from the node's database: the node's lease row, its sessions' application_name
+// ("chainlink/<instance-id>", set in the URL the agent renders) and the server's start time.
 type dbTakeover struct {
 	connect func(ctx context.Context) (*pgx.Conn, error)
 	self    string // this host's node application_name
+	guard   time.Duration
 	timeout time.Duration
 }
 
 // NewTakeover returns the production Takeover, connecting with connConfig (the agent's own database login).
-func NewTakeover(connConfig *pgx.ConnConfig, instanceID string, timeout time.Duration) Takeover {
+func NewTakeover(connConfig *pgx.ConnConfig, instanceID string, guard, timeout time.Duration) Takeover {
 	cfg := connConfig.Copy()
 	cfg.RuntimeParams["application_name"] = "cl-agent-takeover/" + instanceID
 	return &dbTakeover{
 		connect: func(ctx context.Context) (*pgx.Conn, error) { return pgx.ConnectConfig(ctx, cfg) },
 		self:    bootstrap.NodeApplicationName(instanceID),
+		guard:   guard,
 		timeout: timeout,
 	}
 }
@@ -77,30 +84,55 @@ func (t *dbTakeover) withConn(ctx context.Context, fn func(context.Context, *pgx
 	return fn(ctx, conn)
 }
 
-// PreviousNodeGone: the lease is not held (released on a clean stop, or lapsed) and no other host's node has a
-// database session. A node cut off from the database keeps its sessions on the server until the server notices,
-// so a partitioned node never passes this test early; a node stopped by its fence closes them at once.
-func (t *dbTakeover) PreviousNodeGone(ctx context.Context) (gone bool, why string, err error) {
-	err = t.withConn(ctx, func(ctx context.Context, conn *pgx.Conn) error {
-		lease, err := leader.LeaseState(ctx, conn)
-		if err != nil {
-			return err
-		}
-		sessions, err := leader.NodeSessions(ctx, conn, "chainlink/", t.self)
-		if err != nil {
-			return err
-		}
-		switch {
-		case lease.Exists && !lease.Expired:
-			why = fmt.Sprintf("the node's lease is held for %s more", lease.Remaining.Round(time.Millisecond))
-		case sessions > 0:
-			why = fmt.Sprintf("%d database sessions of another host's node remain", sessions)
-		default:
-			gone, why = true, "the node's lease is not held and no other node has a database session"
-		}
-		return nil
-	})
-	return gone, why, err
+// Watch reads the node's lease once and returns the check. The previous node is gone when either
+//
+//   - its lease was released while we watched (expires_at moved back: only a clean stop does that), or
+//   - the lease is not held, no other host's node has a database session, and the server has been up for longer
+//     than the guard.
+//
+// An expired lease alone proves nothing: a node cut off from the database keeps running. Its sessions stay on the
+// server until the server gives up on them (minutes with PostgreSQL's and RDS's defaults), so "no sessions" is
+// proof unless the server itself restarted recently and dropped every session: hence the uptime condition.
+func (t *dbTakeover) Watch(ctx context.Context) (func(context.Context) (bool, string, error), error) {
+	var first leader.LeaseInfo
+	if err := t.withConn(ctx, func(ctx context.Context, conn *pgx.Conn) (err error) {
+		first, err = leader.LeaseState(ctx, conn)
+		return err
+	}); err != nil {
+		return nil, err
+	}
+	return func(ctx context.Context) (gone bool, why string, err error) {
+		err = t.withConn(ctx, func(ctx context.Context, conn *pgx.Conn) error {
+			lease, err := leader.LeaseState(ctx, conn)
+			if err != nil {
+				return err
+			}
+			if lease.ReleasedSince(first) {
+				gone, why = true, "the previous node released its lease"
+				return nil
+			}
+			sessions, err := leader.NodeSessions(ctx, conn, "chainlink/", t.self)
+			if err != nil {
+				return err
+			}
+			var uptime time.Duration
+			if err := conn.QueryRow(ctx, "SELECT now() - pg_postmaster_start_time()").Scan(&uptime); err != nil {
+				return fmt.Errorf("read the server's uptime: %w", err)
+			}
+			switch {
+			case lease.Exists && !lease.Expired:
+				why = fmt.Sprintf("the node's lease is held for %s more", lease.Remaining.Round(time.Millisecond))
+			case sessions > 0:
+				why = fmt.Sprintf("%d database sessions of another host's node remain", sessions)
+			case uptime < t.guard:
+				why = fmt.Sprintf("the database restarted %s ago: missing sessions prove nothing", uptime.Round(time.Second))
+			default:
+				gone, why = true, "the node's lease is not held and no other host's node has a database session"
+			}
+			return nil
+		})
+		return gone, why, err
+	}, nil
 }
 
 // ExpireStaleLease ends the lease of the previous (dead) node.

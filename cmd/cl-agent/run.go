@@ -69,7 +69,7 @@ func runDaemon(ctx context.Context, args []string, out, errOut io.Writer) error 
 			return err
 		}
 		o.Elector = agent.ElectorFrom(e)
-		o.Takeover = agent.NewTakeover(connConfig, h.Identity.InstanceID, cfg.AWS.CallTimeout)
+		o.Takeover = agent.NewTakeover(connConfig, h.Identity.InstanceID, l.TakeoverGuard, cfg.AWS.CallTimeout)
 	}
 	d, err := agent.NewDaemon(o)
 	if err != nil {

@@ -1,0 +1,178 @@
+package health
+
+import (
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/cl-agent/cl-agent/internal/chainsim"
+)
+
+func TestChainHealthy(t *testing.T) {
+	t.Parallel()
+	ctx := testContext(t, 30*time.Second)
+	sim := chainsim.StartT(t, chainsim.Options{Head: 100})
+	for _, c := range []Check{
+		ChainHTTP(sim.URL, time.Minute, time.Second, 2*time.Second),
+		ChainWS(sim.WSURL, time.Minute, time.Second, 2*time.Second),
+	} {
+		res, _ := RunOnce(ctx, c, nil)
+		if !res.OK {
+			t.Errorf("%s: %s", res.Name, res.Detail)
+		}
+		transport := strings.TrimPrefix(res.Name, "chain_")
+		if v, ok := sampleValue(res, MetricChainHead, ""); !ok || v != 100 {
+			t.Errorf("%s: chain head sample %v %v; want 100", res.Name, v, ok)
+		}
+		if v, ok := sampleValue(res, MetricRPCLatency, transport); !ok || v <= 0 || v > 2 {
+			t.Errorf("%s: latency sample %v %v; want a positive number of seconds under the deadline", res.Name, v, ok)
+		}
+	}
+	if sim.Calls("eth_subscribe") != 1 {
+		t.Errorf("eth_subscribe calls = %d; want 1 from the WebSocket check", sim.Calls("eth_subscribe"))
+	}
+	waitFor(t, 5*time.Second, "the WebSocket check's subscription to end with its connection", func() bool {
+		return sim.Subscribers() == 0
+	})
+}
+
+func TestChainErrors(t *testing.T) {
+	t.Parallel()
+	ctx := testContext(t, 30*time.Second)
+	sim := chainsim.StartT(t, chainsim.Options{})
+	checks := []Check{ChainHTTP(sim.URL, time.Minute, time.Second, 2*time.Second), ChainWS(sim.WSURL, 0, time.Second, 2*time.Second)}
+
+	sim.FailWith(-32000, "header not found")
+	for _, c := range checks {
+		res, _ := RunOnce(ctx, c, nil)
+		if res.OK || !strings.Contains(res.Detail, "-32000") || !strings.Contains(res.Detail, "header not found") {
+			t.Errorf("%s with a JSON-RPC error: ok=%v %q; want a failure quoting the error", res.Name, res.OK, res.Detail)
+		}
+	}
+	sim.Heal()
+	sim.FailHTTP(http.StatusBadGateway)
+	for _, c := range checks {
+		res, _ := RunOnce(ctx, c, nil)
+		if res.OK || !strings.Contains(res.Detail, "502") {
+			t.Errorf("%s with HTTP 502: ok=%v %q; want a failure naming 502", res.Name, res.OK, res.Detail)
+		}
+	}
+	sim.Heal()
+	if err := sim.Close(); err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range checks {
+		res, _ := RunOnce(ctx, c, nil)
+		if res.OK || !strings.Contains(res.Detail, strings.TrimPrefix(sim.URL, "http://")) {
+			t.Errorf("%s with the server gone: ok=%v %q; want a failure naming the server", res.Name, res.OK, res.Detail)
+		}
+	}
+}
+
+func TestChainStalledServerTimesOutAndHealthzStaysResponsive(t *testing.T) {
+	t.Parallel()
+	sim := chainsim.StartT(t, chainsim.Options{})
+	sim.Stall()
+	box := &stateBox{st: AgentState{Role: RoleActive, NodeReady: true, LastBeat: time.Now()}}
+	const deadline = 500 * time.Millisecond
+	svc, base := startService(t, Options{State: box.get, ChainHTTPURL: sim.URL, ChainWSURL: sim.WSURL,
+		CheckInterval: 100 * time.Millisecond, CheckTimeout: deadline, BeatBound: time.Minute})
+	// While both checks hang on the stalled server, the probes answer at once.
+	waitFor(t, 5*time.Second, "both checks to be waiting on the stalled server", func() bool { return sim.Held() >= 2 })
+	for i := range 5 {
+		start := time.Now()
+		code, body := probe(t, base+"/healthz", time.Second)
+		if took := time.Since(start); took > 100*time.Millisecond {
+			t.Errorf("/healthz #%d took %s while a check hangs; want under 100ms", i, took)
+		}
+		if code != 200 {
+			t.Errorf("/healthz = %d %q", code, body)
+		}
+		if code, _ := probe(t, base+"/readyz", time.Second); code != 200 {
+			t.Errorf("/readyz = %d", code)
+		}
+	}
+	for _, name := range []string{"chain_http", "chain_ws"} {
+		res := waitResult(t, svc.runner, name, time.Time{}, 5*time.Second, func(r Result) bool { return !r.OK })
+		if !strings.Contains(res.Detail, "timed out after "+deadline.String()) {
+			t.Errorf("%s: %q; want a timeout naming the %s deadline", name, res.Detail, deadline)
+		}
+		if res.Took > deadline+300*time.Millisecond {
+			t.Errorf("%s took %s; its deadline is %s", name, res.Took, deadline)
+		}
+	}
+	// The server answers again: the checks recover on their next run.
+	sim.Resume()
+	for _, name := range []string{"chain_http", "chain_ws"} {
+		waitResult(t, svc.runner, name, time.Now(), 5*time.Second, func(r Result) bool { return r.OK })
+	}
+}
+
+func TestChainStuckHeadFailsAfterStallBound(t *testing.T) {
+	t.Parallel()
+	sim := chainsim.StartT(t, chainsim.Options{Head: 7})
+	const stall = 400 * time.Millisecond
+	box := &stateBox{st: AgentState{Role: "standby", LastBeat: time.Now()}}
+	svc, _ := startService(t, Options{State: box.get, ChainHTTPURL: sim.URL, HeadStallAfter: stall,
+		CheckInterval: 50 * time.Millisecond, CheckTimeout: time.Second})
+	began := time.Now()
+	res := waitResult(t, svc.runner, "chain_http", time.Time{}, 5*time.Second, func(r Result) bool { return !r.OK })
+	if since := time.Since(began); since < stall {
+		t.Errorf("the head was called stuck after %s; the bound is %s", since, stall)
+	}
+	if !strings.Contains(res.Detail, "stuck at 7") {
+		t.Errorf("detail %q; want it to say the head is stuck at 7", res.Detail)
+	}
+	if v, _ := sampleValue(res, MetricChainHead, ""); v != 7 {
+		t.Errorf("chain head sample %v; want 7", v)
+	}
+	sim.Advance(1)
+	res = waitResult(t, svc.runner, "chain_http", time.Now(), 5*time.Second, func(r Result) bool { return r.OK })
+	if !strings.Contains(res.Detail, "head 8") {
+		t.Errorf("after the head moved: %q; want head 8", res.Detail)
+	}
+}
+
+func TestChainWSTracksHeadWithoutHTTP(t *testing.T) {
+	t.Parallel()
+	sim := chainsim.StartT(t, chainsim.Options{Head: 3})
+	box := &stateBox{st: AgentState{Role: "standby", LastBeat: time.Now()}}
+	svc, _ := startService(t, Options{State: box.get, ChainWSURL: sim.WSURL, HeadStallAfter: 200 * time.Millisecond,
+		CheckInterval: 50 * time.Millisecond, CheckTimeout: time.Second})
+	res := waitResult(t, svc.runner, "chain_ws", time.Time{}, 5*time.Second, func(r Result) bool { return !r.OK })
+	if !strings.Contains(res.Detail, "stuck at 3") {
+		t.Errorf("detail %q; want the WebSocket check to track the head when there is no http_url", res.Detail)
+	}
+}
+
+func TestChainURLSecretsStayOut(t *testing.T) {
+	t.Parallel()
+	ctx := testContext(t, 10*time.Second)
+	const key = "s3cr3t-provider-key-0123456789"
+	// Nothing listens on port 1: the error quotes the URL it could not reach.
+	for _, c := range []Check{
+		ChainHTTP("http://user:"+key+"@127.0.0.1:1/v3/"+key+"?apikey="+key, time.Minute, time.Second, time.Second),
+		ChainWS("ws://127.0.0.1:1/ws/v3/"+key, time.Minute, time.Second, time.Second),
+	} {
+		res, _ := RunOnce(ctx, c, nil)
+		if res.OK {
+			t.Fatalf("%s passed against a closed port", res.Name)
+		}
+		if strings.Contains(res.Detail, key) {
+			t.Errorf("%s detail leaks the provider key: %q", res.Name, res.Detail)
+		}
+		if !strings.Contains(res.Detail, "127.0.0.1:1") {
+			t.Errorf("%s detail %q: want the host named", res.Name, res.Detail)
+		}
+	}
+}
+
+func sampleValue(res Result, metric, label string) (float64, bool) {
+	for _, s := range res.Samples {
+		if s.Metric == metric && s.Label == label {
+			return s.Value, true
+		}
+	}
+	return 0, false
+}

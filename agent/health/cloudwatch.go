@@ -1,0 +1,320 @@
+package health
+
+import (
+	"context"
+	"math"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/aws/retry"
+	awshttp "github.com/aws/aws-sdk-go-v2/aws/transport/http"
+	"github.com/aws/aws-sdk-go-v2/service/cloudwatch"
+	"github.com/aws/aws-sdk-go-v2/service/cloudwatch/schemas"
+	"github.com/aws/aws-sdk-go-v2/service/cloudwatch/types"
+	"github.com/aws/smithy-go/transport/http/protocol/awsjson"
+	"github.com/prometheus/client_golang/prometheus"
+	dto "github.com/prometheus/client_model/go"
+	"go.uber.org/zap"
+)
+
+// Namespace is the CloudWatch namespace of the agent's metrics; the template's alarms read it.
+const Namespace = "ChainlinkNode/Agent"
+
+// DimensionInstance is the dimension every datum carries: the EC2 instance id.
+const DimensionInstance = "InstanceId"
+
+// PutMetricData limits: at most 1000 datums and 1 MB per call. The size is estimated; the margin covers the
+// encoding's overhead.
+const (
+	maxBatchDatums = 1000
+	maxBatchBytes  = 900 << 10
+)
+
+// CloudWatchAPI is the one CloudWatch call the publisher makes.
+type CloudWatchAPI interface {
+	PutMetricData(ctx context.Context, in *cloudwatch.PutMetricDataInput, optFns ...func(*cloudwatch.Options)) (*cloudwatch.PutMetricDataOutput, error)
+}
+
+// NewCloudWatchClient builds a CloudWatch client for the publisher: endpoint overrides the service's (aws.
+// endpoint_url, for tests); two tries per call and a per-attempt HTTP timeout, since the next interval brings
+// fresh figures anyway. It speaks CloudWatch's awsJson1_0 protocol rather than the SDK's default
+// (Smithy RPCv2 CBOR): the service takes both, and local stand-ins such as moto take only JSON or query.
+// Request compression is off: moto fails on gzip bodies, and a minute's batch is a few kB anyway.
+func NewCloudWatchClient(cfg aws.Config, endpoint string, attemptTimeout time.Duration) *cloudwatch.Client {
+	return cloudwatch.NewFromConfig(cfg, func(o *cloudwatch.Options) {
+		if endpoint != "" {
+			o.BaseEndpoint = aws.String(endpoint)
+		}
+		o.Protocol = awsjson.New10(schemas.GraniteServiceVersion20100801)
+		o.DisableRequestCompression = true
+		o.Retryer = retry.NewStandard(func(so *retry.StandardOptions) { so.MaxAttempts = 2 })
+		o.HTTPClient = awshttp.NewBuildableClient().WithTimeout(attemptTimeout)
+	})
+}
+
+// cwMetric says how one Prometheus metric goes to CloudWatch.
+type cwMetric struct {
+	name  string
+	unit  types.StandardUnit
+	dim   string  // CloudWatch dimension for the metric's one label ("" for none)
+	label string  // that label's Prometheus name
+	scale float64 // multiply by (ratio to percent); 0 means 1
+	delta bool    // a counter: publish the increase since the last publish
+}
+
+// cloudWatchMetrics maps the registry to CloudWatch. ActiveNodes, Failovers and WalletBalanceLow are the names
+// the template's alarms use; keep them.
+var cloudWatchMetrics = map[string]cwMetric{
+	MetricActiveNode:    {name: "ActiveNodes", unit: types.StandardUnitCount},
+	MetricFailovers:     {name: "Failovers", unit: types.StandardUnitCount, delta: true},
+	MetricWalletLow:     {name: "WalletBalanceLow", unit: types.StandardUnitNone},
+	MetricLockHeld:      {name: "LockHeld", unit: types.StandardUnitNone},
+	MetricNodeUp:        {name: "NodeUp", unit: types.StandardUnitNone},
+	MetricNodeReady:     {name: "NodeReady", unit: types.StandardUnitNone},
+	MetricBeatAge:       {name: "HeartbeatAge", unit: types.StandardUnitSeconds},
+	MetricWalletBalance: {name: "WalletBalance", unit: types.StandardUnitNone, dim: "Address", label: "address"},
+	MetricErroredRuns:   {name: "ErroredRuns", unit: types.StandardUnitCount},
+	MetricChainHead:     {name: "ChainHead", unit: types.StandardUnitNone},
+	MetricRPCLatency:    {name: "RPCLatency", unit: types.StandardUnitSeconds, dim: "Transport", label: "transport"},
+	MetricDiskUsed:      {name: "DiskUsedPercent", unit: types.StandardUnitPercent, dim: "Path", label: "path", scale: 100},
+	MetricMemoryUsed:    {name: "MemoryUsedPercent", unit: types.StandardUnitPercent, scale: 100},
+	MetricCPUUsed:       {name: "CPUUsedPercent", unit: types.StandardUnitPercent, scale: 100},
+	MetricCheckOK:       {name: "CheckOK", unit: types.StandardUnitNone, dim: "Check", label: "check"},
+	MetricSecretFetches: {name: "SecretFetches", unit: types.StandardUnitCount, dim: "Result", label: "result", delta: true},
+	// MetricSecretFetch (a histogram) goes as SecretFetchDuration: the mean over the interval, when there were any.
+}
+
+// Publisher sends the registry's figures to CloudWatch every interval, in its own goroutine. CloudWatch being
+// slow or down blocks nothing else: each call has a deadline, and what it does not take is dropped, counted in
+// cl_agent_cloudwatch_dropped_total and logged.
+type Publisher struct {
+	api        CloudWatchAPI
+	gatherer   prometheus.Gatherer
+	namespace  string
+	instanceID string
+	interval   time.Duration
+	timeout    time.Duration
+	log        *zap.Logger
+	dropped    prometheus.Counter
+	prev       map[string]float64 // counters as last taken by CloudWatch, by series
+}
+
+// PublisherOptions configure a Publisher. API, Metrics and InstanceID are required.
+type PublisherOptions struct {
+	API        CloudWatchAPI
+	Metrics    *Metrics
+	InstanceID string
+	Namespace  string        // default Namespace
+	Interval   time.Duration // default 60s
+	Timeout    time.Duration // one PutMetricData call, retries included; default 15s, at most Interval/2
+	Log        *zap.Logger
+}
+
+// NewPublisher returns a publisher; Run starts it.
+func NewPublisher(o PublisherOptions) *Publisher {
+	if o.Namespace == "" {
+		o.Namespace = Namespace
+	}
+	if o.Interval <= 0 {
+		o.Interval = time.Minute
+	}
+	if o.Timeout <= 0 {
+		o.Timeout = 15 * time.Second
+	}
+	o.Timeout = min(o.Timeout, o.Interval/2)
+	if o.Log == nil {
+		o.Log = zap.NewNop()
+	}
+	return &Publisher{api: o.API, gatherer: o.Metrics.Gatherer(), namespace: o.Namespace, instanceID: o.InstanceID,
+		interval: o.Interval, timeout: o.Timeout, log: o.Log, dropped: o.Metrics.cwDropped, prev: map[string]float64{}}
+}
+
+// Run publishes every interval until ctx ends, then once more with a small budget so the last figures (a
+// failover just before a stop) are not lost.
+func (p *Publisher) Run(ctx context.Context) {
+	tick := time.NewTicker(p.interval)
+	defer tick.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			fctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), shutdownBudget)
+			p.Publish(fctx)
+			cancel()
+			return
+		case <-tick.C:
+			p.Publish(ctx)
+		}
+	}
+}
+
+// Publish gathers the figures and puts them, in batches, each call bounded by the timeout. It returns how many
+// datums CloudWatch took.
+func (p *Publisher) Publish(ctx context.Context) int {
+	mfs, err := p.gatherer.Gather()
+	if err != nil && len(mfs) == 0 {
+		p.log.Warn("cloudwatch: gathering the metrics failed", zap.Error(err))
+		return 0
+	}
+	points := p.points(mfs, time.Now())
+	sent := 0
+	for _, batch := range batches(points) {
+		in := &cloudwatch.PutMetricDataInput{Namespace: aws.String(p.namespace), MetricData: make([]types.MetricDatum, len(batch))}
+		for i, pt := range batch {
+			in.MetricData[i] = pt.datum
+		}
+		cctx, cancel := context.WithTimeout(ctx, p.timeout)
+		_, err := p.api.PutMetricData(cctx, in)
+		cancel()
+		if err != nil {
+			p.dropped.Add(float64(len(batch)))
+			p.log.Warn("cloudwatch: PutMetricData failed; datums dropped", zap.Int("datums", len(batch)),
+				zap.Duration("bound", p.timeout), zap.Error(err))
+			continue
+		}
+		for _, pt := range batch {
+			for k, v := range pt.commit {
+				p.prev[k] = v
+			}
+		}
+		sent += len(batch)
+	}
+	return sent
+}
+
+// point is one datum and the counter values to remember once CloudWatch has taken it.
+type point struct {
+	datum  types.MetricDatum
+	commit map[string]float64
+	size   int
+}
+
+// points turns gathered families into datums. Families not in cloudWatchMetrics (Go runtime, role, image) stay
+// in Prometheus only.
+func (p *Publisher) points(mfs []*dto.MetricFamily, at time.Time) []point {
+	var out []point
+	for _, mf := range mfs {
+		name := mf.GetName()
+		if name == MetricSecretFetch {
+			if pt, ok := p.histogramMean(mf, at); ok {
+				out = append(out, pt)
+			}
+			continue
+		}
+		spec, ok := cloudWatchMetrics[name]
+		if !ok {
+			continue
+		}
+		for _, m := range mf.GetMetric() {
+			label := labelValue(m, spec.label)
+			key := name + "|" + label
+			value := metricValue(m)
+			commit := map[string]float64(nil)
+			if spec.delta {
+				commit = map[string]float64{key: value}
+				value = increase(value, p.prev[key])
+			}
+			if spec.scale != 0 {
+				value *= spec.scale
+			}
+			dims := map[string]string{}
+			if spec.dim != "" {
+				dims[spec.dim] = label
+			}
+			if pt, ok := p.point(spec.name, spec.unit, value, dims, at); ok {
+				pt.commit = commit
+				out = append(out, pt)
+			}
+		}
+	}
+	return out
+}
+
+// histogramMean is the mean of the observations since the last publish.
+func (p *Publisher) histogramMean(mf *dto.MetricFamily, at time.Time) (point, bool) {
+	if len(mf.GetMetric()) == 0 {
+		return point{}, false
+	}
+	h := mf.GetMetric()[0].GetHistogram()
+	count, sum := float64(h.GetSampleCount()), h.GetSampleSum()
+	dc := increase(count, p.prev[MetricSecretFetch+"|count"])
+	ds := increase(sum, p.prev[MetricSecretFetch+"|sum"])
+	if dc == 0 {
+		return point{}, false
+	}
+	pt, ok := p.point("SecretFetchDuration", types.StandardUnitSeconds, ds/dc, nil, at)
+	pt.commit = map[string]float64{MetricSecretFetch + "|count": count, MetricSecretFetch + "|sum": sum}
+	return pt, ok
+}
+
+func (p *Publisher) point(name string, unit types.StandardUnit, value float64, dims map[string]string, at time.Time) (point, bool) {
+	if math.IsNaN(value) || math.IsInf(value, 0) {
+		return point{}, false
+	}
+	if math.Abs(value) < 8.515920e-109 { // CloudWatch's smallest magnitude; below it only 0 is accepted
+		value = 0
+	}
+	d := types.MetricDatum{MetricName: aws.String(name), Unit: unit, Value: aws.Float64(value), Timestamp: aws.Time(at),
+		Dimensions: []types.Dimension{{Name: aws.String(DimensionInstance), Value: aws.String(p.instanceID)}}}
+	size := len(name) + len(unit) + len(DimensionInstance) + len(p.instanceID) + 64
+	keys := make([]string, 0, len(dims))
+	for k := range dims {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	for _, k := range keys {
+		d.Dimensions = append(d.Dimensions, types.Dimension{Name: aws.String(k), Value: aws.String(dims[k])})
+		size += len(k) + len(dims[k]) + 16
+	}
+	return point{datum: d, size: size}, true
+}
+
+// batches splits points into PutMetricData calls within the count and size limits.
+func batches(points []point) [][]point {
+	var out [][]point
+	start, size := 0, 0
+	for i, pt := range points {
+		if i-start == maxBatchDatums || size+pt.size > maxBatchBytes {
+			out = append(out, points[start:i])
+			start, size = i, 0
+		}
+		size += pt.size
+	}
+	if start < len(points) {
+		out = append(out, points[start:])
+	}
+	return out
+}
+
+// increase is a counter's growth since prev (the whole value after a reset).
+func increase(now, prev float64) float64 {
+	if now < prev {
+		return now
+	}
+	return now - prev
+}
+
+func metricValue(m *dto.Metric) float64 {
+	switch {
+	case m.GetGauge() != nil:
+		return m.GetGauge().GetValue()
+	case m.GetCounter() != nil:
+		return m.GetCounter().GetValue()
+	case m.GetUntyped() != nil:
+		return m.GetUntyped().GetValue()
+	}
+	return math.NaN()
+}
+
+func labelValue(m *dto.Metric, name string) string {
+	if name == "" {
+		return ""
+	}
+	for _, l := range m.GetLabel() {
+		if l.GetName() == name {
+			return strings.TrimSpace(l.GetValue())
+		}
+	}
+	return ""
+}

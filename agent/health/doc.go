@@ -1,0 +1,55 @@
+// Package health is the agent's view of itself, its node and the chain, for load balancers, Prometheus,
+// CloudWatch and `cl-agent status`.
+//
+// # Endpoint (health.listen, default 127.0.0.1:9180)
+//
+//	/healthz  200 "ok" while the daemon's main loop ticks (within BeatBound) and the host is not fencing (an
+//	          active that can no longer prove its lock and has not stopped its node yet); else 503 and the reason.
+//	/readyz   200 "ok" only on the active host with its node ready: the load balancer's target check, so only
+//	          the active gets traffic; else 503 and the reason ("standby: another host runs the node", …).
+//	/metrics  Prometheus text from the agent's own registry.
+//
+// The probes read only the daemon's state (a func() AgentState), never a check: a hung node or chain client
+// cannot slow them.
+//
+// # Checks
+//
+// Each check runs in its own goroutine, on its own interval, under its own deadline (Runner). A run past its
+// deadline is recorded as timed out and abandoned; the check is not started again until it returns. Results()
+// keeps the last result of each for `cl-agent status`; a change between passing and failing is logged once.
+//
+//	node_readyz          GET /readyz of the node: only 200 passes                      (active host only)
+//	node_health          GET /health: 200 passes; 207 fails and names the failing checks (active host only)
+//	node_wallet_balance  GET /v2/keys/eth with an API session: a key under the minimum fails, sets
+//	                     WalletBalanceLow and logs one warning                          (active host only)
+//	node_errored_runs    GET /v2/pipeline/runs: errored runs among the newest 100       (active host only)
+//	chain_http           eth_blockNumber over HTTP: latency, and the head must rise within HeadStallAfter
+//	chain_ws             WebSocket: connect, eth_blockNumber, eth_subscribe newHeads granted
+//	host                 disk (statfs), memory (/proc/meminfo), CPU (/proc/stat); fails over 90% disk, 95% memory
+//
+// The node's API session logs in with the credentials the daemon holds in memory (Credentials) and logs in
+// again on 401; the password goes to the node only. Chain URLs are shown with scheme and host only: providers
+// put API keys in the path or query.
+//
+// # Metrics
+//
+// Prometheus names (cl_agent_…) are the Metric* constants. The same figures go to CloudWatch (Publisher) under
+// the namespace ChainlinkNode/Agent with the dimension InstanceId (and Address, Transport, Path, Check or Result
+// where the Prometheus metric has that label), every interval, in PutMetricData batches of at most 1000 datums,
+// each call with a deadline. The template's alarms read ActiveNodes (1 on the active host with a ready node),
+// Failovers (takeovers in the interval) and WalletBalanceLow. Counters go as their increase since the last
+// publish that CloudWatch took; ratios go as percent. A failing CloudWatch drops the datums, counts them in
+// cl_agent_cloudwatch_dropped_total and logs; it never blocks the checks or the daemon.
+//
+// No label holds a secret: labels are roles, check names, paths, transports, public key addresses and image
+// references.
+//
+// # What the daemon calls
+//
+//	svc, err := health.New(health.Options{State: …, NodeURL: …, Credentials: …, CloudWatch: …, InstanceID: …})
+//	go svc.Run(ctx)                                  // or svc.Listen() first to fail early on a used port
+//	svc.Metrics().RecordSecretFetch(err, took)       // after each Secrets Manager fetch
+//	svc.Metrics().RecordFailover()                   // when this host takes the node over from another
+//	svc.Metrics().SetImage(repository, tag, digest)  // when it starts a node image
+//	svc.Results()                                    // for `cl-agent status`
+package health

@@ -1,0 +1,221 @@
+package health
+
+import (
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+)
+
+// Names of the metrics checks feed through their Samples. Ratios are 0..1; balances in ETH; latency in seconds.
+const (
+	MetricWalletBalance = "cl_agent_wallet_balance_eth"     // label address
+	MetricWalletLow     = "cl_agent_wallet_balance_low"     // 1 when any balance is under the minimum
+	MetricErroredRuns   = "cl_agent_errored_runs"           // errored runs among the newest the node lists
+	MetricChainHead     = "cl_agent_chain_head"             // block number
+	MetricRPCLatency    = "cl_agent_rpc_latency_seconds"    // label transport: http | ws
+	MetricDiskUsed      = "cl_agent_host_disk_used_ratio"   // label path
+	MetricMemoryUsed    = "cl_agent_host_memory_used_ratio" // (MemTotal - MemAvailable) / MemTotal
+	MetricCPUUsed       = "cl_agent_host_cpu_used_ratio"    // busy share of all CPUs since the last run
+)
+
+// Names of the metrics the agent itself feeds.
+const (
+	MetricRole          = "cl_agent_role"                          // label role; 1 for the current one
+	MetricLockHeld      = "cl_agent_lock_held"                     // 1 while this host holds the advisory lock
+	MetricNodeUp        = "cl_agent_node_up"                       // 1 while this host's node container runs
+	MetricNodeReady     = "cl_agent_node_ready"                    // 1 while it is ready
+	MetricActiveNode    = "cl_agent_active_node"                   // 1 on the active host with a ready node
+	MetricBeatAge       = "cl_agent_heartbeat_age_seconds"         // since the main loop last ticked
+	MetricFailovers     = "cl_agent_failovers_total"               // takeovers by this host
+	MetricSecretFetches = "cl_agent_secret_fetches_total"          // label result: ok | error
+	MetricSecretFetch   = "cl_agent_secret_fetch_duration_seconds" // histogram
+	MetricImageInfo     = "cl_agent_image_info"                    // labels repository, tag, digest; always 1
+	MetricCheckOK       = "cl_agent_check_ok"                      // label check; absent while skipped
+	MetricCWDropped     = "cl_agent_cloudwatch_dropped_total"      // datums CloudWatch did not take
+)
+
+// sampleLabels is the one label of each sample-fed metric ("" for none).
+var sampleLabels = map[string]string{
+	MetricWalletBalance: "address",
+	MetricWalletLow:     "",
+	MetricErroredRuns:   "",
+	MetricChainHead:     "",
+	MetricRPCLatency:    "transport",
+	MetricDiskUsed:      "path",
+	MetricMemoryUsed:    "",
+	MetricCPUUsed:       "",
+}
+
+var sampleHelp = map[string]string{
+	MetricWalletBalance: "ETH balance of each of the node's keys.",
+	MetricWalletLow:     "1 when any of the node's ETH balances is under the configured minimum.",
+	MetricErroredRuns:   "Errored job runs among the newest runs the node lists.",
+	MetricChainHead:     "Latest block number of the chain client.",
+	MetricRPCLatency:    "Round trip of the last eth_blockNumber call to the chain client.",
+	MetricDiskUsed:      "Used share of the file system holding each path.",
+	MetricMemoryUsed:    "Used share of the host's memory ((MemTotal - MemAvailable) / MemTotal).",
+	MetricCPUUsed:       "Busy share of the host's CPUs since the previous host check.",
+}
+
+// Metrics is the agent's own Prometheus registry (no global state): the daemon's state read at every gather,
+// the checks' results, and the events the daemon records. No label ever holds a secret: labels are roles, check
+// names, paths, transports, public key addresses and image references.
+type Metrics struct {
+	reg     *prometheus.Registry
+	samples map[string]*prometheus.GaugeVec
+	checkOK *prometheus.GaugeVec
+
+	failovers     prometheus.Counter
+	secretFetches *prometheus.CounterVec
+	secretLatency prometheus.Histogram
+	image         *prometheus.GaugeVec
+	cwDropped     prometheus.Counter
+
+	mu     sync.Mutex
+	series map[string][]series // per check: the sample series it set last
+}
+
+// series is one sample-fed time series.
+type series struct{ metric, label string }
+
+// NewMetrics registers the agent's metrics; state is read at every gather (scrape or CloudWatch publish).
+func NewMetrics(state func() AgentState) *Metrics {
+	m := &Metrics{
+		reg:     prometheus.NewRegistry(),
+		samples: map[string]*prometheus.GaugeVec{},
+		checkOK: prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: MetricCheckOK,
+			Help: "1 when the check's last run passed, 0 when it failed; absent while the check is skipped."}, []string{"check"}),
+		failovers: prometheus.NewCounter(prometheus.CounterOpts{Name: MetricFailovers,
+			Help: "Times this host took over the node from another host."}),
+		secretFetches: prometheus.NewCounterVec(prometheus.CounterOpts{Name: MetricSecretFetches,
+			Help: "Secrets Manager fetches by result (ok or error)."}, []string{"result"}),
+		secretLatency: prometheus.NewHistogram(prometheus.HistogramOpts{Name: MetricSecretFetch,
+			Help: "Duration of Secrets Manager fetches, retries included.", Buckets: prometheus.ExponentialBuckets(0.05, 2, 10)}),
+		image: prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: MetricImageInfo,
+			Help: "The node image this host runs or last ran (always 1)."}, []string{"repository", "tag", "digest"}),
+		cwDropped: prometheus.NewCounter(prometheus.CounterOpts{Name: MetricCWDropped,
+			Help: "Metric datums dropped because CloudWatch did not take them in time."}),
+		series: map[string][]series{},
+	}
+	for name, label := range sampleLabels {
+		var labels []string
+		if label != "" {
+			labels = []string{label}
+		}
+		m.samples[name] = prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: name, Help: sampleHelp[name]}, labels)
+		m.reg.MustRegister(m.samples[name])
+	}
+	m.secretFetches.WithLabelValues("ok")
+	m.secretFetches.WithLabelValues("error")
+	m.reg.MustRegister(m.checkOK, m.failovers, m.secretFetches, m.secretLatency, m.image, m.cwDropped,
+		&stateCollector{state: state},
+		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	return m
+}
+
+// Gatherer is the registry, for /metrics and the CloudWatch publisher.
+func (m *Metrics) Gatherer() prometheus.Gatherer { return m.reg }
+
+// RecordSecretFetch counts one Secrets Manager fetch (err nil: ok) and its duration, retries included.
+func (m *Metrics) RecordSecretFetch(err error, took time.Duration) {
+	result := "ok"
+	if err != nil {
+		result = "error"
+	}
+	m.secretFetches.WithLabelValues(result).Inc()
+	m.secretLatency.Observe(took.Seconds())
+}
+
+// RecordFailover counts one takeover: this host became active after another host had held the node. The
+// template's FailoverAlarm sums it across hosts per interval.
+func (m *Metrics) RecordFailover() { m.failovers.Inc() }
+
+// SetImage records the node image this host runs (repository, tag, digest: "sha256:…"), replacing the last one.
+func (m *Metrics) SetImage(repository, tag, digest string) {
+	m.image.Reset()
+	m.image.WithLabelValues(repository, tag, digest).Set(1)
+}
+
+// Observe turns a check's result into metrics: check_ok, and its samples. Series the check set before but not
+// now are removed (a key that went away, a skipped check).
+func (m *Metrics) Observe(res Result) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if res.Skipped {
+		m.checkOK.DeleteLabelValues(res.Name)
+	} else {
+		m.checkOK.WithLabelValues(res.Name).Set(boolFloat(res.OK))
+	}
+	now := make([]series, 0, len(res.Samples))
+	for _, s := range res.Samples {
+		vec, ok := m.samples[s.Metric]
+		if !ok {
+			continue // a check's programming error; never panic in the agent
+		}
+		vec.WithLabelValues(labelValues(s.Metric, s.Label)...).Set(s.Value)
+		now = append(now, series{s.Metric, s.Label})
+	}
+	for _, old := range m.series[res.Name] {
+		if !containsSeries(now, old) {
+			m.samples[old.metric].DeleteLabelValues(labelValues(old.metric, old.label)...)
+		}
+	}
+	m.series[res.Name] = now
+}
+
+func labelValues(metric, label string) []string {
+	if sampleLabels[metric] == "" {
+		return nil
+	}
+	return []string{label}
+}
+
+func containsSeries(list []series, s series) bool {
+	for _, x := range list {
+		if x == s {
+			return true
+		}
+	}
+	return false
+}
+
+func boolFloat(b bool) float64 {
+	if b {
+		return 1
+	}
+	return 0
+}
+
+// stateCollector reads the daemon's state at every gather, so the figures are never older than the scrape.
+type stateCollector struct{ state func() AgentState }
+
+var (
+	descRole       = prometheus.NewDesc(MetricRole, "1 for the daemon's current role, 0 for the others.", []string{"role"}, nil)
+	descLockHeld   = prometheus.NewDesc(MetricLockHeld, "1 while this host holds the leader lock (always 0 with leader.enabled false).", nil, nil)
+	descNodeUp     = prometheus.NewDesc(MetricNodeUp, "1 while this host's node container runs.", nil, nil)
+	descNodeReady  = prometheus.NewDesc(MetricNodeReady, "1 while this host's node is ready (/readyz 200).", nil, nil)
+	descActiveNode = prometheus.NewDesc(MetricActiveNode, "1 on the active host with a ready node, else 0; sum across hosts: must be 1.", nil, nil)
+	descBeatAge    = prometheus.NewDesc(MetricBeatAge, "Seconds since the agent's main loop last ticked.", nil, nil)
+)
+
+func (c *stateCollector) Describe(ch chan<- *prometheus.Desc) {
+	for _, d := range []*prometheus.Desc{descRole, descLockHeld, descNodeUp, descNodeReady, descActiveNode, descBeatAge} {
+		ch <- d
+	}
+}
+
+func (c *stateCollector) Collect(ch chan<- prometheus.Metric) {
+	st := c.state()
+	for _, r := range Roles {
+		ch <- prometheus.MustNewConstMetric(descRole, prometheus.GaugeValue, boolFloat(st.Role == r), r)
+	}
+	ch <- prometheus.MustNewConstMetric(descLockHeld, prometheus.GaugeValue, boolFloat(st.LockEnabled && st.LockHeld))
+	ch <- prometheus.MustNewConstMetric(descNodeUp, prometheus.GaugeValue, boolFloat(st.NodeUp))
+	ch <- prometheus.MustNewConstMetric(descNodeReady, prometheus.GaugeValue, boolFloat(st.NodeReady))
+	ch <- prometheus.MustNewConstMetric(descActiveNode, prometheus.GaugeValue, boolFloat(st.Serving()))
+	if !st.LastBeat.IsZero() {
+		ch <- prometheus.MustNewConstMetric(descBeatAge, prometheus.GaugeValue, time.Since(st.LastBeat).Seconds())
+	}
+}

@@ -1,0 +1,147 @@
+package health
+
+import (
+	"context"
+	"fmt"
+	"sort"
+	"sync"
+	"time"
+
+	"go.uber.org/zap"
+)
+
+// Runner runs each check in its own goroutine on its own interval, each run bounded by the check's deadline,
+// and keeps the last result of each. Nothing waits on a check: a run that outlives its deadline is recorded as
+// timed out and left behind, and the check is not started again until that run has returned.
+type Runner struct {
+	checks  []Check
+	log     *zap.Logger
+	observe func(Result) // called with every result (metrics); must not block
+	mu      sync.Mutex
+	last    map[string]Result
+}
+
+// NewRunner returns a runner for checks. observe (may be nil) sees every result, in the check's goroutine.
+func NewRunner(log *zap.Logger, observe func(Result), checks ...Check) *Runner {
+	if log == nil {
+		log = zap.NewNop()
+	}
+	if observe == nil {
+		observe = func(Result) {}
+	}
+	return &Runner{checks: checks, log: log, observe: observe, last: map[string]Result{}}
+}
+
+// Run runs every check until ctx ends; each runs at once, then every Interval.
+func (r *Runner) Run(ctx context.Context) {
+	var wg sync.WaitGroup
+	for _, c := range r.checks {
+		wg.Go(func() { r.loop(ctx, c) })
+	}
+	wg.Wait()
+}
+
+// Results is the last result of every check that has run, by name.
+func (r *Runner) Results() []Result {
+	r.mu.Lock()
+	out := make([]Result, 0, len(r.last))
+	for _, res := range r.last {
+		out = append(out, res)
+	}
+	r.mu.Unlock()
+	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
+	return out
+}
+
+// Result is the last result of the named check.
+func (r *Runner) Result(name string) (Result, bool) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	res, ok := r.last[name]
+	return res, ok
+}
+
+func (r *Runner) loop(ctx context.Context, c Check) {
+	tick := time.NewTicker(c.Interval())
+	defer tick.Stop()
+	running := make(chan struct{}) // closed when the last run returned
+	close(running)
+	var started time.Time
+	for {
+		switch {
+		case isClosed(running):
+			running, started = make(chan struct{}), time.Now()
+			res, ok := RunOnce(ctx, c, running)
+			if !ok { // ctx ended: shutting down, not a result
+				return
+			}
+			r.record(res)
+		case time.Since(started) > 2*c.Timeout():
+			// The abandoned run ignores its context: say so (its timeout result is already recorded).
+			r.record(Result{Name: c.Name(), At: time.Now(),
+				Detail: fmt.Sprintf("the run started %s ago is still going, past its deadline of %s", time.Since(started).Round(time.Millisecond), c.Timeout())})
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-tick.C:
+		}
+	}
+}
+
+// RunOnce runs c with its deadline and returns its result, or a timeout result once the deadline passes even if
+// c ignores its context. done (may be nil) is closed when c.Run returns. ok is false when parent ended first.
+func RunOnce(parent context.Context, c Check, done chan struct{}) (res Result, ok bool) {
+	ctx, cancel := context.WithTimeout(parent, c.Timeout())
+	defer cancel()
+	start := time.Now()
+	out := make(chan Result, 1) // buffered: an abandoned run can still hand in its result and end
+	go func() {
+		if done != nil {
+			defer close(done)
+		}
+		defer func() {
+			if p := recover(); p != nil {
+				out <- fail(c.Name(), fmt.Sprintf("the check panicked: %v", p))
+			}
+		}()
+		out <- c.Run(ctx)
+	}()
+	select {
+	case res = <-out:
+	case <-ctx.Done():
+		if parent.Err() != nil {
+			return Result{}, false
+		}
+		res = fail(c.Name(), fmt.Sprintf("timed out after %s", c.Timeout()))
+	}
+	if parent.Err() != nil && !res.OK {
+		return Result{}, false
+	}
+	res.Name, res.At, res.Took = c.Name(), start, time.Since(start)
+	return res, true
+}
+
+// record keeps res, feeds the metrics and logs a change between passing and failing.
+func (r *Runner) record(res Result) {
+	r.mu.Lock()
+	prev, seen := r.last[res.Name]
+	r.last[res.Name] = res
+	r.mu.Unlock()
+	r.observe(res)
+	switch {
+	case !res.OK && (!seen || prev.OK):
+		r.log.Warn("check failing", zap.String("check", res.Name), zap.String("detail", res.Detail))
+	case res.OK && seen && !prev.OK:
+		r.log.Info("check passing again", zap.String("check", res.Name), zap.String("detail", res.Detail))
+	}
+}
+
+func isClosed(ch chan struct{}) bool {
+	select {
+	case <-ch:
+		return true
+	default:
+		return false
+	}
+}

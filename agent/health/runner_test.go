@@ -1,0 +1,131 @@
+package health
+
+import (
+	"context"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+)
+
+// funcCheck is a check made of a function.
+type funcCheck struct {
+	spec
+	run func(ctx context.Context) Result
+}
+
+func (f *funcCheck) Run(ctx context.Context) Result { return f.run(ctx) }
+
+var _ Check = (*funcCheck)(nil)
+
+func newFuncCheck(name string, interval, timeout time.Duration, run func(ctx context.Context) Result) *funcCheck {
+	return &funcCheck{spec: spec{name, interval, timeout}, run: run}
+}
+
+func TestRunnerAbandonsACheckThatIgnoresItsDeadline(t *testing.T) {
+	t.Parallel()
+	ctx, cancel := context.WithCancel(context.Background())
+	release := make(chan struct{})
+	var starts, fastRuns atomic.Int32
+	deaf := newFuncCheck("deaf", 20*time.Millisecond, 50*time.Millisecond, func(context.Context) Result {
+		starts.Add(1)
+		<-release // ignores its context
+		return pass("deaf", "finally")
+	})
+	fast := newFuncCheck("fast", 20*time.Millisecond, 50*time.Millisecond, func(context.Context) Result {
+		fastRuns.Add(1)
+		return pass("fast", "ok")
+	})
+	log, sink := newTestLogger()
+	r := NewRunner(log, nil, deaf, fast)
+	done := make(chan struct{})
+	go func() { r.Run(ctx); close(done) }()
+	t.Cleanup(func() {
+		close(release)
+		cancel()
+		<-done
+	})
+
+	res := waitResult(t, r, "deaf", time.Time{}, 2*time.Second, func(r Result) bool { return !r.OK })
+	if !strings.Contains(res.Detail, "timed out after 50ms") {
+		t.Errorf("deaf: %q; want a timeout", res.Detail)
+	}
+	waitResult(t, r, "deaf", time.Time{}, 2*time.Second, func(r Result) bool { return strings.Contains(r.Detail, "still going") })
+	before := fastRuns.Load()
+	waitFor(t, 2*time.Second, "the other check to keep running", func() bool { return fastRuns.Load() >= before+5 })
+	if n := starts.Load(); n != 1 {
+		t.Errorf("the deaf check was started %d times while its first run had not returned; want 1", n)
+	}
+	if got := len(r.Results()); got != 2 {
+		t.Errorf("Results has %d entries; want 2", got)
+	}
+	if !strings.Contains(sink.String(), `"check failing"`) || !strings.Contains(sink.String(), `"check":"deaf"`) {
+		t.Errorf("no warning logged for the failing check:\n%s", sink.String())
+	}
+	if n := strings.Count(sink.String(), `"check failing"`); n != 1 {
+		t.Errorf("%d failing warnings; want one per change, not one per run", n)
+	}
+}
+
+func TestRunnerRecoversAPanic(t *testing.T) {
+	t.Parallel()
+	c := newFuncCheck("boom", time.Second, time.Second, func(context.Context) Result { panic("bad index") })
+	res, ok := RunOnce(context.Background(), c, nil)
+	if !ok || res.OK || !strings.Contains(res.Detail, "bad index") {
+		t.Errorf("RunOnce of a panicking check = %+v %v; want a failure quoting the panic", res, ok)
+	}
+}
+
+func TestRunnerStopsWithItsContext(t *testing.T) {
+	t.Parallel()
+	ctx, cancel := context.WithCancel(context.Background())
+	blocked := make(chan struct{}, 1)
+	c := newFuncCheck("slow", time.Hour, time.Hour, func(ctx context.Context) Result {
+		blocked <- struct{}{}
+		<-ctx.Done()
+		return fail("slow", "cancelled")
+	})
+	r := NewRunner(nil, nil, c)
+	done := make(chan struct{})
+	go func() { r.Run(ctx); close(done) }()
+	<-blocked
+	cancel()
+	select {
+	case <-done:
+	case <-time.After(2 * time.Second):
+		t.Fatal("Run did not return within 2s of its context ending")
+	}
+	if _, ok := r.Result("slow"); ok {
+		t.Error("a run cut short by shutdown was recorded as a result")
+	}
+}
+
+func TestSkippedCheckClearsItsMetrics(t *testing.T) {
+	t.Parallel()
+	box := &stateBox{st: AgentState{Role: RoleActive}}
+	m := NewMetrics(box.get)
+	wallet := newFuncCheck("node_wallet_balance", time.Second, time.Second, func(context.Context) Result {
+		return pass("node_wallet_balance", "ok", Sample{Metric: MetricWalletBalance, Label: "0xabc", Value: 3},
+			Sample{Metric: MetricWalletLow, Value: 0})
+	})
+	c := OnlyWhen(wallet, func() bool { return box.get().Role == RoleActive }, "not active")
+	res, _ := RunOnce(context.Background(), c, nil)
+	m.Observe(res)
+	if got := counterValue(t, m, MetricWalletBalance); got != 3 {
+		t.Fatalf("wallet balance = %v; want 3", got)
+	}
+	box.set(func(s *AgentState) { s.Role = "standby" })
+	res, _ = RunOnce(context.Background(), c, nil)
+	if !res.Skipped || !res.OK || res.Detail != "not active" {
+		t.Errorf("on the standby: %+v; want skipped", res)
+	}
+	m.Observe(res)
+	for _, mf := range gather(t, m) {
+		switch mf.GetName() {
+		case MetricWalletBalance, MetricWalletLow, MetricCheckOK:
+			if len(mf.GetMetric()) != 0 {
+				t.Errorf("%s still has %d series after the check was skipped", mf.GetName(), len(mf.GetMetric()))
+			}
+		}
+	}
+}

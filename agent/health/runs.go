@@ -1,0 +1,52 @@
+package health
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"time"
+)
+
+// ErroredRuns counts the errored job runs among the newest size runs of GET /v2/pipeline/runs; any fails the
+// check. The count is cl_agent_errored_runs (CloudWatch ErroredRuns).
+func ErroredRuns(api *NodeAPI, size int, interval, timeout time.Duration) Check {
+	if size <= 0 {
+		size = 100
+	}
+	return &erroredRuns{spec: spec{"node_errored_runs", interval, timeout}, api: api, size: size}
+}
+
+type erroredRuns struct {
+	spec
+	api  *NodeAPI
+	size int
+}
+
+// runsDocument is the node's answer of GET /v2/pipeline/runs.
+type runsDocument struct {
+	Data []struct {
+		ID         string `json:"id"`
+		Attributes struct {
+			State string `json:"state"` // running | suspended | errored | completed
+		} `json:"attributes"`
+	} `json:"data"`
+}
+
+func (c *erroredRuns) Run(ctx context.Context) Result {
+	var doc runsDocument
+	if err := c.api.getJSON(ctx, fmt.Sprintf("/v2/pipeline/runs?size=%d", c.size), &doc); err != nil {
+		return fail(c.name, err.Error())
+	}
+	var errored []string
+	for _, r := range doc.Data {
+		if r.Attributes.State == "errored" {
+			errored = append(errored, r.ID)
+		}
+	}
+	samples := []Sample{{Metric: MetricErroredRuns, Value: float64(len(errored))}}
+	if len(errored) > 0 {
+		return fail(c.name, fmt.Sprintf("%d of the newest %d runs errored (ids %s)", len(errored), len(doc.Data),
+			oneLine(strings.Join(errored, ", "), 120)), samples...)
+	}
+	return pass(c.name, fmt.Sprintf("no errored run among the newest %d", len(doc.Data)), samples...)
+}

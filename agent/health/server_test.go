@@ -1,0 +1,166 @@
+package health
+
+import (
+	"context"
+	"io"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+)
+
+// startService runs a Service on a free port until the test ends and returns its base URL.
+func startService(t *testing.T, o Options) (*Service, string) {
+	t.Helper()
+	o.Listen = "127.0.0.1:0"
+	svc, err := New(o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := svc.Listen(); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- svc.Run(ctx) }()
+	t.Cleanup(func() {
+		cancel()
+		select {
+		case err := <-done:
+			if err != nil {
+				t.Errorf("Run: %v", err)
+			}
+		case <-time.After(10 * time.Second):
+			t.Error("Run did not return within 10s of cancel")
+		}
+	})
+	return svc, "http://" + svc.Addr()
+}
+
+// probe returns the status and body of GET url, bounded by bound.
+func probe(t *testing.T, url string, bound time.Duration) (int, string) {
+	t.Helper()
+	c := http.Client{Timeout: bound}
+	resp, err := c.Get(url)
+	if err != nil {
+		t.Fatalf("GET %s: %v", url, err)
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return resp.StatusCode, string(b)
+}
+
+func TestProbes(t *testing.T) {
+	t.Parallel()
+	box := &stateBox{}
+	_, base := startService(t, Options{State: box.get, BeatBound: time.Second})
+	now := time.Now
+	cases := []struct {
+		name       string
+		state      AgentState
+		healthz    int
+		readyz     int
+		bodyHas    string // in the failing probe's body
+		readyzBody string
+	}{
+		{name: "StandbyIsLiveButNotReady", state: AgentState{Role: "standby", LastBeat: now()},
+			healthz: 200, readyz: 503, readyzBody: "standby"},
+		{name: "ActiveAndReadyServes", state: AgentState{Role: RoleActive, NodeUp: true, NodeReady: true, LockHeld: true, LastBeat: now()},
+			healthz: 200, readyz: 200, readyzBody: "ok"},
+		{name: "ActiveWithUnreadyNodeIsNotReady", state: AgentState{Role: RoleActive, NodeUp: true, LastBeat: now()},
+			healthz: 200, readyz: 503, readyzBody: "node is not ready"},
+		{name: "StartingIsNotReady", state: AgentState{Role: "starting", LastBeat: now()},
+			healthz: 200, readyz: 503, readyzBody: "starting"},
+		{name: "FencingFailsHealthz", state: AgentState{Role: RoleFencing, NodeUp: true, NodeReady: true, LastBeat: now()},
+			healthz: 503, readyz: 503, bodyHas: "fencing", readyzBody: "fencing"},
+		{name: "StaleBeatFailsHealthz", state: AgentState{Role: RoleActive, NodeReady: true, LastBeat: now().Add(-5 * time.Second)},
+			healthz: 503, readyz: 200, bodyHas: "last ticked", readyzBody: "ok"},
+		{name: "NoBeatYetFailsHealthz", state: AgentState{Role: "standby"},
+			healthz: 503, readyz: 503, bodyHas: "not ticked"},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			if tc.state.LastBeat.After(time.Now().Add(-time.Second)) {
+				tc.state.LastBeat = time.Now() // fresh at the moment of the probe
+			}
+			box.set(func(s *AgentState) { *s = tc.state })
+			code, body := probe(t, base+"/healthz", 2*time.Second)
+			if code != tc.healthz {
+				t.Errorf("/healthz = %d %q; want %d", code, body, tc.healthz)
+			}
+			if strings.Count(body, "\n") != 1 {
+				t.Errorf("/healthz body %q: want one line", body)
+			}
+			if tc.bodyHas != "" && !strings.Contains(body, tc.bodyHas) {
+				t.Errorf("/healthz body %q: want it to say %q", body, tc.bodyHas)
+			}
+			code, body = probe(t, base+"/readyz", 2*time.Second)
+			if code != tc.readyz {
+				t.Errorf("/readyz = %d %q; want %d", code, body, tc.readyz)
+			}
+			if tc.readyzBody != "" && !strings.Contains(body, tc.readyzBody) {
+				t.Errorf("/readyz body %q: want it to say %q", body, tc.readyzBody)
+			}
+		})
+	}
+}
+
+func TestMetricsEndpointFollowsState(t *testing.T) {
+	t.Parallel()
+	box := &stateBox{st: AgentState{Role: RoleActive, LockEnabled: true, LockHeld: true, NodeUp: true, NodeReady: true, LastBeat: time.Now()}}
+	svc, base := startService(t, Options{State: box.get})
+	svc.Metrics().RecordFailover()
+	svc.Metrics().RecordSecretFetch(nil, 120*time.Millisecond)
+	svc.Metrics().RecordSecretFetch(context.DeadlineExceeded, 2*time.Second)
+	svc.Metrics().SetImage("smartcontract/chainlink", "2.10.0", "sha256:0123")
+	svc.Metrics().SetImage("smartcontract/chainlink", "2.11.0", "sha256:4567")
+	code, body := probe(t, base+"/metrics", 5*time.Second)
+	if code != 200 {
+		t.Fatalf("/metrics = %d", code)
+	}
+	for _, want := range []string{
+		`cl_agent_role{role="active"} 1`, `cl_agent_role{role="standby"} 0`,
+		"cl_agent_lock_held 1", "cl_agent_node_up 1", "cl_agent_node_ready 1", "cl_agent_active_node 1",
+		"cl_agent_failovers_total 1",
+		`cl_agent_secret_fetches_total{result="ok"} 1`, `cl_agent_secret_fetches_total{result="error"} 1`,
+		"cl_agent_secret_fetch_duration_seconds_count 2",
+		`cl_agent_image_info{digest="sha256:4567",repository="smartcontract/chainlink",tag="2.11.0"} 1`,
+		`cl_agent_host_memory_used_ratio`, `cl_agent_check_ok{check="host"} 1`,
+	} {
+		if want == `cl_agent_check_ok{check="host"} 1` || want == "cl_agent_host_memory_used_ratio" {
+			waitFor(t, 5*time.Second, "the host check's metrics", func() bool {
+				_, body = probe(t, base+"/metrics", 5*time.Second)
+				return strings.Contains(body, want)
+			})
+		}
+		if !strings.Contains(body, want) {
+			t.Errorf("/metrics lacks %q", want)
+		}
+	}
+	if strings.Contains(body, "2.10.0") {
+		t.Error("/metrics still shows the replaced image 2.10.0")
+	}
+	box.set(func(s *AgentState) { s.Role, s.LockHeld, s.NodeUp, s.NodeReady = "standby", false, false, false })
+	_, body = probe(t, base+"/metrics", 5*time.Second)
+	for _, want := range []string{`cl_agent_role{role="standby"} 1`, "cl_agent_lock_held 0", "cl_agent_active_node 0"} {
+		if !strings.Contains(body, want) {
+			t.Errorf("after stepping down, /metrics lacks %q", want)
+		}
+	}
+}
+
+func TestListenFailsOnUsedPort(t *testing.T) {
+	t.Parallel()
+	box := &stateBox{}
+	svc, _ := startService(t, Options{State: box.get})
+	other, err := New(Options{State: box.get, Listen: svc.Addr()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := other.Listen(); err == nil || !strings.Contains(err.Error(), svc.Addr()) {
+		t.Errorf("Listen on a used port = %v; want an error naming %s", err, svc.Addr())
+	}
+}

@@ -1,0 +1,165 @@
+package health
+
+import (
+	"context"
+	"errors"
+	"sync"
+	"time"
+
+	"go.uber.org/zap"
+)
+
+// Defaults of Options (and of the config keys that feed them).
+const (
+	DefaultListen             = "127.0.0.1:9180"
+	DefaultBeatBound          = 3 * time.Second // 3 × the daemon's 1s tick
+	DefaultCheckInterval      = 15 * time.Second
+	DefaultCheckTimeout       = 5 * time.Second
+	DefaultAPIInterval        = time.Minute
+	DefaultHostInterval       = 30 * time.Second
+	DefaultHeadStallAfter     = 2 * time.Minute
+	DefaultMinBalanceETH      = 0.1
+	DefaultCloudWatchInterval = time.Minute
+)
+
+// Options wire the health service. State is required; every check whose input is empty is left out.
+type Options struct {
+	Listen    string            // health.listen; default DefaultListen
+	State     func() AgentState // the daemon's state; cheap, never blocking
+	Log       *zap.Logger
+	BeatBound time.Duration // /healthz fails when the main loop has not ticked for this long; default 3s
+
+	NodeURL     string      // http://127.0.0.1:<container.host_port>; "" leaves out the node checks
+	Credentials Credentials // the API login, held by the daemon; nil leaves out the wallet and runs checks
+	// MinBalanceETH: a key under it fails the wallet check and raises WalletBalanceLow. 0 never warns; the
+	// configuration's default is DefaultMinBalanceETH.
+	MinBalanceETH  float64
+	ChainHTTPURL   string        // node.http_url; "" leaves out the HTTP chain check
+	ChainWSURL     string        // node.ws_url; "" leaves out the WebSocket chain check
+	HeadStallAfter time.Duration // the head must rise within this; default 2m
+	DiskPaths      []string      // file systems to watch; default ["/"]
+
+	CheckInterval time.Duration // node and chain checks; default 15s
+	CheckTimeout  time.Duration // deadline of every check run; default 5s
+	APIInterval   time.Duration // wallet balances and errored runs; default 60s
+	HostInterval  time.Duration // disk, memory, CPU; default 30s
+
+	CloudWatch         CloudWatchAPI // nil: nothing goes to CloudWatch
+	InstanceID         string        // the InstanceId dimension; required with CloudWatch
+	CloudWatchInterval time.Duration // default 60s
+	Namespace          string        // default Namespace
+}
+
+// Service is the agent's health side: the checks, the metrics, the HTTP endpoint and the CloudWatch publisher.
+type Service struct {
+	o         Options
+	metrics   *Metrics
+	runner    *Runner
+	server    *Server
+	publisher *Publisher // nil without CloudWatch
+}
+
+// New builds the service from o; Run starts it.
+func New(o Options) (*Service, error) {
+	if o.State == nil {
+		return nil, errors.New("health: Options.State is required")
+	}
+	if o.CloudWatch != nil && o.InstanceID == "" {
+		return nil, errors.New("health: Options.InstanceID is required to publish to CloudWatch")
+	}
+	o = withDefaults(o)
+	s := &Service{o: o, metrics: NewMetrics(o.State)}
+	s.runner = NewRunner(o.Log, s.metrics.Observe, checks(o)...)
+	s.server = NewServer(o.Listen, Handler(o.State, o.BeatBound, s.metrics.Gatherer(), o.Log))
+	if o.CloudWatch != nil {
+		s.publisher = NewPublisher(PublisherOptions{API: o.CloudWatch, Metrics: s.metrics, InstanceID: o.InstanceID,
+			Namespace: o.Namespace, Interval: o.CloudWatchInterval, Log: o.Log})
+	}
+	return s, nil
+}
+
+func withDefaults(o Options) Options {
+	def := func(d *time.Duration, v time.Duration) {
+		if *d <= 0 {
+			*d = v
+		}
+	}
+	if o.Listen == "" {
+		o.Listen = DefaultListen
+	}
+	if o.Log == nil {
+		o.Log = zap.NewNop()
+	}
+	if len(o.DiskPaths) == 0 {
+		o.DiskPaths = []string{"/"}
+	}
+	def(&o.BeatBound, DefaultBeatBound)
+	def(&o.HeadStallAfter, DefaultHeadStallAfter)
+	def(&o.CheckInterval, DefaultCheckInterval)
+	def(&o.CheckTimeout, DefaultCheckTimeout)
+	def(&o.APIInterval, DefaultAPIInterval)
+	def(&o.HostInterval, DefaultHostInterval)
+	def(&o.CloudWatchInterval, DefaultCloudWatchInterval)
+	return o
+}
+
+// checks builds the checks o has inputs for. The node's checks run only on the active host: elsewhere there is
+// no node to ask.
+func checks(o Options) []Check {
+	var out []Check
+	active := func() bool { return o.State().Role == RoleActive }
+	const standby = "this host is not active: no node to check"
+	if o.NodeURL != "" {
+		out = append(out,
+			OnlyWhen(NodeReadyz(o.NodeURL, o.CheckInterval, o.CheckTimeout), active, standby),
+			OnlyWhen(NodeHealth(o.NodeURL, o.CheckInterval, o.CheckTimeout), active, standby))
+		if o.Credentials != nil {
+			api := NewNodeAPI(o.NodeURL, o.Credentials)
+			out = append(out,
+				OnlyWhen(WalletBalances(api, o.MinBalanceETH, o.APIInterval, o.CheckTimeout, o.Log), active, standby),
+				OnlyWhen(ErroredRuns(api, 100, o.APIInterval, o.CheckTimeout), active, standby))
+		}
+	}
+	if o.ChainHTTPURL != "" {
+		out = append(out, ChainHTTP(o.ChainHTTPURL, o.HeadStallAfter, o.CheckInterval, o.CheckTimeout))
+	}
+	if o.ChainWSURL != "" {
+		stall := time.Duration(0) // the HTTP check tracks the head when there is one
+		if o.ChainHTTPURL == "" {
+			stall = o.HeadStallAfter
+		}
+		out = append(out, ChainWS(o.ChainWSURL, stall, o.CheckInterval, o.CheckTimeout))
+	}
+	return append(out, Host(o.DiskPaths, o.HostInterval, o.CheckTimeout))
+}
+
+// Metrics is the registry, for the daemon's RecordSecretFetch, RecordFailover and SetImage.
+func (s *Service) Metrics() *Metrics { return s.metrics }
+
+// Results is the last result of every check, for `cl-agent status`.
+func (s *Service) Results() []Result { return s.runner.Results() }
+
+// Listen binds health.listen, so a port in use fails at start-up. Run calls it when needed.
+func (s *Service) Listen() error { return s.server.Listen() }
+
+// Addr is the endpoint's address (the bound one after Listen).
+func (s *Service) Addr() string { return s.server.Addr() }
+
+// Run serves the endpoint, runs the checks and publishes to CloudWatch until ctx ends. It returns nil on a
+// cancelled ctx and an error when the endpoint cannot serve.
+func (s *Service) Run(ctx context.Context) error {
+	if err := s.server.Listen(); err != nil {
+		return err
+	}
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	var wg sync.WaitGroup
+	wg.Go(func() { s.runner.Run(ctx) })
+	if s.publisher != nil {
+		wg.Go(func() { s.publisher.Run(ctx) })
+	}
+	err := s.server.Serve(ctx)
+	cancel()
+	wg.Wait()
+	return err
+}

@@ -1,0 +1,64 @@
+package health
+
+import (
+	"fmt"
+	"time"
+)
+
+// Roles of the daemon (agent.Role) that the endpoints tell apart.
+const (
+	RoleActive  = "active"
+	RoleFencing = "fencing"
+)
+
+// Roles lists every role of the daemon, for the cl_agent_role gauge.
+var Roles = []string{"standby", "starting", "active", "fencing", "stopping"}
+
+// AgentState is the daemon's state as the health endpoint and the metrics see it. The daemon supplies it through
+// a func() AgentState that must be cheap and never block (a copy taken under the daemon's mutex).
+type AgentState struct {
+	Role        string    // standby | starting | active | fencing | stopping
+	LockEnabled bool      // leader.enabled
+	LockHeld    bool      // this host holds the advisory lock
+	NodeUp      bool      // this host's node container runs
+	NodeReady   bool      // the node answered /readyz 200 (as the daemon last saw it)
+	LastBeat    time.Time // when the main loop last ticked
+}
+
+// Serving reports whether this host is the one that should get traffic: active with a ready node. It is
+// /readyz, and the ActiveNodes metric that the template sums across hosts.
+func (s AgentState) Serving() bool { return s.Role == RoleActive && s.NodeReady }
+
+// Live tells /healthz: the main loop ticked within bound, and the host is not fencing (an active that can no
+// longer prove its lock and has not stopped its node yet). The reason is one line.
+func Live(s AgentState, now time.Time, bound time.Duration) (ok bool, reason string) {
+	switch {
+	case s.Role == RoleFencing:
+		return false, "fencing: the lock is no longer proven and the node is not stopped yet"
+	case s.LastBeat.IsZero():
+		return false, "the main loop has not ticked yet"
+	case now.Sub(s.LastBeat) > bound:
+		return false, fmt.Sprintf("the main loop last ticked %s ago (bound %s)", now.Sub(s.LastBeat).Round(time.Millisecond), bound)
+	}
+	return true, "ok"
+}
+
+// Ready tells /readyz: 200 only on the active host with its node ready, so the load balancer sends traffic to
+// the active alone. The reason is one line.
+func Ready(s AgentState) (ok bool, reason string) {
+	switch {
+	case s.Serving():
+		return true, "ok"
+	case s.Role == RoleActive:
+		return false, "active, but the node is not ready"
+	case s.Role == "standby":
+		return false, "standby: another host runs the node"
+	case s.Role == "starting":
+		return false, "starting: the node is not ready yet"
+	case s.Role == RoleFencing:
+		return false, "fencing: stopping the node"
+	case s.Role == "":
+		return false, "the agent has not started"
+	}
+	return false, s.Role
+}

@@ -1,0 +1,99 @@
+package agent
+
+import (
+	"context"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/cl-agent/cl-agent/internal/testenv"
+)
+
+// TestTakeoverProof runs the production Takeover against a real PostgreSQL with the node's lease table.
+func TestTakeoverProof(t *testing.T) {
+	pg := testenv.PostgresT(t)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	admin := func() *pgx.Conn {
+		c, err := pgx.Connect(ctx, pg.URL("postgres"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { c.Close(context.Background()) })
+		return c
+	}()
+	for _, q := range []string{
+		`CREATE TABLE lease_lock (client_id uuid NOT NULL, expires_at timestamptz NOT NULL)`,
+		`CREATE UNIQUE INDEX only_one_lease_lock ON lease_lock ((client_id IS NOT NULL))`,
+	} {
+		if _, err := admin.Exec(ctx, q); err != nil {
+			t.Fatal(err)
+		}
+	}
+	setLease := func(expires string) {
+		t.Helper()
+		if _, err := admin.Exec(ctx, `DELETE FROM lease_lock`); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := admin.Exec(ctx, `INSERT INTO lease_lock VALUES ('11111111-1111-1111-1111-111111111111', `+expires+`)`); err != nil {
+			t.Fatal(err)
+		}
+	}
+	connConfig, err := pgx.ParseConfig(pg.URL("postgres"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	// A session that looks like the other host's node.
+	peerNode := func() *pgx.Conn {
+		cfg := connConfig.Copy()
+		cfg.RuntimeParams["application_name"] = "chainlink/i-0peer"
+		c, err := pgx.ConnectConfig(ctx, cfg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return c
+	}
+	check := func(guard time.Duration) func(context.Context) (bool, string, error) {
+		t.Helper()
+		c, err := NewTakeover(connConfig, "i-0self", guard, 5*time.Second).Watch(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return c
+	}
+	expect := func(name string, c func(context.Context) (bool, string, error), want bool) {
+		t.Helper()
+		gone, why, err := c(ctx)
+		if err != nil || gone != want {
+			t.Errorf("%s: gone=%v (%s), %v; want gone=%v", name, gone, why, err, want)
+		}
+	}
+
+	setLease("now() + interval '10 seconds'")
+	c := check(time.Millisecond)
+	expect("LeaseHeld", c, false)
+	if _, err := admin.Exec(ctx, `UPDATE lease_lock SET expires_at = now()`); err != nil { // the node's clean stop
+		t.Fatal(err)
+	}
+	expect("ReleasedWhileWatching", c, true)
+
+	setLease("now() - interval '1 second'")
+	node := peerNode()
+	expect("LapsedButPeerNodeStillConnected", check(time.Millisecond), false)
+	node.Close(ctx)
+	expect("LapsedAndNoSessions", check(time.Millisecond), true)
+	expect("ServerRestartedWithinTheGuard", check(time.Hour), false)
+
+	if err := NewTakeover(connConfig, "i-0self", time.Second, 5*time.Second).ExpireStaleLease(ctx); err != nil {
+		t.Fatal(err)
+	}
+	setLease("now() + interval '10 seconds'")
+	if err := NewTakeover(connConfig, "i-0self", time.Second, 5*time.Second).ExpireStaleLease(ctx); err != nil {
+		t.Fatal(err)
+	}
+	var expired bool
+	if err := admin.QueryRow(ctx, `SELECT expires_at <= now() FROM lease_lock`).Scan(&expired); err != nil || !expired {
+		t.Errorf("ExpireStaleLease left the lease live: %v %v", expired, err)
+	}
+}
