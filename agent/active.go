@@ -160,7 +160,7 @@ func (d *Daemon) render(context.Context) (*bootstrap.Rendered, error) {
 // known dead (the peer's after that wait, or our own the supervisor just removed), so its lease is expired and the
 // new node does not wait it out.
 func (d *Daemon) beforeStart(term Term) func(context.Context) error {
-	if d.takeover == nil {
+	if d.election == nil {
 		return nil
 	}
 	first := true
@@ -171,7 +171,7 @@ func (d *Daemon) beforeStart(term Term) func(context.Context) error {
 			}
 			first = false
 		}
-		return d.takeover.ExpireStaleLease(ctx)
+		return d.currentTakeover().ExpireStaleLease(ctx)
 	}
 }
 

@@ -70,9 +70,10 @@ type Notifier interface {
 
 // Daemon is the cl-agent main loop: one explicit state machine, one function per state.
 type Daemon struct {
-	host     *Host
-	elector  Elector  // nil: leader.enabled is false, this host is always active
-	takeover Takeover // nil with the elector
+	host *Host
+	// election builds the elector and takeover for a database password; nil: leader.enabled is false and this
+	// host is always active.
+	election func(dbPassword bootstrap.Secret) (Elector, Takeover, error)
 	notify   Notifier
 	// newNode builds the supervisor of one term: it runs img and calls beforeStart before every start.
 	newNode func(img container.Image, render func(context.Context) (*bootstrap.Rendered, error), beforeStart func(context.Context) error) (Node, error)
@@ -84,13 +85,16 @@ type Daemon struct {
 	requests chan request // from the control socket, served by the state functions
 	tick     time.Duration
 
-	mu        sync.Mutex
-	status    control.Status
-	secrets   bootstrap.NodeSecrets // read by the supervisor's Render, written by the loop
-	img       container.Image
-	holdUntil time.Time // after a stepdown: stay out of the election until then
-	readySent bool
-	lastBeat  time.Time
+	mu              sync.Mutex
+	elector         Elector  // built by election for the password version electionVersion
+	takeover        Takeover // goes with elector
+	electionVersion string
+	status          control.Status
+	secrets         bootstrap.NodeSecrets // read by the supervisor's Render, written by the loop
+	img             container.Image
+	holdUntil       time.Time // after a stepdown: stay out of the election until then
+	readySent       bool
+	lastBeat        time.Time
 }
 
 // request is an operator's command, answered on reply.
@@ -99,11 +103,12 @@ type request struct {
 	reply chan error
 }
 
-// DaemonOptions wires a Daemon. Host, Notify, NewNode and Warm are required; Elector and Takeover go together.
+// DaemonOptions wires a Daemon. Host, Notify, NewNode and Warm are required.
 type DaemonOptions struct {
-	Host     *Host
-	Elector  Elector
-	Takeover Takeover
+	Host *Host
+	// Election builds the elector and takeover logging in with the database password given; it is called again
+	// when that secret rotates. Nil: no leader election (leader.enabled: false).
+	Election func(dbPassword bootstrap.Secret) (Elector, Takeover, error)
 	Notify   Notifier
 	NewNode  func(img container.Image, render func(context.Context) (*bootstrap.Rendered, error), beforeStart func(context.Context) error) (Node, error)
 	Warm     func(ctx context.Context) (container.Image, bootstrap.NodeSecrets, error)
@@ -118,9 +123,6 @@ func NewDaemon(o DaemonOptions) (*Daemon, error) {
 	if o.Host == nil || o.Notify == nil || o.NewNode == nil || o.Warm == nil {
 		return nil, errors.New("daemon: Host, Notify, NewNode and Warm are required")
 	}
-	if (o.Elector == nil) != (o.Takeover == nil) {
-		return nil, errors.New("daemon: Elector and Takeover go together")
-	}
 	if o.Tick <= 0 {
 		o.Tick = time.Second
 	}
@@ -128,15 +130,15 @@ func NewDaemon(o DaemonOptions) (*Daemon, error) {
 		o.Fetch = o.Host.FetchSecrets
 	}
 	d := &Daemon{
-		host: o.Host, elector: o.Elector, takeover: o.Takeover, notify: o.Notify, newNode: o.NewNode, warm: o.Warm, fetch: o.Fetch,
+		host: o.Host, election: o.Election, notify: o.Notify, newNode: o.NewNode, warm: o.Warm, fetch: o.Fetch,
 		requests: make(chan request), tick: o.Tick, lastBeat: time.Now(),
 	}
 	d.status = control.Status{
 		Role: string(RoleStandby), InstanceID: o.Host.Identity.InstanceID, Since: time.Now(),
-		Lock: control.Lock{Enabled: o.Elector != nil},
+		Lock: control.Lock{Enabled: o.Election != nil},
 		Node: control.Node{Container: o.Host.Config.Container.Name, State: string(container.StateStopped)},
 	}
-	if o.Elector != nil {
+	if o.Election != nil {
 		c := o.Host.Config
 		d.status.Lock.Key = leader.LockKey(c.Leader.LockKey, c.Node.Database.Name)
 	}
@@ -148,6 +150,9 @@ func NewDaemon(o DaemonOptions) (*Daemon, error) {
 func (d *Daemon) Run(ctx context.Context) error {
 	for {
 		term, err := d.runStandby(ctx)
+		if errors.Is(err, errRecampaign) {
+			continue
+		}
 		if err != nil {
 			return d.exit(ctx, err)
 		}
@@ -260,7 +265,7 @@ func (d *Daemon) Restart(ctx context.Context) error { return d.ask(ctx, "restart
 
 // Stepdown implements control.Handler.
 func (d *Daemon) Stepdown(ctx context.Context, wait bool) (string, error) {
-	if d.elector == nil {
+	if d.election == nil {
 		return "", errors.New("leader election is disabled (leader.enabled: false): there is no peer to hand over to")
 	}
 	if err := d.ask(ctx, "stepdown"); err != nil {
@@ -270,7 +275,7 @@ func (d *Daemon) Stepdown(ctx context.Context, wait bool) (string, error) {
 		return "stepped down: node stopped, lock released", nil
 	}
 	for {
-		h, err := d.elector.Holder(ctx)
+		h, err := d.currentElector().Holder(ctx)
 		if err == nil && h.Held && h.InstanceID != d.host.Identity.InstanceID {
 			return "stepped down: " + h.ApplicationName + " holds the lock", nil
 		}
@@ -283,3 +288,28 @@ func (d *Daemon) Stepdown(ctx context.Context, wait bool) (string, error) {
 }
 
 var _ control.Handler = (*Daemon)(nil)
+
+// ensureElection builds the elector for the database password held now, and again only when its version
+// changed (a rotated password would lock a stale elector out of every new session).
+func (d *Daemon) ensureElection() error {
+	d.mu.Lock()
+	pw, have, built := d.secrets.DatabasePassword, d.electionVersion, d.elector != nil
+	d.mu.Unlock()
+	if built && have == pw.VersionID {
+		return nil
+	}
+	e, t, err := d.election(pw)
+	if err != nil {
+		return err
+	}
+	d.mu.Lock()
+	d.elector, d.takeover, d.electionVersion = e, t, pw.VersionID
+	d.mu.Unlock()
+	return nil
+}
+
+func (d *Daemon) currentElector() Elector {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return d.elector
+}

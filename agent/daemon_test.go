@@ -138,16 +138,17 @@ func (r *recorder) has(prefix string) bool {
 }
 
 type harness struct {
-	version  atomic.Int32 // the secrets' version id that fetch returns
-	fetches  atomic.Int32
-	fetchErr atomic.Pointer[error]
-	d        *Daemon
-	elector  *fakeElector
-	takeover *fakeTakeover
-	notes    *recorder
-	nodes    chan *fakeNode
-	cancel   context.CancelFunc
-	done     chan error
+	elections atomic.Int32 // how often the daemon built an elector
+	version   atomic.Int32 // the secrets' version id that fetch returns
+	fetches   atomic.Int32
+	fetchErr  atomic.Pointer[error]
+	d         *Daemon
+	elector   *fakeElector
+	takeover  *fakeTakeover
+	notes     *recorder
+	nodes     chan *fakeNode
+	cancel    context.CancelFunc
+	done      chan error
 }
 
 func start(t *testing.T, leaderEnabled bool, edit func(*config.Config), warmErr error) *harness {
@@ -184,7 +185,10 @@ func start(t *testing.T, leaderEnabled bool, edit func(*config.Config), warmErr 
 	if leaderEnabled {
 		h.elector = &fakeElector{grant: make(chan *fakeTerm)}
 		h.takeover = &fakeTakeover{}
-		o.Elector, o.Takeover = h.elector, h.takeover
+		o.Election = func(bootstrap.Secret) (Elector, Takeover, error) {
+			h.elections.Add(1)
+			return h.elector, h.takeover, nil
+		}
 	}
 	d, err := NewDaemon(o)
 	if err != nil {
@@ -400,11 +404,17 @@ func TestRotatedSecretRestartsTheActiveNode(t *testing.T) {
 func TestRotatedSecretRefreshesTheStandby(t *testing.T) {
 	h := start(t, true, func(c *config.Config) { c.Secrets.PollInterval = 20 * time.Millisecond }, nil)
 	eventually(t, "campaigning", func() bool { return h.elector.acquires.Load() == 1 })
+	if h.elections.Load() != 1 {
+		t.Fatalf("elector built %d times before any rotation", h.elections.Load())
+	}
 	h.version.Store(3)
 	eventually(t, "standby holds the rotated secrets", func() bool {
 		h.d.mu.Lock()
 		defer h.d.mu.Unlock()
 		return h.d.secrets.DatabasePassword.VersionID == "v3"
+	})
+	eventually(t, "campaigning again with an elector for the new database password", func() bool {
+		return h.elections.Load() == 2 && h.elector.acquires.Load() == 2
 	})
 }
 

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"time"
 
 	"go.uber.org/zap"
@@ -25,8 +26,11 @@ func (d *Daemon) runStandby(ctx context.Context) (Term, error) {
 	if err := d.warmUp(ctx); err != nil {
 		return nil, err
 	}
-	if d.elector == nil {
+	if d.election == nil {
 		return foreverTerm(ctx), nil
+	}
+	if err := d.ensureElection(); err != nil {
+		return nil, err
 	}
 	d.ready()
 	if err := d.sitOutHold(ctx); err != nil {
@@ -40,8 +44,9 @@ func (d *Daemon) runStandby(ctx context.Context) (Term, error) {
 	acquired := make(chan result, 1)
 	campaign, stopCampaign := context.WithCancel(ctx)
 	defer stopCampaign()
+	elector := d.currentElector()
 	go func() {
-		t, err := d.elector.Acquire(campaign)
+		t, err := elector.Acquire(campaign)
 		acquired <- result{t, err}
 	}()
 	tick := time.NewTicker(d.tick)
@@ -54,11 +59,20 @@ func (d *Daemon) runStandby(ctx context.Context) (Term, error) {
 		case <-rotate.C:
 			go func() { rotation <- d.checkRotation(ctx) }()
 		case rc := <-rotation:
-			if len(rc.changed) > 0 {
-				d.host.Log.Info("secrets rotated: the standby holds the new values", zap.Strings("secrets", rc.changed))
-				d.mu.Lock()
-				d.secrets = rc.fresh
-				d.mu.Unlock()
+			if len(rc.changed) == 0 {
+				continue
+			}
+			d.host.Log.Info("secrets rotated: the standby holds the new values", zap.Strings("secrets", rc.changed))
+			d.mu.Lock()
+			d.secrets = rc.fresh
+			d.mu.Unlock()
+			if slices.Contains(rc.changed, "database_password") {
+				// The campaign logs in with the old password: start it again with the new one.
+				stopCampaign()
+				if r := <-acquired; r.term != nil {
+					d.release(ctx, r.term)
+				}
+				return nil, errRecampaign
 			}
 		case r := <-acquired:
 			if errors.Is(r.err, leader.ErrProxied) {
@@ -78,6 +92,9 @@ func (d *Daemon) runStandby(ctx context.Context) (Term, error) {
 		}
 	}
 }
+
+// errRecampaign sends the daemon back to the start of standby (a rotated database password).
+var errRecampaign = errors.New("campaign again")
 
 // warmUp retries what a start needs until it succeeds; a terminal failure (configuration, access, a secret that
 // breaks the node's rules) ends the daemon.
@@ -163,7 +180,7 @@ func (d *Daemon) refuse(kind string) error {
 func (d *Daemon) refreshHolder(ctx context.Context) {
 	ctx, cancel := context.WithTimeout(ctx, d.tick)
 	defer cancel()
-	h, err := d.elector.Holder(ctx)
+	h, err := d.currentElector().Holder(ctx)
 	if err != nil {
 		return
 	}

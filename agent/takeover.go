@@ -24,7 +24,7 @@ func (d *Daemon) waitTakeover(ctx context.Context, term Term) error {
 	guard := d.host.Config.Leader.TakeoverGuard
 	deadline := term.AcquiredAt().Add(guard)
 	d.setRole(RoleStarting, "waiting for proof the previous node is gone, or the takeover guard")
-	check, err := d.takeover.Watch(ctx)
+	check, err := d.currentTakeover().Watch(ctx)
 	if err != nil {
 		d.host.Log.Warn("cannot watch for the previous node; waiting out the guard", zap.Error(err))
 		check = func(context.Context) (bool, string, error) { return false, "", nil }
@@ -50,6 +50,12 @@ func (d *Daemon) waitTakeover(ctx context.Context, term Term) error {
 		case <-time.After(min(takeoverPoll, left)):
 		}
 	}
+}
+
+func (d *Daemon) currentTakeover() Takeover {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return d.takeover
 }
 
 // dbTakeover answers from the node's database: the node's lease row, its sessions' application_name

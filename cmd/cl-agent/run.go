@@ -50,26 +50,7 @@ func runDaemon(ctx context.Context, args []string, out, errOut io.Writer) error 
 		},
 	}
 	if cfg.Leader.Enabled {
-		// The lock session logs in as the node does: same database, user and password.
-		secrets, err := h.FetchSecrets(ctx)
-		if err != nil {
-			return err
-		}
-		connConfig, err := pgx.ParseConfig(bootstrap.DatabaseURL(cfg.Node.Database, secrets.DatabasePassword.Reveal(), ""))
-		if err != nil {
-			return fmt.Errorf("node.database: %w", err)
-		}
-		l := cfg.Leader
-		e, err := leader.New(leader.Options{
-			ConnConfig: connConfig, Key: leader.LockKey(l.LockKey, cfg.Node.Database.Name), InstanceID: h.Identity.InstanceID,
-			PingInterval: l.PingInterval, PingTimeout: l.PingTimeout, FenceAfter: l.FenceAfter, DeadPeerTimeout: l.DeadPeerTimeout,
-			Logger: h.Log,
-		})
-		if err != nil {
-			return err
-		}
-		o.Elector = agent.ElectorFrom(e)
-		o.Takeover = agent.NewTakeover(connConfig, h.Identity.InstanceID, l.TakeoverGuard, cfg.AWS.CallTimeout)
+		o.Election = election(h)
 	}
 	d, err := agent.NewDaemon(o)
 	if err != nil {
@@ -81,6 +62,28 @@ func runDaemon(ctx context.Context, args []string, out, errOut io.Writer) error 
 		}
 	}()
 	return d.Run(ctx)
+}
+
+// election builds the elector and the takeover check for a database password: the lock session logs in as the
+// node does (same database, user and password).
+func election(h *agent.Host) func(bootstrap.Secret) (agent.Elector, agent.Takeover, error) {
+	cfg := h.Config
+	return func(password bootstrap.Secret) (agent.Elector, agent.Takeover, error) {
+		connConfig, err := pgx.ParseConfig(bootstrap.DatabaseURL(cfg.Node.Database, password.Reveal(), ""))
+		if err != nil {
+			return nil, nil, fmt.Errorf("node.database: %w", err)
+		}
+		l := cfg.Leader
+		e, err := leader.New(leader.Options{
+			ConnConfig: connConfig, Key: leader.LockKey(l.LockKey, cfg.Node.Database.Name), InstanceID: h.Identity.InstanceID,
+			PingInterval: l.PingInterval, PingTimeout: l.PingTimeout, FenceAfter: l.FenceAfter, DeadPeerTimeout: l.DeadPeerTimeout,
+			Logger: h.Log,
+		})
+		if err != nil {
+			return nil, nil, err
+		}
+		return agent.ElectorFrom(e), agent.NewTakeover(connConfig, h.Identity.InstanceID, l.TakeoverGuard, cfg.AWS.CallTimeout), nil
+	}
 }
 
 // systemd sends sd_notify messages; outside systemd (no NOTIFY_SOCKET) they are dropped.
