@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"sync"
 	"time"
 
@@ -12,6 +13,7 @@ import (
 	"github.com/cl-agent/cl-agent/agent/bootstrap"
 	"github.com/cl-agent/cl-agent/agent/container"
 	"github.com/cl-agent/cl-agent/agent/control"
+	"github.com/cl-agent/cl-agent/agent/health"
 	"github.com/cl-agent/cl-agent/agent/leader"
 )
 
@@ -63,6 +65,12 @@ type Takeover interface {
 	ExpireStaleLease(ctx context.Context) error
 }
 
+// Observer is told what the daemon does, for metrics.
+type Observer interface {
+	RecordFailover()
+	SetImage(repository, tag, digest string)
+}
+
 // Notifier tells systemd how the daemon is doing (sd_notify); tests record it.
 type Notifier interface {
 	Notify(state string)
@@ -80,7 +88,9 @@ type Daemon struct {
 	// warm prepares what a start needs (image resolved and pulled, secrets fetched and checked).
 	warm func(ctx context.Context) (container.Image, bootstrap.NodeSecrets, error)
 	// fetch gets the secrets again (restart, rotation).
-	fetch func(ctx context.Context) (bootstrap.NodeSecrets, error)
+	fetch    func(ctx context.Context) (bootstrap.NodeSecrets, error)
+	observer Observer
+	checks   func() []control.Check
 
 	requests chan request // from the control socket, served by the state functions
 	tick     time.Duration
@@ -95,6 +105,9 @@ type Daemon struct {
 	holdUntil       time.Time // after a stepdown: stay out of the election until then
 	readySent       bool
 	lastBeat        time.Time
+	// lastPeer is the last other host seen holding the lock while this one waited: taking the lock after that is
+	// a failover.
+	lastPeer string
 }
 
 // request is an operator's command, answered on reply.
@@ -114,6 +127,10 @@ type DaemonOptions struct {
 	Warm     func(ctx context.Context) (container.Image, bootstrap.NodeSecrets, error)
 	// Fetch gets the secrets again for a restart or a rotation check. Default Host.FetchSecrets.
 	Fetch func(ctx context.Context) (bootstrap.NodeSecrets, error)
+	// Observer records failovers and the image (metrics). Nil: nobody.
+	Observer Observer
+	// Checks gives the health checks' last results for the status. Nil: none.
+	Checks func() []control.Check
 	// Tick is the main loop's heartbeat: status refresh and the systemd watchdog. Default 1s.
 	Tick time.Duration
 }
@@ -129,8 +146,14 @@ func NewDaemon(o DaemonOptions) (*Daemon, error) {
 	if o.Fetch == nil {
 		o.Fetch = o.Host.FetchSecrets
 	}
+	if o.Observer == nil {
+		o.Observer = nopObserver{}
+	}
+	if o.Checks == nil {
+		o.Checks = func() []control.Check { return nil }
+	}
 	d := &Daemon{
-		host: o.Host, election: o.Election, notify: o.Notify, newNode: o.NewNode, warm: o.Warm, fetch: o.Fetch,
+		host: o.Host, election: o.Election, notify: o.Notify, newNode: o.NewNode, warm: o.Warm, fetch: o.Fetch, observer: o.Observer, checks: o.Checks,
 		requests: make(chan request), tick: o.Tick, lastBeat: time.Now(),
 	}
 	d.status = control.Status{
@@ -179,10 +202,9 @@ func (d *Daemon) setRole(r Role, message string) {
 		d.status.Since = time.Now()
 	}
 	d.status.Role, d.status.Message = string(r), message
-	st := d.status
 	d.mu.Unlock()
 	d.host.Log.Info("role", zap.String("role", string(r)), zap.String("doing", message))
-	d.notify.Notify("STATUS=" + statusLine(st))
+	d.notify.Notify("STATUS=" + statusLine(d.Status()))
 }
 
 func (d *Daemon) setProblem(err error) {
@@ -199,9 +221,8 @@ func (d *Daemon) setProblem(err error) {
 func (d *Daemon) beat() {
 	d.mu.Lock()
 	d.lastBeat = time.Now()
-	st := d.status
 	d.mu.Unlock()
-	d.notify.Notify("WATCHDOG=1\nSTATUS=" + statusLine(st))
+	d.notify.Notify("WATCHDOG=1\nSTATUS=" + statusLine(d.Status()))
 }
 
 // LastBeat is when the main loop last ticked.
@@ -231,18 +252,67 @@ func statusLine(s control.Status) string {
 	if s.Message != "" {
 		line += "; " + s.Message
 	}
+	for _, c := range s.Checks {
+		if c.Name == "node_wallet_balance" && !c.Skipped && c.Detail != "" {
+			line += "; wallet " + c.Detail
+		}
+	}
 	if s.LastError != "" {
 		line += "; problem: " + s.LastError
+	} else if failing := failingChecks(s.Checks); failing != "" {
+		line += "; failing: " + failing
 	}
 	return line
+}
+
+func failingChecks(cs []control.Check) string {
+	var names []string
+	for _, c := range cs {
+		if !c.OK && !c.Skipped {
+			names = append(names, c.Name)
+		}
+	}
+	return strings.Join(names, ", ")
 }
 
 // Status is the snapshot `cl-agent status` prints.
 func (d *Daemon) Status() control.Status {
 	d.mu.Lock()
-	defer d.mu.Unlock()
-	return d.status
+	st := d.status
+	d.mu.Unlock()
+	st.Checks = d.checks()
+	return st
 }
+
+// HealthState is what /healthz, /readyz and the metrics need; cheap and never blocking.
+func (d *Daemon) HealthState() health.AgentState {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	state := container.State(d.status.Node.State)
+	return health.AgentState{
+		Role: d.status.Role, LockEnabled: d.status.Lock.Enabled, LockHeld: d.status.Lock.Held,
+		NodeUp:    state == container.StateRunning || state == container.StateReady,
+		NodeReady: d.status.Node.Ready, LastBeat: d.lastBeat,
+	}
+}
+
+// APICredentials is the node API login the health checks use: held in memory, never written again.
+func (d *Daemon) APICredentials() (email, password string, ok bool) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.secrets.APIPassword.Empty() {
+		return "", "", false
+	}
+	return d.host.Config.Node.APIEmail, d.secrets.APIPassword.Reveal(), true
+}
+
+// SetObserver sets who is told about failovers and the image; call it before Run.
+func (d *Daemon) SetObserver(o Observer) { d.observer = o }
+
+type nopObserver struct{}
+
+func (nopObserver) RecordFailover()                 {}
+func (nopObserver) SetImage(string, string, string) {}
 
 // ask hands a command to the state machine and waits for its answer.
 func (d *Daemon) ask(ctx context.Context, kind string) error {

@@ -25,6 +25,8 @@ type Host struct {
 	Redactor *logging.Redactor
 	Identity bootstrap.Identity
 	AWS      aws.Config
+	// OnSecretFetch is told the outcome and duration of every fetch of the secrets (metrics). Nil: nobody.
+	OnSecretFetch func(err error, took time.Duration)
 }
 
 // Open loads the configuration at path and builds the logger writing JSON to logOut.
@@ -68,6 +70,9 @@ func (h *Host) FetchSecrets(ctx context.Context) (bootstrap.NodeSecrets, error) 
 	api := bootstrap.NewSecretsClient(h.AWS, c.EndpointURL, c.MaxAttempts, c.CallTimeout/time.Duration(c.MaxAttempts))
 	start := time.Now()
 	s, err := bootstrap.FetchSecrets(ctx, api, h.Config.Secrets, h.Config.Node.APIEmail, c.CallTimeout)
+	if h.OnSecretFetch != nil {
+		h.OnSecretFetch(err, time.Since(start))
+	}
 	if err != nil {
 		return bootstrap.NodeSecrets{}, err
 	}

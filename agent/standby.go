@@ -83,6 +83,14 @@ func (d *Daemon) runStandby(ctx context.Context) (Term, error) {
 			if r.err != nil {
 				return nil, r.err
 			}
+			d.mu.Lock()
+			peer := d.lastPeer
+			d.lastPeer = ""
+			d.mu.Unlock()
+			if peer != "" {
+				d.host.Log.Info("failover: taking over the node", zap.String("from", peer))
+				d.observer.RecordFailover()
+			}
 			return r.term, nil
 		case <-tick.C:
 			d.beat()
@@ -109,6 +117,7 @@ func (d *Daemon) warmUp(ctx context.Context) error {
 			d.img, d.secrets = img, secrets
 			d.status.Node.Image, d.status.Node.Digest = img.String(), img.Digest
 			d.mu.Unlock()
+			d.observer.SetImage(img.Repository, img.Tag, img.Digest)
 			d.setProblem(nil)
 			return nil
 		}
@@ -190,6 +199,9 @@ func (d *Daemon) refreshHolder(ctx context.Context) {
 	d.status.Lock.Holder = ""
 	if h.Held {
 		d.status.Lock.Holder = h.ApplicationName
+	}
+	if h.Held && h.InstanceID != d.host.Identity.InstanceID {
+		d.lastPeer = h.ApplicationName
 	}
 }
 

@@ -34,6 +34,12 @@ for _ in $(seq 600); do [ -s "$DEMO/env" ] && break; kill -0 "${pids[0]}" 2>/dev
 set -a; . "$DEMO/env"; set +a
 sed 's/^PG_PASSWORD=.*/PG_PASSWORD=[REDACTED]/' "$DEMO/env"
 
+CHAIN_PORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+go build -o "$DEMO/chainsim" ./internal/chainsim/cmd/chainsim
+"$DEMO/chainsim" -listen "127.0.0.1:$CHAIN_PORT" -chain-id 11155111 -block-time 2s >"$DEMO/chainsim.log" 2>&1 &
+pids+=($!)
+echo "chain client stand-in (JSON-RPC over HTTP and WebSocket): 127.0.0.1:$CHAIN_PORT"
+
 step "the node's database and secrets (generated here, never printed)"
 gen() { head -c 64 /dev/urandom | base64 | tr -dc 'A-Za-z0-9' | head -c 24; }
 DB_PASSWORD="Db@:/?#%-$(gen)"
@@ -64,8 +70,8 @@ secrets:
   keystore_password: {id: WalletSecret}
 node:
   network: Ethereum-Sepolia
-  ws_url: wss://sepolia.example.invalid/ws
-  http_url: https://sepolia.example.invalid
+  ws_url: ws://127.0.0.1:$CHAIN_PORT
+  http_url: http://127.0.0.1:$CHAIN_PORT
   api_email: ops@example.com
   database: {host: $PG_BRIDGE_HOST, port: $PG_PORT, name: chainlink, user: chainlink, sslmode: verify-full, sslrootcert: $DEMO/db-ca.pem}
 image: {repository: $REGISTRY_ADDR/chainlink/chainlink}
@@ -111,6 +117,11 @@ standby=host1; [ "$active" = host1 ] && standby=host2
 for h in host1 host2; do echo "--- cl-agent status ($h)"; "$AGENT" status --config "$DEMO/$h/config.yaml"; done
 
 port() { sed -n 's/^  host_port: //p' "$DEMO/$1/config.yaml"; }
+health() { sed -n 's/^health: {listen: "\(.*\)"}$/\1/p' "$DEMO/$1/config.yaml"; }
+step "the load balancer's view: each agent's /readyz (only the active answers 200)"
+for h in host1 host2; do
+	printf '%s (%s): ' "$h" "$(role $h)"; curl -s -w ' [%{http_code}]\n' "http://$(health $h)/readyz"
+done
 step "the active node answers: GET http://127.0.0.1:$(port "$active")/readyz"
 curl -s -o /dev/null -w '%{http_code}\n' "http://127.0.0.1:$(port "$active")/readyz"
 echo "secrets directory of the active after the node became ready: $(ls -A "$DEMO/$active/secrets" | wc -l) files"
@@ -124,5 +135,8 @@ t1=$(date +%s.%N)
 printf 'the standby (%s) has a ready node %.2f s after the kill\n' "$standby" "$(echo "$t1 - $t0" | bc)"
 "$AGENT" status --config "$DEMO/$standby/config.yaml"
 curl -s -o /dev/null -w "GET http://127.0.0.1:$(port "$standby")/readyz: %{http_code}\n" "http://127.0.0.1:$(port "$standby")/readyz"
+printf 'agent /readyz of %s: ' "$standby"; curl -s -w ' [%{http_code}]\n' "http://$(health "$standby")/readyz"
+echo "a few of its metrics:"
+curl -s "http://$(health "$standby")/metrics" | grep -E '^cl_agent_(role|lock_held|failovers_total|node_ready|image_info)' | head -8
 
 step "done: stopping everything"

@@ -159,9 +159,38 @@ type Leader struct {
 	StepdownHold time.Duration `yaml:"stepdown_hold"`
 }
 
-// Health is the agent's own HTTP endpoint (/healthz, /readyz, /metrics).
+// Health is the agent's own HTTP endpoint (/healthz, /readyz, /metrics), its checks and its metrics.
 type Health struct {
+	// Listen is host:port of /healthz, /readyz (the load balancer's check) and /metrics. Default 127.0.0.1:9180.
 	Listen string `yaml:"listen"`
+	// BeatBound: /healthz fails when the main loop has not ticked for this long. Default 3s.
+	BeatBound time.Duration `yaml:"beat_bound"`
+	// CheckInterval and CheckTimeout pace the node and chain checks. Defaults 15s and 5s.
+	CheckInterval time.Duration `yaml:"check_interval"`
+	CheckTimeout  time.Duration `yaml:"check_timeout"`
+	// APIInterval paces the wallet-balance and errored-runs checks through the node's API. Default 60s.
+	APIInterval time.Duration `yaml:"api_interval"`
+	// HostInterval paces the disk, memory and CPU check. Default 30s.
+	HostInterval time.Duration `yaml:"host_interval"`
+	// HeadStallAfter: the chain head must rise within this. Default 2m.
+	HeadStallAfter time.Duration `yaml:"head_stall_after"`
+	// MinBalanceETH: a node key under it raises WalletBalanceLow. Default 0.1; 0 never warns.
+	MinBalanceETH float64 `yaml:"min_balance_eth"`
+	// DiskPaths are the file systems the host check watches. Default ["/", state_dir's file system].
+	DiskPaths []string `yaml:"disk_paths"`
+	// UnhealthyStepdown: an active whose node fails its checks this long hands over to a healthy standby.
+	// Default 5m; 0 turns the policy off.
+	UnhealthyStepdown time.Duration `yaml:"unhealthy_stepdown"`
+	CloudWatch        CloudWatch    `yaml:"cloudwatch"`
+}
+
+// CloudWatch is where the agent's metrics go (PutMetricData), besides /metrics.
+type CloudWatch struct {
+	Enabled bool `yaml:"enabled"`
+	// Interval between publishes. Default 60s.
+	Interval time.Duration `yaml:"interval"`
+	// Namespace of the metrics; the template's alarms read ChainlinkNode/Agent. Default ChainlinkNode/Agent.
+	Namespace string `yaml:"namespace"`
 }
 
 // Control is the operator's control socket (status, restart, stepdown).
@@ -203,7 +232,13 @@ func Default() Config {
 			DeadPeerTimeout: 10 * time.Second,
 			StepdownHold:    30 * time.Second,
 		},
-		Health:   Health{Listen: "127.0.0.1:9180"},
+		Health: Health{
+			Listen: "127.0.0.1:9180", BeatBound: 3 * time.Second,
+			CheckInterval: 15 * time.Second, CheckTimeout: 5 * time.Second, APIInterval: time.Minute,
+			HostInterval: 30 * time.Second, HeadStallAfter: 2 * time.Minute, MinBalanceETH: 0.1,
+			UnhealthyStepdown: 5 * time.Minute,
+			CloudWatch:        CloudWatch{Enabled: true, Interval: time.Minute, Namespace: "ChainlinkNode/Agent"},
+		},
 		Control:  Control{Socket: "/run/cl-agent/control.sock"},
 		StateDir: "/var/lib/cl-agent",
 		LogLevel: "info",

@@ -95,13 +95,39 @@ func validate(c *Config, lines lineMap) error {
 	v.image(c)
 	v.container(c)
 	v.leader(c)
-	if _, _, err := net.SplitHostPort(c.Health.Listen); err != nil {
-		v.fail("health.listen", c.Health.Listen, detail(ErrInvalid, "must be host:port"))
-	}
+	v.health(c)
 	v.absPath("control.socket", c.Control.Socket)
 	v.absPath("state_dir", c.StateDir)
 	v.oneOf("log_level", c.LogLevel, "debug", "info", "warn", "error")
 	return errors.Join(v.errs...)
+}
+
+func (v *validator) health(c *Config) {
+	h := c.Health
+	if _, _, err := net.SplitHostPort(h.Listen); err != nil {
+		v.fail("health.listen", h.Listen, detail(ErrInvalid, "must be host:port"))
+	}
+	v.positive("health.beat_bound", h.BeatBound)
+	v.positive("health.check_interval", h.CheckInterval)
+	if v.positive("health.check_timeout", h.CheckTimeout) && h.CheckTimeout > h.CheckInterval {
+		v.fail("health.check_timeout", h.CheckTimeout.String(), detail(ErrOutOfRange, "must not exceed health.check_interval (%s)", h.CheckInterval))
+	}
+	v.positive("health.api_interval", h.APIInterval)
+	v.positive("health.host_interval", h.HostInterval)
+	v.positive("health.head_stall_after", h.HeadStallAfter)
+	if h.MinBalanceETH < 0 {
+		v.fail("health.min_balance_eth", fmt.Sprint(h.MinBalanceETH), detail(ErrOutOfRange, "must be 0 (off) or more"))
+	}
+	for i, p := range h.DiskPaths {
+		v.absPath(fmt.Sprintf("health.disk_paths[%d]", i), p)
+	}
+	if h.UnhealthyStepdown < 0 {
+		v.fail("health.unhealthy_stepdown", h.UnhealthyStepdown.String(), detail(ErrOutOfRange, "must be 0 (off) or a positive duration"))
+	}
+	if h.CloudWatch.Enabled {
+		v.positive("health.cloudwatch.interval", h.CloudWatch.Interval)
+		v.required("health.cloudwatch.namespace", h.CloudWatch.Namespace)
+	}
 }
 
 func (v *validator) instance(c *Config) {

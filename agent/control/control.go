@@ -26,6 +26,16 @@ type Status struct {
 	Node       Node      `json:"node"`
 	Message    string    `json:"message,omitempty"` // what the agent is doing or waiting for
 	LastError  string    `json:"last_error,omitempty"`
+	Checks     []Check   `json:"checks,omitempty"` // each health check's last result
+}
+
+// Check is the last result of one health check.
+type Check struct {
+	Name    string    `json:"name"`
+	OK      bool      `json:"ok"`
+	Skipped bool      `json:"skipped,omitempty"`
+	Detail  string    `json:"detail,omitempty"`
+	At      time.Time `json:"at"`
 }
 
 // Lock describes the advisory lock as this host sees it.

@@ -5,6 +5,7 @@ import (
 	"math"
 	"sort"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
@@ -98,7 +99,9 @@ type Publisher struct {
 	timeout    time.Duration
 	log        *zap.Logger
 	dropped    prometheus.Counter
-	prev       map[string]float64 // counters as last taken by CloudWatch, by series
+
+	mu   sync.Mutex         // one Publish at a time
+	prev map[string]float64 // counters as last taken by CloudWatch, by series
 }
 
 // PublisherOptions configure a Publisher. API, Metrics and InstanceID are required.
@@ -152,6 +155,8 @@ func (p *Publisher) Run(ctx context.Context) {
 // Publish gathers the figures and puts them, in batches, each call bounded by the timeout. It returns how many
 // datums CloudWatch took.
 func (p *Publisher) Publish(ctx context.Context) int {
+	p.mu.Lock()
+	defer p.mu.Unlock()
 	mfs, err := p.gatherer.Gather()
 	if err != nil && len(mfs) == 0 {
 		p.log.Warn("cloudwatch: gathering the metrics failed", zap.Error(err))

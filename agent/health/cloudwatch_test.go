@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"sort"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -237,4 +238,66 @@ func pointValue(pts []point, name string) float64 {
 		}
 	}
 	return -1
+}
+
+// countingCW takes every call and counts the datums per metric name.
+type countingCW struct {
+	mu    sync.Mutex
+	calls int
+	sums  map[string]float64
+}
+
+func (c *countingCW) PutMetricData(_ context.Context, in *cloudwatch.PutMetricDataInput, _ ...func(*cloudwatch.Options)) (*cloudwatch.PutMetricDataOutput, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.calls++
+	for _, d := range in.MetricData {
+		c.sums[aws.ToString(d.MetricName)] += aws.ToFloat64(d.Value)
+	}
+	return &cloudwatch.PutMetricDataOutput{}, nil
+}
+
+func (c *countingCW) snapshot() (int, map[string]float64) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	out := map[string]float64{}
+	for k, v := range c.sums {
+		out[k] = v
+	}
+	return c.calls, out
+}
+
+func TestServicePublishesEveryIntervalAndOnStop(t *testing.T) {
+	t.Parallel()
+	cw := &countingCW{sums: map[string]float64{}}
+	box := &stateBox{st: AgentState{Role: RoleActive, NodeReady: true, LastBeat: time.Now()}}
+	o := Options{State: box.get, Listen: "127.0.0.1:0", CloudWatch: cw, InstanceID: "i-svc", CloudWatchInterval: 50 * time.Millisecond}
+	if _, err := New(Options{State: box.get, CloudWatch: cw}); err == nil {
+		t.Error("New with CloudWatch and no InstanceID succeeded")
+	}
+	svc, err := New(o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- svc.Run(ctx) }()
+	waitFor(t, 5*time.Second, "two publishes", func() bool { n, _ := cw.snapshot(); return n >= 2 })
+	svc.Metrics().RecordFailover() // just before the stop: the final publish must carry it
+	cancel()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatal(err)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("Run did not return within 5s")
+	}
+	_, sums := cw.snapshot()
+	if sums["Failovers"] != 1 {
+		t.Errorf("Failovers published in total = %v; want 1 (sent once, as an increase)", sums["Failovers"])
+	}
+	if sums["ActiveNodes"] < 2 {
+		t.Errorf("ActiveNodes summed over the publishes = %v; want one 1 per publish", sums["ActiveNodes"])
+	}
 }

@@ -208,7 +208,7 @@ func (c *stateCollector) Describe(ch chan<- *prometheus.Desc) {
 
 func (c *stateCollector) Collect(ch chan<- prometheus.Metric) {
 	st := c.state()
-	for _, r := range Roles {
+	for _, r := range roles {
 		ch <- prometheus.MustNewConstMetric(descRole, prometheus.GaugeValue, boolFloat(st.Role == r), r)
 	}
 	ch <- prometheus.MustNewConstMetric(descLockHeld, prometheus.GaugeValue, boolFloat(st.LockEnabled && st.LockHeld))

@@ -61,13 +61,23 @@ func (r *Runner) Result(name string) (Result, bool) {
 	return res, ok
 }
 
+// skippedRecheck is how soon a skipped check (a gated one whose condition was false, e.g. the node checks on a
+// standby) looks again, so that it runs within a second of its condition turning true, not an interval later.
+const skippedRecheck = time.Second
+
 func (r *Runner) loop(ctx context.Context, c Check) {
-	tick := time.NewTicker(c.Interval())
-	defer tick.Stop()
+	next := time.NewTimer(0)
+	defer next.Stop()
 	running := make(chan struct{}) // closed when the last run returned
 	close(running)
 	var started time.Time
 	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-next.C:
+		}
+		wait := c.Interval()
 		switch {
 		case isClosed(running):
 			running, started = make(chan struct{}), time.Now()
@@ -76,16 +86,15 @@ func (r *Runner) loop(ctx context.Context, c Check) {
 				return
 			}
 			r.record(res)
+			if res.Skipped {
+				wait = min(wait, skippedRecheck)
+			}
 		case time.Since(started) > 2*c.Timeout():
 			// The abandoned run ignores its context: say so (its timeout result is already recorded).
 			r.record(Result{Name: c.Name(), At: time.Now(),
 				Detail: fmt.Sprintf("the run started %s ago is still going, past its deadline of %s", time.Since(started).Round(time.Millisecond), c.Timeout())})
 		}
-		select {
-		case <-ctx.Done():
-			return
-		case <-tick.C:
-		}
+		next.Reset(wait)
 	}
 }
 
@@ -130,6 +139,7 @@ func (r *Runner) record(res Result) {
 	r.mu.Unlock()
 	r.observe(res)
 	switch {
+	case res.Skipped: // not run: nothing changed worth a line
 	case !res.OK && (!seen || prev.OK):
 		r.log.Warn("check failing", zap.String("check", res.Name), zap.String("detail", res.Detail))
 	case res.OK && seen && !prev.OK:

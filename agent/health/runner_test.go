@@ -129,3 +129,32 @@ func TestSkippedCheckClearsItsMetrics(t *testing.T) {
 		}
 	}
 }
+
+// TestSkippedCheckRunsSoonAfterItsConditionTurns: a gated check (the node checks on a standby) runs within about
+// a second of its host becoming active, not a whole interval later.
+func TestSkippedCheckRunsSoonAfterItsConditionTurns(t *testing.T) {
+	t.Parallel()
+	var active atomic.Bool
+	c := OnlyWhen(newFuncCheck("node", time.Hour, time.Second, func(context.Context) Result {
+		return Result{Name: "node", OK: true, Detail: "checked"}
+	}), active.Load, "not active")
+	r := NewRunner(nil, nil, c)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go r.Run(ctx)
+	deadline := time.Now().Add(5 * time.Second)
+	for res, ok := r.Result("node"); !ok || !res.Skipped; res, ok = r.Result("node") {
+		if time.Now().After(deadline) {
+			t.Fatal("no skipped result")
+		}
+		time.Sleep(5 * time.Millisecond) // poll interval
+	}
+	active.Store(true)
+	turned := time.Now()
+	for res, _ := r.Result("node"); res.Skipped; res, _ = r.Result("node") {
+		if time.Since(turned) > 3*time.Second {
+			t.Fatal("the check did not run within 3s of its condition turning true (interval 1h)")
+		}
+		time.Sleep(5 * time.Millisecond) // poll interval
+	}
+}

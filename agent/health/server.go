@@ -25,6 +25,9 @@ const (
 // Handler answers /healthz, /readyz and /metrics. The probes read only state(), never a check, so a hung check
 // cannot slow them down. Bodies of the probes are one line: "ok" or the reason.
 func Handler(state func() AgentState, beatBound time.Duration, g prometheus.Gatherer, log *zap.Logger) http.Handler {
+	if log == nil {
+		log = zap.NewNop()
+	}
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
 		ok, reason := Live(state(), time.Now(), beatBound)

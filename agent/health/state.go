@@ -11,8 +11,8 @@ const (
 	RoleFencing = "fencing"
 )
 
-// Roles lists every role of the daemon, for the cl_agent_role gauge.
-var Roles = []string{"standby", "starting", "active", "fencing", "stopping"}
+// roles lists every role of the daemon, for the cl_agent_role gauge.
+var roles = []string{"standby", "starting", "active", "fencing", "stopping"}
 
 // AgentState is the daemon's state as the health endpoint and the metrics see it. The daemon supplies it through
 // a func() AgentState that must be cheap and never block (a copy taken under the daemon's mutex).

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"time"
 
 	"github.com/coreos/go-systemd/v22/daemon"
 	"github.com/jackc/pgx/v5"
@@ -13,6 +14,8 @@ import (
 	"github.com/cl-agent/cl-agent/agent/bootstrap"
 	"github.com/cl-agent/cl-agent/agent/container"
 	"github.com/cl-agent/cl-agent/agent/control"
+	"github.com/cl-agent/cl-agent/agent/fsutil"
+	"github.com/cl-agent/cl-agent/agent/health"
 	"github.com/cl-agent/cl-agent/agent/leader"
 )
 
@@ -29,6 +32,9 @@ func runDaemon(ctx context.Context, args []string, out, errOut io.Writer) error 
 	cfg := h.Config
 	h.Log.Info("cl-agent starting", zap.String("version", version), zap.String("config", cfg.Describe()))
 	h.WarnIfNotTmpfs(cfg.Container.SecretsDir)
+	if err := fsutil.EnsureDir(cfg.StateDir, 0o700, fsutil.NoOwner); err != nil {
+		return fmt.Errorf("state_dir: %w", err)
+	}
 	if err := h.Learn(ctx); err != nil {
 		return err
 	}
@@ -52,16 +58,71 @@ func runDaemon(ctx context.Context, args []string, out, errOut io.Writer) error 
 	if cfg.Leader.Enabled {
 		o.Election = election(h)
 	}
+	// The health service needs the daemon's state and the daemon its checks: build the daemon first, with a
+	// late-bound view of the checks.
+	var svc *health.Service
+	o.Checks = func() []control.Check { return checkResults(svc) }
 	d, err := agent.NewDaemon(o)
 	if err != nil {
 		return err
 	}
+	if svc, err = healthService(h, d); err != nil {
+		return err
+	}
+	o.Host.OnSecretFetch = svc.Metrics().RecordSecretFetch
+	if err := svc.Listen(); err != nil {
+		return err
+	}
+	go func() {
+		if err := svc.Run(ctx); err != nil {
+			h.Log.Error("health service", zap.Error(err))
+		}
+	}()
 	go func() {
 		if err := control.Serve(ctx, cfg.Control.Socket, d); err != nil {
 			h.Log.Error("control socket", zap.Error(err))
 		}
 	}()
 	return d.Run(ctx)
+}
+
+// healthService builds /healthz, /readyz, /metrics, the checks and the CloudWatch publisher.
+func healthService(h *agent.Host, d *agent.Daemon) (*health.Service, error) {
+	c := h.Config
+	hc := c.Health
+	disks := hc.DiskPaths
+	if len(disks) == 0 {
+		disks = []string{"/", c.StateDir}
+	}
+	o := health.Options{
+		Listen: hc.Listen, State: d.HealthState, Log: h.Log, BeatBound: hc.BeatBound,
+		NodeURL:     fmt.Sprintf("http://127.0.0.1:%d", c.Container.HostPort),
+		Credentials: d.APICredentials, MinBalanceETH: hc.MinBalanceETH,
+		ChainHTTPURL: c.Node.HTTPURL, ChainWSURL: c.Node.WSURL, HeadStallAfter: hc.HeadStallAfter, DiskPaths: disks,
+		CheckInterval: hc.CheckInterval, CheckTimeout: hc.CheckTimeout, APIInterval: hc.APIInterval, HostInterval: hc.HostInterval,
+		InstanceID: h.Identity.InstanceID,
+	}
+	if hc.CloudWatch.Enabled {
+		o.CloudWatch = health.NewCloudWatchClient(h.AWS, c.AWS.EndpointURL, 10*time.Second)
+		o.CloudWatchInterval, o.Namespace = hc.CloudWatch.Interval, hc.CloudWatch.Namespace
+	}
+	svc, err := health.New(o)
+	if err != nil {
+		return nil, err
+	}
+	d.SetObserver(svc.Metrics())
+	return svc, nil
+}
+
+func checkResults(svc *health.Service) []control.Check {
+	if svc == nil {
+		return nil
+	}
+	var out []control.Check
+	for _, r := range svc.Results() {
+		out = append(out, control.Check{Name: r.Name, OK: r.OK, Skipped: r.Skipped, Detail: r.Detail, At: r.At})
+	}
+	return out
 }
 
 // election builds the elector and the takeover check for a database password: the lock session logs in as the

@@ -69,6 +69,19 @@ func printStatus(w io.Writer, s control.Status) {
 	if s.LastError != "" {
 		fmt.Fprintf(w, "problem:   %s\n", s.LastError)
 	}
+	if len(s.Checks) > 0 {
+		fmt.Fprintf(w, "checks:\n")
+	}
+	for _, c := range s.Checks {
+		result := "ok  "
+		switch {
+		case c.Skipped:
+			result = "skip"
+		case !c.OK:
+			result = "FAIL"
+		}
+		fmt.Fprintf(w, "  %s %-20s %s (%s ago)\n", result, c.Name, c.Detail, time.Since(c.At).Round(time.Second))
+	}
 }
 
 func runRestart(ctx context.Context, args []string, out, errOut io.Writer) error {

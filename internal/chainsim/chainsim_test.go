@@ -36,6 +36,20 @@ func bounded(t *testing.T) context.Context {
 	return ctx
 }
 
+// waitHeld polls until the stall holds a request, for at most 5s.
+func waitHeld(t *testing.T, s *Server) {
+	t.Helper()
+	deadline := time.Now().Add(5 * time.Second)
+	tick := time.NewTicker(5 * time.Millisecond)
+	defer tick.Stop()
+	for s.Held() == 0 {
+		if time.Now().After(deadline) {
+			t.Fatal("no request held by the stall within 5s")
+		}
+		<-tick.C
+	}
+}
+
 func TestHTTPMethods(t *testing.T) {
 	t.Parallel()
 	ctx := bounded(t)
@@ -85,17 +99,18 @@ func TestStallHoldsUntilResume(t *testing.T) {
 	s := StartT(t, Options{})
 	s.Stall()
 	answered := make(chan string, 1)
-	go func() {
-		_, body := post(t, ctx, s.URL, `{"jsonrpc":"2.0","id":1,"method":"eth_blockNumber"}`)
-		answered <- body
-	}()
-	deadline := time.Now().Add(5 * time.Second)
-	for s.Held() == 0 {
-		if time.Now().After(deadline) {
-			t.Fatal("the request was never held")
+	go func() { // no t.Fatal off the test goroutine: failures show as an empty body
+		req, _ := http.NewRequestWithContext(ctx, http.MethodPost, s.URL, strings.NewReader(`{"jsonrpc":"2.0","id":1,"method":"eth_blockNumber"}`))
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			answered <- ""
+			return
 		}
-		time.Sleep(5 * time.Millisecond) // poll interval
-	}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		answered <- string(b)
+	}()
+	waitHeld(t, s)
 	select {
 	case body := <-answered:
 		t.Fatalf("answered while stalled: %s", body)
@@ -121,15 +136,14 @@ func TestStallReleasedByClose(t *testing.T) {
 	s.Stall()
 	errs := make(chan error, 1)
 	go func() {
-		resp, err := http.Post(s.URL, "application/json", bytes.NewReader([]byte(`{"jsonrpc":"2.0","id":1,"method":"eth_blockNumber"}`)))
+		c := http.Client{Timeout: 10 * time.Second}
+		resp, err := c.Post(s.URL, "application/json", bytes.NewReader([]byte(`{"jsonrpc":"2.0","id":1,"method":"eth_blockNumber"}`)))
 		if err == nil {
 			resp.Body.Close()
 		}
 		errs <- err
 	}()
-	for s.Held() == 0 {
-		time.Sleep(5 * time.Millisecond) // poll interval; the test's own deadline bounds it
-	}
+	waitHeld(t, s)
 	start := time.Now()
 	if err := s.Close(); err != nil {
 		t.Fatal(err)

@@ -17,12 +17,27 @@ type request struct {
 	Params  json.RawMessage `json:"params,omitempty"`
 }
 
-// response is one JSON-RPC answer.
+// response is one JSON-RPC answer: result (null included) or error, never both.
 type response struct {
-	JSONRPC string          `json:"jsonrpc"`
-	ID      json.RawMessage `json:"id"`
-	Result  any             `json:"result,omitempty"`
-	Error   *RPCError       `json:"error,omitempty"`
+	JSONRPC string
+	ID      json.RawMessage
+	Result  any
+	Error   *RPCError
+}
+
+func (r response) MarshalJSON() ([]byte, error) {
+	if r.Error != nil {
+		return json.Marshal(struct {
+			JSONRPC string          `json:"jsonrpc"`
+			ID      json.RawMessage `json:"id"`
+			Error   *RPCError       `json:"error"`
+		}{r.JSONRPC, r.ID, r.Error})
+	}
+	return json.Marshal(struct {
+		JSONRPC string          `json:"jsonrpc"`
+		ID      json.RawMessage `json:"id"`
+		Result  any             `json:"result"`
+	}{r.JSONRPC, r.ID, r.Result})
 }
 
 var errMethodNotFound = func(m string) *RPCError {
