@@ -44,6 +44,10 @@ func (d *Daemon) runActive(ctx context.Context, term Term) error {
 	rotation := make(chan rotationCheck, 1)
 	var restartReply chan error // the operator waiting for a restart; nil for a rotation's
 	busy := false               // a restart (operator's or rotation's) is under way
+	report := time.NewTicker(healthReportEvery)
+	defer report.Stop()
+	var sick sickNode
+	peer := make(chan peerAnswer, 1)
 	for {
 		select {
 		case err := <-nodeDone:
@@ -66,15 +70,9 @@ func (d *Daemon) runActive(ctx context.Context, term Term) error {
 		case r := <-d.requests:
 			switch {
 			case r.kind == "stepdown":
-				d.setRole(RoleStopping, "stepping down: stopping the node")
-				stopNode()
-				err := <-nodeDone
-				d.release(ctx, term)
-				d.mu.Lock()
-				d.holdUntil = time.Now().Add(d.host.Config.Leader.StepdownHold)
-				d.mu.Unlock()
-				r.reply <- dropCanceled(err)
-				return dropCanceled(err)
+				err := d.stepDown(ctx, term, stopNode, nodeDone, "stepping down: stopping the node")
+				r.reply <- err
+				return err
 			case busy:
 				r.reply <- errors.New("a restart is already in progress")
 			default:
@@ -102,11 +100,43 @@ func (d *Daemon) runActive(ctx context.Context, term Term) error {
 			d.mu.Unlock()
 			busy = true
 			go func() { restarting <- node.Restart(runCtx) }()
+		case <-report.C:
+			d.reportHealth(ctx)
+		case pa := <-peer:
+			failing, why := d.nodeFailing()
+			if !failing {
+				continue // it recovered while we asked
+			}
+			if !pa.ready {
+				d.host.Log.Warn("the node keeps failing its checks, but there is no healthy standby to hand over to: staying active",
+					zap.String("node", why), zap.String("standby", pa.why))
+				continue
+			}
+			d.host.Log.Warn("the node keeps failing its checks: handing over to the healthy standby",
+				zap.String("node", why), zap.String("standby", pa.why))
+			return d.stepDown(ctx, term, stopNode, nodeDone, "handing over an unhealthy node: stopping it")
 		case <-tick.C:
 			d.beat()
 			d.observe(node.Status())
+			failing, _ := d.nodeFailing()
+			if d.election != nil && sick.due(failing, d.host.Config.Health.UnhealthyStepdown, time.Now()) {
+				go func() { peer <- d.askPeer(runCtx) }()
+			}
 		}
 	}
+}
+
+// stepDown hands over: stop the node, release the lock, and stay out of the election for leader.stepdown_hold so
+// the peer takes it.
+func (d *Daemon) stepDown(ctx context.Context, term Term, stopNode context.CancelFunc, nodeDone <-chan error, why string) error {
+	d.setRole(RoleStopping, why)
+	stopNode()
+	err := <-nodeDone
+	d.release(ctx, term)
+	d.mu.Lock()
+	d.holdUntil = time.Now().Add(d.host.Config.Leader.StepdownHold)
+	d.mu.Unlock()
+	return dropCanceled(err)
 }
 
 // stopping is SIGTERM on the active: stop the node within its bound, then release the lock.

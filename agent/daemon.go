@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"go.uber.org/zap"
@@ -57,12 +58,17 @@ type Term interface {
 	Release(ctx context.Context) error
 }
 
-// Takeover proves the previous node gone and clears its stale lease (see takeover.go).
+// Takeover is the database side of handing the node between hosts (see takeover.go, peers.go): proof that the
+// previous node is gone, its stale lease, and the hosts' health reports.
 type Takeover interface {
 	// Watch starts looking for proof that the previous active's node is gone; check reports whether it is.
 	Watch(ctx context.Context) (check func(context.Context) (gone bool, why string, err error), err error)
 	// ExpireStaleLease ends the lease of a node known to be dead, so the next node need not wait it out.
 	ExpireStaleLease(ctx context.Context) error
+	// PublishHealth records this host's role and whether it could run the node.
+	PublishHealth(ctx context.Context, role string, healthy bool, detail string) error
+	// PeerReady reports whether another host is a healthy standby that reported recently.
+	PeerReady(ctx context.Context) (ready bool, why string, err error)
 }
 
 // Observer is told what the daemon does, for metrics.
@@ -102,7 +108,8 @@ type Daemon struct {
 	status          control.Status
 	secrets         bootstrap.NodeSecrets // read by the supervisor's Render, written by the loop
 	img             container.Image
-	holdUntil       time.Time // after a stepdown: stay out of the election until then
+	holdUntil       time.Time   // after a stepdown: stay out of the election until then
+	reporting       atomic.Bool // a health report is being written
 	readySent       bool
 	lastBeat        time.Time
 	// lastPeer is the last other host seen holding the lock while this one waited: taking the lock after that is

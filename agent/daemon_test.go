@@ -15,6 +15,7 @@ import (
 	"github.com/cl-agent/cl-agent/agent/bootstrap"
 	"github.com/cl-agent/cl-agent/agent/config"
 	"github.com/cl-agent/cl-agent/agent/container"
+	"github.com/cl-agent/cl-agent/agent/control"
 	"github.com/cl-agent/cl-agent/agent/leader"
 )
 
@@ -107,8 +108,20 @@ func (n *fakeNode) set(s container.Status) {
 }
 
 type fakeTakeover struct {
-	gone    atomic.Bool
-	expired atomic.Int32
+	gone      atomic.Bool
+	expired   atomic.Int32
+	peerReady atomic.Bool
+	asked     atomic.Int32
+	reports   atomic.Int32
+}
+
+func (f *fakeTakeover) PublishHealth(context.Context, string, bool, string) error {
+	f.reports.Add(1)
+	return nil
+}
+func (f *fakeTakeover) PeerReady(context.Context) (bool, string, error) {
+	f.asked.Add(1)
+	return f.peerReady.Load(), "test", nil
 }
 
 func (f *fakeTakeover) Watch(context.Context) (func(context.Context) (bool, string, error), error) {
@@ -138,6 +151,7 @@ func (r *recorder) has(prefix string) bool {
 }
 
 type harness struct {
+	nodeSick  atomic.Bool  // the health checks say the node fails
 	elections atomic.Int32 // how often the daemon built an elector
 	version   atomic.Int32 // the secrets' version id that fetch returns
 	fetches   atomic.Int32
@@ -175,6 +189,9 @@ func start(t *testing.T, leaderEnabled bool, edit func(*config.Config), warmErr 
 				return bootstrap.NodeSecrets{}, *err
 			}
 			return h.secrets(), nil
+		},
+		Checks: func() []control.Check {
+			return []control.Check{{Name: "node_health", OK: !h.nodeSick.Load(), Detail: "207: EVM.1 failing"}}
 		},
 		NewNode: func(_ container.Image, _ func(context.Context) (*bootstrap.Rendered, error), before func(context.Context) error) (Node, error) {
 			n := &fakeNode{beforeStart: before}
@@ -429,4 +446,67 @@ func TestTerminalWarmUpFailureEndsTheDaemon(t *testing.T) {
 	if h.elector.acquires.Load() != 0 {
 		t.Error("a host that cannot start a node must not campaign for the lock")
 	}
+}
+
+func TestUnhealthyNodeHandover(t *testing.T) {
+	cases := []struct {
+		name         string
+		peerHealthy  bool
+		wantHandover bool
+	}{
+		{"HandsOverToAHealthyStandby", true, true},
+		{"StaysWithoutAHealthyStandby", false, false},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			h := start(t, true, func(c *config.Config) { c.Health.UnhealthyStepdown = 50 * time.Millisecond }, nil)
+			h.takeover.gone.Store(true)
+			h.takeover.peerReady.Store(tc.peerHealthy)
+			eventually(t, "campaigning", func() bool { return h.elector.acquires.Load() == 1 })
+			term := newFakeTerm()
+			h.elector.grant <- term
+			node := <-h.nodes
+			eventually(t, "active", func() bool { return h.role() == RoleActive })
+			h.nodeSick.Store(true)
+			eventually(t, "the standby's health asked twice", func() bool { return h.takeover.asked.Load() >= 2 || term.released.Load() })
+			if term.released.Load() != tc.wantHandover {
+				t.Fatalf("handed over = %v, want %v", term.released.Load(), tc.wantHandover)
+			}
+			if tc.wantHandover && node.running.Load() {
+				t.Error("the unhealthy node still runs after the handover")
+			}
+			if !tc.wantHandover && h.role() != RoleActive {
+				t.Errorf("role %s, want active: there is nobody to hand over to", h.role())
+			}
+		})
+	}
+}
+
+func TestSickNodeClock(t *testing.T) {
+	var s sickNode
+	t0 := time.Now()
+	bound := time.Minute
+	steps := []struct {
+		at      time.Duration
+		failing bool
+		want    bool
+	}{
+		{0, true, false},                // starts the clock
+		{59 * time.Second, true, false}, // not yet
+		{61 * time.Second, true, true},  // due: ask the peer
+		{90 * time.Second, true, false}, // asked 29s ago: wait a whole bound before asking again
+		{122 * time.Second, true, true}, // ask again
+		{123 * time.Second, false, false},
+		{124 * time.Second, true, false}, // recovered in between: the clock starts over
+	}
+	for _, st := range steps {
+		if got := s.due(st.failing, bound, t0.Add(st.at)); got != st.want {
+			t.Errorf("at %s failing=%v: due=%v, want %v", st.at, st.failing, got, st.want)
+		}
+	}
+}
+
+func TestHostsReportTheirHealth(t *testing.T) {
+	h := start(t, true, nil, nil)
+	eventually(t, "a health report", func() bool { return h.takeover.reports.Load() >= 1 })
 }

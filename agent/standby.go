@@ -54,8 +54,13 @@ func (d *Daemon) runStandby(ctx context.Context) (Term, error) {
 	rotate := d.rotationTicker()
 	defer rotate.Stop()
 	rotation := make(chan rotationCheck, 1)
+	report := time.NewTicker(healthReportEvery)
+	defer report.Stop()
+	d.reportHealth(ctx)
 	for {
 		select {
+		case <-report.C:
+			d.reportHealth(ctx)
 		case <-rotate.C:
 			go func() { rotation <- d.checkRotation(ctx) }()
 		case rc := <-rotation:

@@ -2,10 +2,12 @@ package agent
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 	"go.uber.org/zap"
 
 	"github.com/cl-agent/cl-agent/agent/bootstrap"
@@ -61,10 +63,11 @@ func (d *Daemon) currentTakeover() Takeover {
 // dbTakeover answers from the node's database: the node's lease row, its sessions' application_name
 // ("chainlink/<instance-id>", set in the URL the agent renders) and the server's start time.
 type dbTakeover struct {
-	connect func(ctx context.Context) (*pgx.Conn, error)
-	self    string // this host's node application_name
-	guard   time.Duration
-	timeout time.Duration
+	connect    func(ctx context.Context) (*pgx.Conn, error)
+	instanceID string
+	self       string // this host's node application_name
+	guard      time.Duration
+	timeout    time.Duration
 }
 
 // NewTakeover returns the production Takeover, connecting with connConfig (the agent's own database login).
@@ -72,10 +75,11 @@ func NewTakeover(connConfig *pgx.ConnConfig, instanceID string, guard, timeout t
 	cfg := connConfig.Copy()
 	cfg.RuntimeParams["application_name"] = "cl-agent-takeover/" + instanceID
 	return &dbTakeover{
-		connect: func(ctx context.Context) (*pgx.Conn, error) { return pgx.ConnectConfig(ctx, cfg) },
-		self:    bootstrap.NodeApplicationName(instanceID),
-		guard:   guard,
-		timeout: timeout,
+		connect:    func(ctx context.Context) (*pgx.Conn, error) { return pgx.ConnectConfig(ctx, cfg) },
+		instanceID: instanceID,
+		self:       bootstrap.NodeApplicationName(instanceID),
+		guard:      guard,
+		timeout:    timeout,
 	}
 }
 
@@ -147,6 +151,11 @@ func (t *dbTakeover) ExpireStaleLease(ctx context.Context) error {
 		_, err := leader.ExpireLease(ctx, conn)
 		return err
 	})
+}
+
+func isUndefinedTable(err error) bool {
+	var pgErr *pgconn.PgError
+	return errors.As(err, &pgErr) && pgErr.Code == "42P01"
 }
 
 // ElectorFrom adapts the leader package's elector to the daemon's interface.

@@ -2,6 +2,7 @@ package agent
 
 import (
 	"context"
+	"strings"
 	"testing"
 	"time"
 
@@ -95,5 +96,36 @@ func TestTakeoverProof(t *testing.T) {
 	var expired bool
 	if err := admin.QueryRow(ctx, `SELECT expires_at <= now() FROM lease_lock`).Scan(&expired); err != nil || !expired {
 		t.Errorf("ExpireStaleLease left the lease live: %v %v", expired, err)
+	}
+
+	// Health reports: the active sees a healthy standby only while it reports, healthy, within peerFresh.
+	self := NewTakeover(connConfig, "i-0self", time.Second, 5*time.Second)
+	other := NewTakeover(connConfig, "i-0peer", time.Second, 5*time.Second)
+	if ready, why, err := self.PeerReady(ctx); err != nil || ready {
+		t.Errorf("PeerReady before any report = %v (%s), %v", ready, why, err)
+	}
+	if err := self.PublishHealth(ctx, "active", false, "node backoff"); err != nil {
+		t.Fatal(err)
+	}
+	if err := other.PublishHealth(ctx, "standby", false, "failing: chain_http"); err != nil {
+		t.Fatal(err)
+	}
+	if ready, _, _ := self.PeerReady(ctx); ready {
+		t.Error("an unhealthy standby counted as ready")
+	}
+	if err := other.PublishHealth(ctx, "standby", true, "warm"); err != nil {
+		t.Fatal(err)
+	}
+	if ready, why, err := self.PeerReady(ctx); err != nil || !ready || !strings.Contains(why, "i-0peer") {
+		t.Errorf("PeerReady = %v (%s), %v; want the healthy standby i-0peer", ready, why, err)
+	}
+	if ready, _, _ := other.PeerReady(ctx); ready {
+		t.Error("the standby sees its active (unhealthy) as a ready standby")
+	}
+	if _, err := admin.Exec(ctx, `UPDATE cl_agent_peers SET updated_at = now() - interval '1 minute' WHERE instance_id = 'i-0peer'`); err != nil {
+		t.Fatal(err)
+	}
+	if ready, _, _ := self.PeerReady(ctx); ready {
+		t.Error("a standby that stopped reporting counted as ready")
 	}
 }
