@@ -80,6 +80,7 @@ func (d *Daemon) runActive(ctx context.Context, term Term) error {
 				go func() { restarting <- d.restart(runCtx, node) }()
 			}
 		case err := <-restarting:
+			d.observe(node.Status()) // the operator's next status must show the restart
 			if restartReply != nil {
 				restartReply <- err
 			} else if err != nil {

@@ -75,7 +75,7 @@ func startFixture(ctx context.Context) (err error) {
 	if fx.imds, err = testenv.StartIMDS(ctx, filepath.Join(fx.dir, "imds"), testIdentity); err != nil {
 		return err
 	}
-	if fx.pg, err = testenv.StartPostgres(ctx, ""); err != nil {
+	if fx.pg, err = testenv.StartPostgres(ctx, filepath.Join(fx.dir, "pg")); err != nil {
 		return err
 	}
 	if err := fx.pg.CreateDatabase(ctx, dbName, dbUser, dbPassword); err != nil {

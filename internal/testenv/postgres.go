@@ -47,14 +47,21 @@ type Postgres struct {
 	opts pgOptions // extra listen addresses (ExtraListen)
 }
 
-// StartPostgres creates a cluster in dir (made if missing, then owned by the postgres user; parents inside the temp
-// dir gain o+x so that user can reach it) and starts it on a free port. It needs the docker engine (started if it is
+// StartPostgres creates a cluster in dir and starts it on a free port. dir is made if missing, then owned by the
+// postgres user, and Stop removes it; "" means a fresh temporary directory, never the working directory. Parents
+// inside the temp dir gain o+x so that user can reach it. It needs the docker engine (started if it is
 // not running) to learn the bridge gateway. The superuser password is random and reaches initdb through a pipe.
 // Options add listen addresses (ExtraListen).
 func StartPostgres(ctx context.Context, dir string, opts ...PostgresOption) (*Postgres, error) {
 	o, err := newPGOptions(opts)
 	if err != nil {
 		return nil, err
+	}
+	if dir == "" {
+		// Never the working directory: Stop removes the cluster's directory.
+		if dir, err = os.MkdirTemp("", "cl-agent-testenv-pg-"); err != nil {
+			return nil, err
+		}
 	}
 	dir, err = filepath.Abs(dir)
 	if err != nil {
