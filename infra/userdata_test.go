@@ -403,11 +403,9 @@ func TestUserData(t *testing.T) {
 		cfg := expectInstalled(t, o, v)
 
 		want := config.Default()
-		want.Secrets = config.Secrets{
-			DatabasePassword: config.SecretRef{ID: v["DBSecret"], JSONKey: "password"},
-			APIPassword:      config.SecretRef{ID: v["ApiSecret"]},
-			KeystorePassword: config.SecretRef{ID: v["WalletSecret"]},
-		}
+		want.Secrets.DatabasePassword = config.SecretRef{ID: v["DBSecret"], JSONKey: "password"}
+		want.Secrets.APIPassword = config.SecretRef{ID: v["ApiSecret"]}
+		want.Secrets.KeystorePassword = config.SecretRef{ID: v["WalletSecret"]}
 		want.Node.Network = "Ethereum-Mainnet"
 		want.Node.WSURL = v["BlockchainNodeUrl"]
 		want.Node.HTTPURL = v["BlockchainNodeHttpUrl"]
