@@ -17,6 +17,7 @@ import (
 	"github.com/cl-agent/cl-agent/agent/container"
 	"github.com/cl-agent/cl-agent/agent/control"
 	"github.com/cl-agent/cl-agent/agent/leader"
+	"github.com/cl-agent/cl-agent/internal/testenv"
 )
 
 // fakeTerm is a term the test ends by hand.
@@ -236,24 +237,12 @@ func (h *harness) secrets() bootstrap.NodeSecrets {
 	}
 }
 
-// eventually polls cond until it holds or 5 s pass.
-func eventually(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(5 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for: %s", what)
-		}
-		time.Sleep(2 * time.Millisecond) // poll interval
-	}
-}
-
 func (h *harness) role() Role { return Role(h.d.Status().Role) }
 
 func TestLeaderDisabledRunsTheNodeAndStopsCleanly(t *testing.T) {
 	h := start(t, false, nil, nil)
 	node := <-h.nodes
-	eventually(t, "active", func() bool { return h.role() == RoleActive })
+	testenv.WaitFor(t, 5*time.Second, "active", func() bool { return h.role() == RoleActive })
 	if !h.notes.has("READY=1") || !h.notes.has("WATCHDOG=1") {
 		t.Errorf("systemd not told READY and WATCHDOG: %v", h.notes.notes)
 	}
@@ -272,7 +261,7 @@ func TestLeaderDisabledRunsTheNodeAndStopsCleanly(t *testing.T) {
 
 func TestGainLoseRegain(t *testing.T) {
 	h := start(t, true, nil, nil)
-	eventually(t, "campaigning", func() bool { return h.elector.acquires.Load() == 1 })
+	testenv.WaitFor(t, 5*time.Second, "campaigning", func() bool { return h.elector.acquires.Load() == 1 })
 	if h.role() != RoleStandby || !h.notes.has("READY=1") {
 		t.Fatalf("a warm standby is %s and READY must be sent: %v", h.role(), h.notes.notes)
 	}
@@ -280,10 +269,10 @@ func TestGainLoseRegain(t *testing.T) {
 	term := newFakeTerm()
 	h.elector.grant <- term
 	node := <-h.nodes
-	eventually(t, "active", func() bool { return h.role() == RoleActive && h.d.Status().Lock.Held })
+	testenv.WaitFor(t, 5*time.Second, "active", func() bool { return h.role() == RoleActive && h.d.Status().Lock.Held })
 
 	term.cancel(errors.New("lock session closed"))
-	eventually(t, "back to standby and campaigning", func() bool {
+	testenv.WaitFor(t, 5*time.Second, "back to standby and campaigning", func() bool {
 		return h.role() == RoleStandby && h.elector.acquires.Load() == 2
 	})
 	if node.running.Load() {
@@ -294,7 +283,7 @@ func TestGainLoseRegain(t *testing.T) {
 	}
 	h.elector.grant <- newFakeTerm()
 	<-h.nodes
-	eventually(t, "active again", func() bool { return h.role() == RoleActive })
+	testenv.WaitFor(t, 5*time.Second, "active again", func() bool { return h.role() == RoleActive })
 }
 
 func TestTakeoverWaitsForProofOrGuard(t *testing.T) {
@@ -310,14 +299,14 @@ func TestTakeoverWaitsForProofOrGuard(t *testing.T) {
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
 			h := start(t, true, nil, nil)
-			eventually(t, "campaigning", func() bool { return h.elector.acquires.Load() == 1 })
+			testenv.WaitFor(t, 5*time.Second, "campaigning", func() bool { return h.elector.acquires.Load() == 1 })
 			term := newFakeTerm()
 			h.elector.grant <- term
 			if tc.proofIn >= 0 {
 				time.AfterFunc(tc.proofIn, func() { h.takeover.gone.Store(true) })
 			}
 			node := <-h.nodes
-			eventually(t, "node ready", func() bool { return node.Status().Ready })
+			testenv.WaitFor(t, 5*time.Second, "node ready", func() bool { return node.Status().Ready })
 			took := time.Since(term.AcquiredAt())
 			if took < tc.wantAtLst || took > tc.wantBelow {
 				t.Errorf("node started %s after the lock, want between %s and %s", took, tc.wantAtLst, tc.wantBelow)
@@ -332,11 +321,11 @@ func TestTakeoverWaitsForProofOrGuard(t *testing.T) {
 func TestStepdownReleasesAndHolds(t *testing.T) {
 	h := start(t, true, nil, nil)
 	h.takeover.gone.Store(true)
-	eventually(t, "campaigning", func() bool { return h.elector.acquires.Load() == 1 })
+	testenv.WaitFor(t, 5*time.Second, "campaigning", func() bool { return h.elector.acquires.Load() == 1 })
 	term := newFakeTerm()
 	h.elector.grant <- term
 	node := <-h.nodes
-	eventually(t, "active", func() bool { return h.role() == RoleActive })
+	testenv.WaitFor(t, 5*time.Second, "active", func() bool { return h.role() == RoleActive })
 
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
@@ -347,7 +336,7 @@ func TestStepdownReleasesAndHolds(t *testing.T) {
 	if !term.released.Load() || node.running.Load() {
 		t.Fatalf("stepdown: released=%v node running=%v", term.released.Load(), node.running.Load())
 	}
-	eventually(t, "campaigning again after the hold", func() bool { return h.elector.acquires.Load() == 2 })
+	testenv.WaitFor(t, 5*time.Second, "campaigning again after the hold", func() bool { return h.elector.acquires.Load() == 2 })
 	if back := time.Unix(0, h.elector.lastCall.Load()).Sub(steppedAt); back < 300*time.Millisecond {
 		t.Errorf("campaigned again %s after stepping down, before the 300ms hold", back)
 	}
@@ -355,7 +344,7 @@ func TestStepdownReleasesAndHolds(t *testing.T) {
 
 func TestCommandsOnStandbyAreRefused(t *testing.T) {
 	h := start(t, true, nil, nil)
-	eventually(t, "campaigning", func() bool { return h.elector.acquires.Load() == 1 })
+	testenv.WaitFor(t, 5*time.Second, "campaigning", func() bool { return h.elector.acquires.Load() == 1 })
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	err := h.d.Restart(ctx)
@@ -367,7 +356,7 @@ func TestCommandsOnStandbyAreRefused(t *testing.T) {
 func TestRestartOnActive(t *testing.T) {
 	h := start(t, false, nil, nil)
 	node := <-h.nodes
-	eventually(t, "active", func() bool { return h.role() == RoleActive })
+	testenv.WaitFor(t, 5*time.Second, "active", func() bool { return h.role() == RoleActive })
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 
@@ -395,9 +384,9 @@ func TestRestartOnActive(t *testing.T) {
 func TestRotatedSecretRestartsTheActiveNode(t *testing.T) {
 	h := start(t, false, func(c *config.Config) { c.Secrets.PollInterval = 20 * time.Millisecond }, nil)
 	node := <-h.nodes
-	eventually(t, "active", func() bool { return h.role() == RoleActive })
+	testenv.WaitFor(t, 5*time.Second, "active", func() bool { return h.role() == RoleActive })
 	polled := h.fetches.Load()
-	eventually(t, "three rotation checks with unchanged versions", func() bool { return h.fetches.Load() >= polled+3 })
+	testenv.WaitFor(t, 5*time.Second, "three rotation checks with unchanged versions", func() bool { return h.fetches.Load() >= polled+3 })
 	node.mu.Lock()
 	restarts := node.restarts
 	node.mu.Unlock()
@@ -405,7 +394,7 @@ func TestRotatedSecretRestartsTheActiveNode(t *testing.T) {
 		t.Fatalf("restarted %d times without a rotation", restarts)
 	}
 	h.version.Store(7)
-	eventually(t, "node restarted after the rotation", func() bool {
+	testenv.WaitFor(t, 5*time.Second, "node restarted after the rotation", func() bool {
 		node.mu.Lock()
 		defer node.mu.Unlock()
 		return node.restarts == 1
@@ -420,17 +409,17 @@ func TestRotatedSecretRestartsTheActiveNode(t *testing.T) {
 
 func TestRotatedSecretRefreshesTheStandby(t *testing.T) {
 	h := start(t, true, func(c *config.Config) { c.Secrets.PollInterval = 20 * time.Millisecond }, nil)
-	eventually(t, "campaigning", func() bool { return h.elector.acquires.Load() == 1 })
+	testenv.WaitFor(t, 5*time.Second, "campaigning", func() bool { return h.elector.acquires.Load() == 1 })
 	if h.elections.Load() != 1 {
 		t.Fatalf("elector built %d times before any rotation", h.elections.Load())
 	}
 	h.version.Store(3)
-	eventually(t, "standby holds the rotated secrets", func() bool {
+	testenv.WaitFor(t, 5*time.Second, "standby holds the rotated secrets", func() bool {
 		h.d.mu.Lock()
 		defer h.d.mu.Unlock()
 		return h.d.secrets.DatabasePassword.VersionID == "v3"
 	})
-	eventually(t, "campaigning again with an elector for the new database password", func() bool {
+	testenv.WaitFor(t, 5*time.Second, "campaigning again with an elector for the new database password", func() bool {
 		return h.elections.Load() == 2 && h.elector.acquires.Load() == 2
 	})
 }
@@ -462,13 +451,13 @@ func TestUnhealthyNodeHandover(t *testing.T) {
 			h := start(t, true, func(c *config.Config) { c.Health.UnhealthyStepdown = 50 * time.Millisecond }, nil)
 			h.takeover.gone.Store(true)
 			h.takeover.peerReady.Store(tc.peerHealthy)
-			eventually(t, "campaigning", func() bool { return h.elector.acquires.Load() == 1 })
+			testenv.WaitFor(t, 5*time.Second, "campaigning", func() bool { return h.elector.acquires.Load() == 1 })
 			term := newFakeTerm()
 			h.elector.grant <- term
 			node := <-h.nodes
-			eventually(t, "active", func() bool { return h.role() == RoleActive })
+			testenv.WaitFor(t, 5*time.Second, "active", func() bool { return h.role() == RoleActive })
 			h.nodeSick.Store(true)
-			eventually(t, "the standby's health asked twice", func() bool { return h.takeover.asked.Load() >= 2 || term.released.Load() })
+			testenv.WaitFor(t, 5*time.Second, "the standby's health asked twice", func() bool { return h.takeover.asked.Load() >= 2 || term.released.Load() })
 			if term.released.Load() != tc.wantHandover {
 				t.Fatalf("handed over = %v, want %v", term.released.Load(), tc.wantHandover)
 			}
@@ -508,5 +497,5 @@ func TestSickNodeClock(t *testing.T) {
 
 func TestHostsReportTheirHealth(t *testing.T) {
 	h := start(t, true, nil, nil)
-	eventually(t, "a health report", func() bool { return h.takeover.reports.Load() >= 1 })
+	testenv.WaitFor(t, 5*time.Second, "a health report", func() bool { return h.takeover.reports.Load() >= 1 })
 }

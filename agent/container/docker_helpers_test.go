@@ -347,7 +347,7 @@ func runSupervisor(t testing.TB, s *Supervisor) (stop func() error) {
 func waitNodeReady(t testing.TB, s *Supervisor, bound time.Duration, notID string) Status {
 	t.Helper()
 	var st Status
-	waitFor(t, bound, "the node to be ready", func() bool {
+	testenv.WaitFor(t, bound, "the node to be ready", func() bool {
 		st = s.Status()
 		return st.State == StateReady && st.ContainerID != notID
 	})

@@ -210,7 +210,7 @@ func checkCloudWatch(t *testing.T, ctx context.Context, moto *testenv.Moto, grou
 		Credentials:  credentials.NewStaticCredentialsProvider("test", "test", ""),
 	})
 	var got []string
-	waitFor(t, 30*time.Second, "the node's \"ready\" line in CloudWatch Logs", func() bool {
+	testenv.WaitFor(t, 30*time.Second, "the node's \"ready\" line in CloudWatch Logs", func() bool {
 		callCtx, cancel := context.WithTimeout(ctx, 5*time.Second)
 		defer cancel()
 		out, err := cw.GetLogEvents(callCtx, &cloudwatchlogs.GetLogEventsInput{
@@ -258,7 +258,7 @@ func TestCrashLoopBacksOff(t *testing.T) {
 		t.Fatal(err)
 	}
 	stop := runSupervisor(t, s)
-	waitFor(t, 60*time.Second, "four failed starts", func() bool { return s.Status().Restarts >= 4 })
+	testenv.WaitFor(t, 60*time.Second, "four failed starts", func() bool { return s.Status().Restarts >= 4 })
 	if err := os.Remove(crash); err != nil {
 		t.Fatal(err)
 	}

@@ -9,6 +9,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/cl-agent/cl-agent/internal/testenv"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -79,7 +80,7 @@ func stopDockerd(t *testing.T) {
 	if err := syscall.Kill(pid, syscall.SIGTERM); err != nil {
 		t.Fatalf("SIGTERM dockerd (pid %d): %v", pid, err)
 	}
-	waitFor(t, dockerdBound, fmt.Sprintf("dockerd (pid %d) to exit", pid), func() bool {
+	testenv.WaitFor(t, dockerdBound, fmt.Sprintf("dockerd (pid %d) to exit", pid), func() bool {
 		return !isDockerd(pid)
 	})
 }

@@ -57,17 +57,3 @@ func nodeFiles(t testing.TB, dir string) []string {
 	}
 	return present
 }
-
-// waitFor polls cond every 10 ms until it holds or bound passes.
-func waitFor(t testing.TB, bound time.Duration, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(bound)
-	tick := time.NewTicker(10 * time.Millisecond)
-	defer tick.Stop()
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %s waiting for %s", bound, what)
-		}
-		<-tick.C
-	}
-}

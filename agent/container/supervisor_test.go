@@ -17,6 +17,7 @@ import (
 	"go.uber.org/zap/zapcore"
 
 	"github.com/cl-agent/cl-agent/agent/bootstrap"
+	"github.com/cl-agent/cl-agent/internal/testenv"
 )
 
 // unitRun is a supervisor over a memDocker, running in the background.
@@ -100,7 +101,7 @@ func (u *unitRun) stop(t *testing.T) error {
 func (u *unitRun) waitState(t *testing.T, want State) Status {
 	t.Helper()
 	var st Status
-	waitFor(t, 5*time.Second, "state "+string(want), func() bool {
+	testenv.WaitFor(t, 5*time.Second, "state "+string(want), func() bool {
 		st = u.s.Status()
 		return st.State == want
 	})
@@ -256,7 +257,7 @@ func TestSupervisorRestartsAfterExit(t *testing.T) {
 
 	m.kill("chainlink", 137, false)
 	var st Status
-	waitFor(t, 5*time.Second, "a new container to be ready", func() bool {
+	testenv.WaitFor(t, 5*time.Second, "a new container to be ready", func() bool {
 		st = u.s.Status()
 		return st.State == StateReady && st.ContainerID != first.ContainerID
 	})
@@ -292,7 +293,7 @@ func TestSupervisorNotReady(t *testing.T) {
 				o.ReadyTimeout = 30 * time.Millisecond
 				o.BackoffInitial, o.BackoffMax = 20*time.Millisecond, 160*time.Millisecond
 			})
-			waitFor(t, 10*time.Second, "four failed starts", func() bool { return u.s.Status().Restarts >= 4 })
+			testenv.WaitFor(t, 10*time.Second, "four failed starts", func() bool { return u.s.Status().Restarts >= 4 })
 			var delays []time.Duration
 			var lastErr string
 			for _, h := range u.history() {
@@ -350,7 +351,7 @@ func TestSupervisorReconciles(t *testing.T) {
 		u := startUnit(t, m, f, func(o *Options) { o.ReconcileInterval = 20 * time.Millisecond })
 		first := u.waitState(t, StateReady)
 		m.kill("chainlink", 1, true)
-		waitFor(t, 5*time.Second, "the node to be started again", func() bool {
+		testenv.WaitFor(t, 5*time.Second, "the node to be started again", func() bool {
 			st := u.s.Status()
 			return st.State == StateReady && st.ContainerID != first.ContainerID
 		})
@@ -368,17 +369,17 @@ func TestSupervisorReconciles(t *testing.T) {
 		}
 		u := startUnit(t, m, f, nil)
 		first := u.waitState(t, StateReady)
-		waitFor(t, time.Second, "the events subscription", func() bool { m.mu.Lock(); defer m.mu.Unlock(); return len(m.subscribers) == 1 })
+		testenv.WaitFor(t, time.Second, "the events subscription", func() bool { m.mu.Lock(); defer m.mu.Unlock(); return len(m.subscribers) == 1 })
 		// The engine restarts: the stream breaks, nothing answers for a while, and the node died meanwhile.
 		m.down.Store(true)
 		m.kill("chainlink", 143, true)
 		m.breakEvents()
-		waitFor(t, 5*time.Second, "the watcher to ping the engine twice", func() bool { return pings.Load() >= 2 })
+		testenv.WaitFor(t, 5*time.Second, "the watcher to ping the engine twice", func() bool { return pings.Load() >= 2 })
 		if st := u.s.Status(); st.ContainerID != first.ContainerID || !strings.Contains(st.LastError, "connection refused") {
 			t.Errorf("while the engine is down: %+v; want the node left as it was, the error noted", st)
 		}
 		m.down.Store(false)
-		waitFor(t, 5*time.Second, "the node to be started again", func() bool {
+		testenv.WaitFor(t, 5*time.Second, "the node to be started again", func() bool {
 			st := u.s.Status()
 			return st.State == StateReady && st.ContainerID != first.ContainerID
 		})

@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/cl-agent/cl-agent/internal/chainsim"
+	"github.com/cl-agent/cl-agent/internal/testenv"
 )
 
 func TestChainHealthy(t *testing.T) {
@@ -32,7 +33,7 @@ func TestChainHealthy(t *testing.T) {
 	if sim.Calls("eth_subscribe") != 1 {
 		t.Errorf("eth_subscribe calls = %d; want 1 from the WebSocket check", sim.Calls("eth_subscribe"))
 	}
-	waitFor(t, 5*time.Second, "the WebSocket check's subscription to end with its connection", func() bool {
+	testenv.WaitFor(t, 5*time.Second, "the WebSocket check's subscription to end with its connection", func() bool {
 		return sim.Subscribers() == 0
 	})
 }
@@ -79,7 +80,7 @@ func TestChainStalledServerTimesOutAndHealthzStaysResponsive(t *testing.T) {
 	svc, base := startService(t, Options{State: box.get, ChainHTTPURL: sim.URL, ChainWSURL: sim.WSURL,
 		CheckInterval: 100 * time.Millisecond, CheckTimeout: deadline, BeatBound: time.Minute})
 	// While both checks hang on the stalled server, the probes answer at once.
-	waitFor(t, 5*time.Second, "both checks to be waiting on the stalled server", func() bool { return sim.Held() >= 2 })
+	testenv.WaitFor(t, 5*time.Second, "both checks to be waiting on the stalled server", func() bool { return sim.Held() >= 2 })
 	for i := range 5 {
 		start := time.Now()
 		code, body := probe(t, base+"/healthz", time.Second)

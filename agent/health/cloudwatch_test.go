@@ -282,7 +282,7 @@ func TestServicePublishesEveryIntervalAndOnStop(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- svc.Run(ctx) }()
-	waitFor(t, 5*time.Second, "two publishes", func() bool { n, _ := cw.snapshot(); return n >= 2 })
+	testenv.WaitFor(t, 5*time.Second, "two publishes", func() bool { n, _ := cw.snapshot(); return n >= 2 })
 	svc.Metrics().RecordFailover() // just before the stop: the final publish must carry it
 	cancel()
 	select {

@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/cl-agent/cl-agent/internal/testenv"
 	"go.uber.org/zap"
 	"go.uber.org/zap/zapcore"
 )
@@ -18,20 +19,6 @@ func testContext(t *testing.T, bound time.Duration) context.Context {
 	ctx, cancel := context.WithTimeout(context.Background(), bound)
 	t.Cleanup(cancel)
 	return ctx
-}
-
-// waitFor polls cond every 10ms until it holds or bound passes.
-func waitFor(t *testing.T, bound time.Duration, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(bound)
-	tick := time.NewTicker(10 * time.Millisecond)
-	defer tick.Stop()
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %s waiting for %s", bound, what)
-		}
-		<-tick.C
-	}
 }
 
 // logSink captures a zap logger's JSON output.
@@ -82,7 +69,7 @@ func (b *stateBox) set(f func(*AgentState)) {
 func waitResult(t *testing.T, r *Runner, check string, after time.Time, bound time.Duration, cond func(Result) bool) Result {
 	t.Helper()
 	var got Result
-	waitFor(t, bound, "a result of "+check, func() bool {
+	testenv.WaitFor(t, bound, "a result of "+check, func() bool {
 		res, ok := r.Result(check)
 		if ok && res.At.After(after) && cond(res) {
 			got = res

@@ -91,7 +91,7 @@ func (n *standinNode) start() {
 		n.t.Fatal(err)
 	}
 	go func() { _ = n.cmd.Wait(); close(n.done) }()
-	waitFor(n.t, 30*time.Second, "the stand-in to be ready", func() bool {
+	testenv.WaitFor(n.t, 30*time.Second, "the stand-in to be ready", func() bool {
 		res, _ := RunOnce(context.Background(), NodeReadyz(n.URL(), time.Second, time.Second), nil)
 		return res.OK
 	})

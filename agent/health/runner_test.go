@@ -2,6 +2,7 @@ package health
 
 import (
 	"context"
+	"github.com/cl-agent/cl-agent/internal/testenv"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -52,7 +53,7 @@ func TestRunnerAbandonsACheckThatIgnoresItsDeadline(t *testing.T) {
 	}
 	waitResult(t, r, "deaf", time.Time{}, 2*time.Second, func(r Result) bool { return strings.Contains(r.Detail, "still going") })
 	before := fastRuns.Load()
-	waitFor(t, 2*time.Second, "the other check to keep running", func() bool { return fastRuns.Load() >= before+5 })
+	testenv.WaitFor(t, 2*time.Second, "the other check to keep running", func() bool { return fastRuns.Load() >= before+5 })
 	if n := starts.Load(); n != 1 {
 		t.Errorf("the deaf check was started %d times while its first run had not returned; want 1", n)
 	}

@@ -2,6 +2,7 @@ package health
 
 import (
 	"context"
+	"github.com/cl-agent/cl-agent/internal/testenv"
 	"io"
 	"net/http"
 	"strings"
@@ -131,7 +132,7 @@ func TestMetricsEndpointFollowsState(t *testing.T) {
 		`cl_agent_host_memory_used_ratio`, `cl_agent_check_ok{check="host"} 1`,
 	} {
 		if want == `cl_agent_check_ok{check="host"} 1` || want == "cl_agent_host_memory_used_ratio" {
-			waitFor(t, 5*time.Second, "the host check's metrics", func() bool {
+			testenv.WaitFor(t, 5*time.Second, "the host check's metrics", func() bool {
 				_, body = probe(t, base+"/metrics", 5*time.Second)
 				return strings.Contains(body, want)
 			})

@@ -20,6 +20,7 @@ import (
 
 	"github.com/cl-agent/cl-agent/agent/control"
 	"github.com/cl-agent/cl-agent/internal/chainsim"
+	"github.com/cl-agent/cl-agent/internal/testenv"
 )
 
 // notifySocket listens where systemd would and collects what the daemon tells it.
@@ -84,18 +85,6 @@ func (s *syncBuffer) String() string {
 	return s.b.String()
 }
 
-// waitFor polls cond every 50 ms until it holds or the bound passes.
-func waitFor(t *testing.T, bound time.Duration, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(bound)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %s waiting for: %s", bound, what)
-		}
-		time.Sleep(50 * time.Millisecond) // poll interval
-	}
-}
-
 // TestRunAlwaysActive runs `cl-agent run` with leader.enabled false on the real components: the node image
 // resolved from a registry and pulled by digest, secrets from moto, identity from the IMDS mock, the stand-in node
 // on PostgreSQL, a chain client stand-in, and systemd's notify socket. It rotates a secret, restarts the node
@@ -150,7 +139,7 @@ func TestRunAlwaysActive(t *testing.T) {
 		s, _ := client.Status(context.Background())
 		return s
 	}
-	waitFor(t, 90*time.Second, "node ready and READY=1 sent", func() bool {
+	testenv.WaitFor(t, 90*time.Second, "node ready and READY=1 sent", func() bool {
 		return status().Node.Ready && notify.saw("READY=1")
 	})
 	s := status()
@@ -177,7 +166,7 @@ func TestRunAlwaysActive(t *testing.T) {
 	t.Cleanup(func() { // the other tests expect the fixture's value
 		_, _ = sm.PutSecretValue(context.Background(), &secretsmanager.PutSecretValueInput{SecretId: aws.String("ApiSecret"), SecretString: aws.String(apiPass)})
 	})
-	waitFor(t, 60*time.Second, "node restarted with the rotated secret", func() bool {
+	testenv.WaitFor(t, 60*time.Second, "node restarted with the rotated secret", func() bool {
 		s := status()
 		return s.Node.Restarts >= 1 && s.Node.Ready
 	})

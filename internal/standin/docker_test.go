@@ -50,7 +50,7 @@ func TestImageInDocker(t *testing.T) {
 	name := "cl-agent-standin-test-" + randomHex(4)
 	dockerRun(t, ctx, name, f, nil, nil, image, args2x(secretsMount)...)
 	base := "http://" + hostPort(t, ctx, name)
-	waitFor(t, 30*time.Second, "the 2.x container to be ready", func() bool { return httpGet(base+"/readyz") == http.StatusOK })
+	testenv.WaitFor(t, 30*time.Second, "the 2.x container to be ready", func() bool { return httpGet(base+"/readyz") == http.StatusOK })
 
 	if code := httpGet(base + "/health"); code != http.StatusOK {
 		t.Errorf("/health = %d; want 200", code)
@@ -88,7 +88,7 @@ func TestImageInDocker(t *testing.T) {
 		image, "local", "n", "-p", secretsMount+"/.password", "-a", secretsMount+"/.api")
 	legacyBase := "http://" + hostPort(t, ctx, legacy)
 	// The 2.x node released its lease: the 1.x node must not wait for the 30 s lease to expire.
-	waitFor(t, 15*time.Second, "the 1.x container to be ready", func() bool { return httpGet(legacyBase+"/readyz") == http.StatusOK })
+	testenv.WaitFor(t, 15*time.Second, "the 1.x container to be ready", func() bool { return httpGet(legacyBase+"/readyz") == http.StatusOK })
 	if out, err := exec.CommandContext(ctx, "docker", "stop", "-t", "10", legacy).CombinedOutput(); err != nil {
 		t.Fatalf("docker stop: %v\n%s", err, out)
 	}

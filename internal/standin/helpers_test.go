@@ -234,7 +234,7 @@ func startNode(t *testing.T, name string, port int, env []string, args ...string
 func (n *node) waitLog(t *testing.T, msg string, bound time.Duration) map[string]any {
 	t.Helper()
 	var line map[string]any
-	waitFor(t, bound, fmt.Sprintf("%s to log %q", n.name, msg), func() bool {
+	testenv.WaitFor(t, bound, fmt.Sprintf("%s to log %q", n.name, msg), func() bool {
 		line = n.out.find(msg)
 		return line != nil
 	})
@@ -298,20 +298,6 @@ func findLog(out, msg string) map[string]any {
 		}
 	}
 	return nil
-}
-
-// waitFor polls cond every 25 ms until it holds or bound passes.
-func waitFor(t *testing.T, bound time.Duration, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(bound)
-	tick := time.NewTicker(25 * time.Millisecond)
-	defer tick.Stop()
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %s waiting for %s", bound, what)
-		}
-		<-tick.C
-	}
 }
 
 // httpGet returns the status of GET url (0 when nothing answers).

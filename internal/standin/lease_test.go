@@ -194,7 +194,7 @@ func TestHolderSurvivesDatabaseRestart(t *testing.T) {
 		t.Errorf("/readyz after losing the database = %d; want 200 (the node keeps running)", code)
 	}
 	// Back: a refresh succeeds on a new connection (the Database check passes again) and the row is still ours.
-	waitFor(t, 15*time.Second, "a successful refresh after the restart", func() bool { return httpGet(base+"/health") == http.StatusOK })
+	testenv.WaitFor(t, 15*time.Second, "a successful refresh after the restart", func() bool { return httpGet(base+"/health") == http.StatusOK })
 	var ours bool
 	if err := db.superuser(t).QueryRow(ctx, `SELECT client_id::text = $1 AND expires_at > NOW() FROM lease_lock`, clientID).Scan(&ours); err != nil || !ours {
 		t.Errorf("lease after the restart: ours=%v err=%v; want still held by %s", ours, err, clientID)
