@@ -16,8 +16,9 @@ import (
 const releaseBudget = 5 * time.Second
 
 // runActive is the starting and active states of one term: it runs the node under the supervisor until the term
-// ends (lock lost: fencing), the operator steps down, or ctx ends (stopping). The node is always stopped before it
-// returns: the supervisor's Run does that on every path. A nil error means "back to standby".
+// ends (lock lost: fencing), the operator steps down, the node is handed over for failing its checks, or ctx ends
+// (stopping). The node is always stopped before it returns: the supervisor's Run does that on every path. A nil
+// error means "back to standby".
 func (d *Daemon) runActive(ctx context.Context, term Term) error {
 	d.setLockHeld(true)
 	defer d.setLockHeld(false)
@@ -31,122 +32,166 @@ func (d *Daemon) runActive(ctx context.Context, term Term) error {
 		d.release(ctx, term)
 		return err
 	}
-	runCtx, stopNode := context.WithCancel(term.Context())
-	defer stopNode()
-	nodeDone := make(chan error, 1)
-	go func() { nodeDone <- node.Run(runCtx) }()
+	a := &activeTerm{d: d, ctx: ctx, term: term, node: node,
+		nodeDone: make(chan error, 1), restarted: make(chan error, 1), rotation: make(chan rotationCheck, 1), peer: make(chan peerAnswer, 1)}
+	a.runCtx, a.stopNode = context.WithCancel(term.Context())
+	defer a.stopNode()
+	go func() { a.nodeDone <- node.Run(a.runCtx) }()
 
 	tick := time.NewTicker(d.tick)
 	defer tick.Stop()
 	rotate := d.rotationTicker()
 	defer rotate.Stop()
-	restarting := make(chan error, 1)
-	rotation := make(chan rotationCheck, 1)
-	var restartReply chan error // the operator waiting for a restart; nil for a rotation's
-	busy := false               // a restart (operator's or rotation's) is under way
 	report := time.NewTicker(healthReportEvery)
 	defer report.Stop()
-	var sick sickNode
-	peer := make(chan peerAnswer, 1)
 	for {
 		select {
-		case err := <-nodeDone:
-			// The supervisor stopped the node: a failure it cannot fix (terminal), or runCtx ended below.
+		case err := <-a.nodeDone: // a failure the supervisor cannot fix (terminal)
 			d.release(ctx, term)
 			return err
 		case <-term.Done():
-			if ctx.Err() != nil {
-				return d.stopping(ctx, term, stopNode, nodeDone) // SIGTERM took the lock down with it
-			}
-			d.setRole(RoleFencing, "lock no longer proven ("+errString(term.Err())+"): stopping the node")
-			d.setProblem(fmt.Errorf("lost the lock: %w", term.Err()))
-			stopNode()
-			err := <-nodeDone
-			d.release(ctx, term)
-			d.host.Log.Warn("fenced: node stopped after losing the lock", zap.Error(term.Err()))
-			return dropCanceled(err)
+			return a.lost()
 		case <-ctx.Done():
-			return d.stopping(ctx, term, stopNode, nodeDone)
+			return a.stopping()
 		case r := <-d.requests:
-			switch {
-			case r.kind == "stepdown":
-				err := d.stepDown(ctx, term, stopNode, nodeDone, "stepping down: stopping the node")
+			if r.kind == "stepdown" {
+				err := a.stepDown("stepping down: stopping the node")
 				r.reply <- err
 				return err
-			case busy:
-				r.reply <- errors.New("a restart is already in progress")
-			default:
-				busy, restartReply = true, r.reply
-				go func() { restarting <- d.restart(runCtx, node) }()
 			}
-		case err := <-restarting:
-			d.observe(node.Status()) // the operator's next status must show the restart
-			if restartReply != nil {
-				restartReply <- err
-			} else if err != nil {
-				d.host.Log.Error("restart after a secret rotation failed", zap.Error(err))
-			}
-			busy, restartReply = false, nil
+			a.startRestart(r.reply)
+		case err := <-a.restarted:
+			a.restartDone(err)
 		case <-rotate.C:
-			if !busy {
-				go func() { rotation <- d.checkRotation(runCtx) }()
+			if !a.busy {
+				go func() { a.rotation <- d.checkRotation(a.runCtx) }()
 			}
-		case rc := <-rotation:
-			if len(rc.changed) == 0 || busy {
-				continue
-			}
-			d.host.Log.Info("secrets rotated: restarting the node with the new values", zap.Strings("secrets", rc.changed))
-			d.mu.Lock()
-			d.secrets = rc.fresh
-			d.mu.Unlock()
-			busy = true
-			go func() { restarting <- node.Restart(runCtx) }()
+		case rc := <-a.rotation:
+			a.rotated(rc)
 		case <-report.C:
 			d.reportHealth(ctx)
-		case pa := <-peer:
-			failing, why := d.nodeFailing()
-			if !failing {
-				continue // it recovered while we asked
+		case pa := <-a.peer:
+			if handOver, why := a.shouldHandOver(pa); handOver {
+				return a.stepDown(why)
 			}
-			if !pa.ready {
-				d.host.Log.Warn("the node keeps failing its checks, but there is no healthy standby to hand over to: staying active",
-					zap.String("node", why), zap.String("standby", pa.why))
-				continue
-			}
-			d.host.Log.Warn("the node keeps failing its checks: handing over to the healthy standby",
-				zap.String("node", why), zap.String("standby", pa.why))
-			return d.stepDown(ctx, term, stopNode, nodeDone, "handing over an unhealthy node: stopping it")
 		case <-tick.C:
-			d.beat()
-			d.observe(node.Status())
-			failing, _ := d.nodeFailing()
-			if d.election != nil && sick.due(failing, d.host.Config.Health.UnhealthyStepdown, time.Now()) {
-				go func() { peer <- d.askPeer(runCtx) }()
-			}
+			a.tick()
 		}
 	}
 }
 
-// stepDown hands over: stop the node, release the lock, and stay out of the election for leader.stepdown_hold so
-// the peer takes it.
-func (d *Daemon) stepDown(ctx context.Context, term Term, stopNode context.CancelFunc, nodeDone <-chan error, why string) error {
-	d.setRole(RoleStopping, why)
-	stopNode()
-	err := <-nodeDone
-	d.release(ctx, term)
-	d.mu.Lock()
-	d.holdUntil = time.Now().Add(d.host.Config.Leader.StepdownHold)
-	d.mu.Unlock()
-	return dropCanceled(err)
+// activeTerm is the state of one term on the active host, with one method per event of runActive's loop.
+type activeTerm struct {
+	d        *Daemon
+	ctx      context.Context // the daemon's: SIGTERM
+	term     Term
+	node     Node
+	runCtx   context.Context // the node's: ends with the term or when we stop the node
+	stopNode context.CancelFunc
+	nodeDone chan error
+
+	busy         bool       // a restart (the operator's or a rotation's) is under way
+	restartReply chan error // the operator waiting for that restart; nil for a rotation's
+	restarted    chan error
+	rotation     chan rotationCheck
+	sick         sickNode
+	peer         chan peerAnswer
+}
+
+// lost is the fencing state: the lock can no longer be proven, so the node stops now.
+func (a *activeTerm) lost() error {
+	if a.ctx.Err() != nil {
+		return a.stopping() // SIGTERM took the lock down with it
+	}
+	err := a.term.Err()
+	a.d.setRole(RoleFencing, "lock no longer proven ("+errString(err)+"): stopping the node")
+	a.d.setProblem(fmt.Errorf("lost the lock: %w", err))
+	stopped := a.stopAndRelease()
+	a.d.host.Log.Warn("fenced: node stopped after losing the lock", zap.Error(err))
+	return stopped
 }
 
 // stopping is SIGTERM on the active: stop the node within its bound, then release the lock.
-func (d *Daemon) stopping(ctx context.Context, term Term, stopNode context.CancelFunc, nodeDone <-chan error) error {
-	d.setRole(RoleStopping, "stopping the node")
-	stopNode()
-	err := <-nodeDone
-	d.release(ctx, term)
+func (a *activeTerm) stopping() error {
+	a.d.setRole(RoleStopping, "stopping the node")
+	return a.stopAndRelease()
+}
+
+// stepDown hands over: stop the node, release the lock, and stay out of the election for leader.stepdown_hold so
+// the peer takes it.
+func (a *activeTerm) stepDown(why string) error {
+	a.d.setRole(RoleStopping, why)
+	err := a.stopAndRelease()
+	a.d.mu.Lock()
+	a.d.holdUntil = time.Now().Add(a.d.host.Config.Leader.StepdownHold)
+	a.d.mu.Unlock()
+	return err
+}
+
+func (a *activeTerm) stopAndRelease() error {
+	a.stopNode()
+	err := <-a.nodeDone
+	a.d.release(a.ctx, a.term)
 	return dropCanceled(err)
+}
+
+// startRestart begins the operator's restart, unless one is under way.
+func (a *activeTerm) startRestart(reply chan error) {
+	if a.busy {
+		reply <- errors.New("a restart is already in progress")
+		return
+	}
+	a.busy, a.restartReply = true, reply
+	go func() { a.restarted <- a.d.restart(a.runCtx, a.node) }()
+}
+
+func (a *activeTerm) restartDone(err error) {
+	a.d.observe(a.node.Status()) // the operator's next status must show the restart
+	if a.restartReply != nil {
+		a.restartReply <- err
+	} else if err != nil {
+		a.d.host.Log.Error("restart after a secret rotation failed", zap.Error(err))
+	}
+	a.busy, a.restartReply = false, nil
+}
+
+// rotated restarts the node with rotated secrets.
+func (a *activeTerm) rotated(rc rotationCheck) {
+	if len(rc.changed) == 0 || a.busy {
+		return
+	}
+	a.d.host.Log.Info("secrets rotated: restarting the node with the new values", zap.Strings("secrets", rc.changed))
+	a.d.mu.Lock()
+	a.d.secrets = rc.fresh
+	a.d.mu.Unlock()
+	a.busy = true
+	go func() { a.restarted <- a.node.Restart(a.runCtx) }()
+}
+
+// tick is the heartbeat: status, and the clock of a node failing its checks.
+func (a *activeTerm) tick() {
+	a.d.beat()
+	a.d.observe(a.node.Status())
+	failing, _ := a.d.nodeFailing()
+	if a.d.election != nil && a.sick.due(failing, a.d.host.Config.Health.UnhealthyStepdown, time.Now()) {
+		go func() { a.peer <- a.d.askPeer(a.runCtx) }()
+	}
+}
+
+// shouldHandOver decides, once the standby has answered, whether a node that keeps failing its checks goes to it.
+func (a *activeTerm) shouldHandOver(pa peerAnswer) (bool, string) {
+	failing, why := a.d.nodeFailing()
+	switch {
+	case !failing:
+		return false, "" // it recovered while we asked
+	case !pa.ready:
+		a.d.host.Log.Warn("the node keeps failing its checks, but there is no healthy standby to hand over to: staying active",
+			zap.String("node", why), zap.String("standby", pa.why))
+		return false, ""
+	}
+	a.d.host.Log.Warn("the node keeps failing its checks: handing over to the healthy standby",
+		zap.String("node", why), zap.String("standby", pa.why))
+	return true, "handing over an unhealthy node: stopping it"
 }
 
 // observe mirrors the supervisor's status into the daemon's: starting until the node is ready, then active.
