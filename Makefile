@@ -8,7 +8,7 @@ FUZZTIME    ?= 10s
 # Packages whose tests need root, Docker, PostgreSQL, moto or the IMDS mock: all of them, the way CI runs.
 TEST_FLAGS  ?= -count=1 -timeout 12m
 
-.PHONY: all build test prereqs lint unit fuzz dockerd-restart bench demo package clean
+.PHONY: all build test prereqs lint unit ha fuzz dockerd-restart bench demo package clean
 
 all: build
 
@@ -16,7 +16,7 @@ build:
 	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN) ./cmd/cl-agent
 
 ## test: everything CI checks, on the real components (installs/starts what it can, fails on what is missing).
-test: prereqs lint build unit fuzz dockerd-restart
+test: prereqs lint build unit ha fuzz dockerd-restart
 	@echo "make test: all checks passed"
 
 prereqs:
@@ -30,7 +30,11 @@ lint: build
 		&& systemd-analyze verify $$tmp/cl-agent.service && echo "systemd-analyze verify: ok" ; rc=$$?; rm -rf $$tmp; exit $$rc
 
 unit:
-	$(GO) test $(TEST_FLAGS) ./...
+	$(GO) test $(TEST_FLAGS) $$($(GO) list ./... | grep -v /test/ha)
+
+## ha: the active/standby proofs (two namespaced hosts, real failures); alone, because they measure timings.
+ha:
+	$(GO) test -count=1 -timeout 10m ./test/ha
 
 ## fuzz: each fuzz target briefly (the corpus seeds also run in `unit`).
 fuzz:

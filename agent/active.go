@@ -22,6 +22,7 @@ const releaseBudget = 5 * time.Second
 func (d *Daemon) runActive(ctx context.Context, term Term) error {
 	d.setLockHeld(true)
 	defer d.setLockHeld(false)
+	defer d.observe(container.Status{State: container.StateStopped}) // whatever ended the term, the node is gone
 	d.setRole(RoleStarting, "starting the node")
 
 	d.mu.Lock()

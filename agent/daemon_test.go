@@ -278,8 +278,8 @@ func TestGainLoseRegain(t *testing.T) {
 	if node.running.Load() {
 		t.Error("the node of a lost term still runs")
 	}
-	if h.d.Status().Lock.Held {
-		t.Error("status says the lock is held after losing it")
+	if st := h.d.Status(); st.Lock.Held || st.Node.Ready || st.Node.State != string(container.StateStopped) {
+		t.Errorf("after losing the lock the status says lock held %v, node %s ready %v", st.Lock.Held, st.Node.State, st.Node.Ready)
 	}
 	h.elector.grant <- newFakeTerm()
 	<-h.nodes

@@ -22,10 +22,12 @@ func ruleError(format string, args ...any) error {
 	return fmt.Errorf("%w: %s", ErrPasswordRule, fmt.Sprintf(format, args...))
 }
 
-// checkLength enforces 16 to 50 characters and no white space at either end.
+// checkLength enforces UTF-8 text of 16 to 50 characters with no white space at either end.
 func checkLength(pw string) error {
 	n := utf8.RuneCountInString(pw)
 	switch {
+	case !utf8.ValidString(pw):
+		return ruleError("it is not valid UTF-8 text")
 	case n < MinPasswordLen:
 		return ruleError("it is shorter than %d characters", MinPasswordLen)
 	case n > MaxPasswordLen:
@@ -56,6 +58,9 @@ func CheckAPIPassword(pw, email string) error {
 
 // CheckDatabasePassword applies the production build's rule for the database URL's password.
 func CheckDatabasePassword(pw string) error {
+	if !utf8.ValidString(pw) {
+		return ruleError("it is not valid UTF-8 text")
+	}
 	if utf8.RuneCountInString(pw) < MinDBPasswordLen {
 		return ruleError("it is shorter than %d characters", MinDBPasswordLen)
 	}

@@ -259,6 +259,7 @@ func TestPasswordRules(t *testing.T) {
 		{"KeystoreMax", strings.Repeat("x", 50), CheckKeystorePassword, true},
 		{"KeystoreLeadingSpace", " 0123456789abcdef", CheckKeystorePassword, false},
 		{"KeystoreTrailingTab", "0123456789abcdef\t", CheckKeystorePassword, false},
+		{"KeystoreNotUTF8", "000000000000\x8d0000000", CheckKeystorePassword, false},
 		{"APIContainsEmail", "xxOPS@example.comxx", func(p string) error { return CheckAPIPassword(p, "ops@example.com") }, false},
 		{"APINewline", "0123456789\nabcdef", func(p string) error { return CheckAPIPassword(p, "ops@example.com") }, false},
 		{"APIOK", "0123456789abcdefgh", func(p string) error { return CheckAPIPassword(p, "ops@example.com") }, true},

@@ -1,0 +1,141 @@
+package ha
+
+import (
+	"context"
+	"fmt"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/cl-agent/cl-agent/internal/standin"
+)
+
+// oldModel is what the agent replaces: both hosts run the node all the time (docker run, as the shell approach
+// did) and only the node's own database lease (default 10 s, refreshed every second) keeps the second one
+// waiting. It runs on a database of its own, with the agents stopped.
+type oldModel struct {
+	c     *cluster
+	nodes [2]oldNode
+}
+
+type oldNode struct {
+	name string // container name
+	port int
+}
+
+// newOldModel stops the agents (their nodes go with them), renders each host's node files once with
+// `cl-agent render` (the replacement of the old create-env scripts) and starts both nodes with docker run.
+func (c *cluster) newOldModel(tb testing.TB) *oldModel {
+	tb.Helper()
+	for _, h := range c.hosts {
+		h.stop(tb)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), setupBound)
+	defer cancel()
+	db := c.db + "_old"
+	if err := c.pg.CreateDatabase(ctx, db, dbUser, c.dbPassword); err != nil {
+		tb.Fatal(err)
+	}
+	o := &oldModel{c: c}
+	for i, h := range c.hosts {
+		name := h.container + "-old"
+		port := freePort(tb)
+		dir := filepath.Join(h.dir, "old")
+		cfg := filepath.Join(dir, "config.yaml")
+		if err := os.MkdirAll(dir, 0o700); err != nil {
+			tb.Fatal(err)
+		}
+		text := h.config(h.imdsURL, h.ca, h.secretIDs, db, name, port, false)
+		if err := os.WriteFile(cfg, []byte(text), 0o600); err != nil {
+			tb.Fatal(err)
+		}
+		files := filepath.Join(h.dir, "secrets", "old") // on the tmpfs
+		data := filepath.Join(dir, "data")
+		if err := os.MkdirAll(data, 0o700); err != nil {
+			tb.Fatal(err)
+		}
+		if err := os.Chown(data, standin.UID, standin.GID); err != nil {
+			tb.Fatal(err)
+		}
+		if out, err := h.cli(ctx, cmdBound, "render", "--out", files, "--config", cfg); err != nil {
+			tb.Fatalf("%v\n%s", err, out)
+		}
+		tb.Cleanup(func() { _, _ = docker(context.Background(), "rm", "--force", name) })
+		_, err := docker(ctx, "run", "--detach", "--name", name, "--hostname", h.id.InstanceID,
+			"--user", fmt.Sprintf("%d:%d", standin.UID, standin.GID), "--publish", strconv.Itoa(port)+":6688",
+			"--mount", "type=bind,src="+data+",dst=/chainlink",
+			"--mount", "type=bind,src="+files+",dst=/run/chainlink,readonly",
+			"--mount", "type=bind,src="+h.ca+",dst="+h.ca+",readonly",
+			"--log-driver", "json-file", "--log-opt", "max-size=1m",
+			c.repo+":"+imageTag,
+			"node", "-config", "/run/chainlink/config.toml", "-secrets", "/run/chainlink/secrets.toml", "start",
+			"-p", "/run/chainlink/.password", "-a", "/run/chainlink/.api")
+		if err != nil {
+			tb.Fatal(err)
+		}
+		o.nodes[i] = oldNode{name: name, port: port}
+	}
+	return o
+}
+
+// roles waits until one node is ready (it holds the lease) and the other runs and waits for the lease.
+func (o *oldModel) roles(tb testing.TB) (holder, waiter oldNode) {
+	tb.Helper()
+	var why string
+	if !poll(settleBound, pollEvery, func() bool {
+		a, b := readyz(o.nodes[0].port), readyz(o.nodes[1].port)
+		switch {
+		case a == http.StatusOK && b != http.StatusOK:
+			holder, waiter = o.nodes[0], o.nodes[1]
+		case b == http.StatusOK && a != http.StatusOK:
+			holder, waiter = o.nodes[1], o.nodes[0]
+		default:
+			why = fmt.Sprintf("/readyz %d and %d", a, b)
+			return false
+		}
+		for _, n := range o.nodes {
+			if running, _, _, _ := inspectState(n.name); !running {
+				why = n.name + " is not running"
+				return false
+			}
+		}
+		return true
+	}) {
+		tb.Fatalf("old model: not one holder and one waiting node within %s: %s", settleBound, why)
+	}
+	return holder, waiter
+}
+
+// failover stops the node holding the lease with `docker <verb>` (kill: a crash, SIGKILL, the lease is left to
+// expire; stop: SIGTERM, the node releases it) and returns the time until the other node answers /readyz 200.
+// Until then both containers ran (roles checks it): in this model the overlap is the steady state. The stopped
+// node is started again and waits for the lease, for the next run.
+func (o *oldModel) failover(tb testing.TB, verb string) time.Duration {
+	tb.Helper()
+	holder, waiter := o.roles(tb)
+	t0 := time.Now()
+	done := make(chan error, 1)
+	go func() {
+		_, err := docker(context.Background(), verb, holder.name)
+		done <- err
+	}()
+	t1 := waitReadyz(tb, waiter.port, 30*time.Second, "old model: after docker "+verb+" of the lease holder")
+	if err := <-done; err != nil {
+		tb.Fatal(err)
+	}
+	restarted := time.Now()
+	if _, err := docker(context.Background(), "start", holder.name); err != nil {
+		tb.Fatal(err)
+	}
+	if !poll(30*time.Second, pollEvery, func() bool {
+		out, _ := docker(context.Background(), "logs", "--since", restarted.Add(-time.Second).Format(time.RFC3339Nano), holder.name)
+		return strings.Contains(out, "waiting for lease")
+	}) {
+		tb.Fatalf("old model: %s did not wait for the lease after its restart", holder.name)
+	}
+	return t1.Sub(t0)
+}
