@@ -28,6 +28,8 @@ func checkLength(pw string) error {
 	switch {
 	case !utf8.ValidString(pw):
 		return ruleError("it is not valid UTF-8 text")
+	case strings.IndexFunc(pw, unicode.IsControl) >= 0:
+		return ruleError("it contains a control character")
 	case n < MinPasswordLen:
 		return ruleError("it is shorter than %d characters", MinPasswordLen)
 	case n > MaxPasswordLen:
@@ -44,11 +46,11 @@ func CheckKeystorePassword(pw string) error { return checkLength(pw) }
 // CheckAPIPassword applies the API password rules: the length rules, no line break (.api is line based), and it
 // must not contain the API e-mail.
 func CheckAPIPassword(pw, email string) error {
-	if err := checkLength(pw); err != nil {
-		return err
-	}
 	if strings.ContainsAny(pw, "\r\n") {
 		return ruleError("it contains a line break, which would split the .api file")
+	}
+	if err := checkLength(pw); err != nil {
+		return err
 	}
 	if email != "" && strings.Contains(strings.ToLower(pw), strings.ToLower(email)) {
 		return ruleError("it contains the API e-mail (node.api_email)")
@@ -60,6 +62,9 @@ func CheckAPIPassword(pw, email string) error {
 func CheckDatabasePassword(pw string) error {
 	if !utf8.ValidString(pw) {
 		return ruleError("it is not valid UTF-8 text")
+	}
+	if strings.IndexFunc(pw, unicode.IsControl) >= 0 {
+		return ruleError("it contains a control character") // PostgreSQL clients cannot send a NUL
 	}
 	if utf8.RuneCountInString(pw) < MinDBPasswordLen {
 		return ruleError("it is shorter than %d characters", MinDBPasswordLen)

@@ -93,6 +93,9 @@ func Render(c *config.Config, id Identity, s NodeSecrets, f Format) (*Rendered, 
 	if err := CheckKeystorePassword(s.KeystorePassword.Reveal()); err != nil {
 		return nil, &SecretError{Key: "keystore_password", ID: c.Secrets.KeystorePassword.ID, Terminal: true, Err: err}
 	}
+	if err := CheckDatabasePassword(s.DatabasePassword.Reveal()); err != nil {
+		return nil, &SecretError{Key: "database_password", ID: c.Secrets.DatabasePassword.ID, Terminal: true, Err: err}
+	}
 	dbURL := DatabaseURL(c.Node.Database, s.DatabasePassword.Reveal(), id.InstanceID)
 	r := &Rendered{Format: f, Files: []fsutil.File{
 		{Name: PasswordFile, Data: []byte(s.KeystorePassword.Reveal())},

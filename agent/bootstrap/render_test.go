@@ -264,6 +264,8 @@ func TestPasswordRules(t *testing.T) {
 		{"APINewline", "0123456789\nabcdef", func(p string) error { return CheckAPIPassword(p, "ops@example.com") }, false},
 		{"APIOK", "0123456789abcdefgh", func(p string) error { return CheckAPIPassword(p, "ops@example.com") }, true},
 		{"DBShort", "tiny-pw", CheckDatabasePassword, false},
+		{"DBNul", "db-password-0123456789\x00", CheckDatabasePassword, false},
+		{"KeystoreControl", "0123456789\x07abcdef", CheckKeystorePassword, false},
 		{"DBOK", testDBPassword, CheckDatabasePassword, true},
 	}
 	for _, tc := range cases {

@@ -7,23 +7,15 @@ package container
 
 import (
 	"context"
-	"errors"
-	"fmt"
-	"github.com/cl-agent/cl-agent/internal/testenv"
-	"os"
-	"os/exec"
-	"path/filepath"
-	"strconv"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
+
+	"github.com/cl-agent/cl-agent/internal/testenv"
 )
 
 const (
-	dockerdBin     = "/usr/sbin/dockerd"
-	dockerdPIDFile = "/var/run/docker.pid"
-	dockerdBound   = 90 * time.Second // for dockerd to stop, and to answer again
+	dockerdBound = 90 * time.Second // for dockerd to stop, and to answer again
 )
 
 // TestDockerdRestart: the daemon restarts under a supervised node (restart policy "no", so the engine
@@ -43,13 +35,15 @@ func TestDockerdRestart(t *testing.T) {
 	first := waitNodeReady(t, s, 90*time.Second, "")
 	// Registered last, so it runs first: every other clean-up needs the daemon.
 	t.Cleanup(func() {
-		if err := ensureDockerd(t); err != nil {
+		if err := testenv.EnsureDocker(dockerdCtx(t)); err != nil {
 			t.Errorf("THE DOCKER DAEMON IS NOT RUNNING: %v", err)
 		}
 	})
 
-	stopDockerd(t)
-	if err := ensureDockerd(t); err != nil {
+	if err := testenv.StopDockerd(dockerdCtx(t)); err != nil {
+		t.Fatal(err)
+	}
+	if err := testenv.EnsureDocker(dockerdCtx(t)); err != nil {
 		t.Fatal(err)
 	}
 	second := waitNodeReady(t, s, 2*time.Minute, first.ContainerID)
@@ -70,90 +64,9 @@ func TestDockerdRestart(t *testing.T) {
 	}
 }
 
-// stopDockerd sends the daemon SIGTERM and waits until its process is gone.
-func stopDockerd(t *testing.T) {
-	t.Helper()
-	pid, err := dockerdPID()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := syscall.Kill(pid, syscall.SIGTERM); err != nil {
-		t.Fatalf("SIGTERM dockerd (pid %d): %v", pid, err)
-	}
-	testenv.WaitFor(t, dockerdBound, fmt.Sprintf("dockerd (pid %d) to exit", pid), func() bool {
-		return !isDockerd(pid)
-	})
-}
-
-// ensureDockerd starts /usr/sbin/dockerd detached (its own session, output to a log file) unless it runs,
-// and waits until the engine answers a ping.
-func ensureDockerd(t *testing.T) error {
-	if pid, err := dockerdPID(); err == nil && isDockerd(pid) {
-		return waitPing(t)
-	}
-	logPath := filepath.Join(os.TempDir(), testPrefix+"dockerd-"+randomHex(4)+".log")
-	logFile, err := os.Create(logPath)
-	if err != nil {
-		return err
-	}
-	defer logFile.Close()
-	cmd := exec.Command(dockerdBin)
-	cmd.Stdout, cmd.Stderr = logFile, logFile
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
-	if err := cmd.Start(); err != nil {
-		return fmt.Errorf("start %s: %w", dockerdBin, err)
-	}
-	go func() { _ = cmd.Wait() }() // reap it should it exit while the test runs
-	t.Logf("started %s (pid %d), log %s", dockerdBin, cmd.Process.Pid, logPath)
-	if err := waitPing(t); err != nil {
-		b, _ := os.ReadFile(logPath)
-		return fmt.Errorf("%w\n--- %s ---\n%s", err, logPath, b)
-	}
-	return nil
-}
-
-func waitPing(t *testing.T) error {
-	engine, err := NewDockerEngine(5 * time.Second)
-	if err != nil {
-		return err
-	}
-	defer engine.Close()
+// dockerdCtx bounds one stop or start of the engine.
+func dockerdCtx(t *testing.T) context.Context {
 	ctx, cancel := context.WithTimeout(context.Background(), dockerdBound)
-	defer cancel()
-	tick := time.NewTicker(200 * time.Millisecond)
-	defer tick.Stop()
-	for {
-		err := engine.Ping(ctx)
-		if err == nil {
-			return nil
-		}
-		select {
-		case <-ctx.Done():
-			return fmt.Errorf("the engine did not answer within %s: %w", dockerdBound, err)
-		case <-tick.C:
-		}
-	}
-}
-
-func dockerdPID() (int, error) {
-	b, err := os.ReadFile(dockerdPIDFile)
-	if err != nil {
-		return 0, err
-	}
-	pid, err := strconv.Atoi(strings.TrimSpace(string(b)))
-	if err != nil || pid <= 0 {
-		return 0, errors.New("bad " + dockerdPIDFile)
-	}
-	return pid, nil
-}
-
-// isDockerd tells whether pid is a live dockerd (not another process that reused the pid, and not a zombie:
-// a dockerd this process started and that exited may linger unreaped for a moment).
-func isDockerd(pid int) bool {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
-	if err != nil {
-		return false
-	}
-	name, rest, _ := strings.Cut(string(b), ") ")
-	return strings.HasSuffix(name, "(dockerd") && !strings.HasPrefix(rest, "Z")
+	t.Cleanup(cancel)
+	return ctx
 }
