@@ -28,7 +28,7 @@ func (d *Daemon) runActive(ctx context.Context, term Term) error {
 	d.mu.Lock()
 	img := d.img
 	d.mu.Unlock()
-	node, err := d.newNode(img, d.render, d.beforeStart(term))
+	node, err := d.newNode(img, NodeHooks{Render: d.render, BeforeStart: d.beforeStart(term), OnStatus: d.observe})
 	if err != nil {
 		d.release(ctx, term)
 		return err

@@ -43,6 +43,14 @@ type Node interface {
 	Status() container.Status
 }
 
+// NodeHooks are what the daemon gives each term's supervisor: the files to write, the wait before a start, and a
+// callback for every status change (so /readyz follows the node at once, not at the next tick).
+type NodeHooks struct {
+	Render      func(context.Context) (*bootstrap.Rendered, error)
+	BeforeStart func(context.Context) error
+	OnStatus    func(container.Status)
+}
+
 // Elector is the part of the leader election the daemon uses.
 type Elector interface {
 	Acquire(ctx context.Context) (Term, error)
@@ -89,8 +97,8 @@ type Daemon struct {
 	// host is always active.
 	election func(dbPassword bootstrap.Secret) (Elector, Takeover, error)
 	notify   Notifier
-	// newNode builds the supervisor of one term: it runs img and calls beforeStart before every start.
-	newNode func(img container.Image, render func(context.Context) (*bootstrap.Rendered, error), beforeStart func(context.Context) error) (Node, error)
+	// newNode builds the supervisor of one term: it runs img with the daemon's hooks.
+	newNode func(img container.Image, hooks NodeHooks) (Node, error)
 	// warm prepares what a start needs (image resolved and pulled, secrets fetched and checked).
 	warm func(ctx context.Context) (container.Image, bootstrap.NodeSecrets, error)
 	// fetch gets the secrets again (restart, rotation).
@@ -130,7 +138,7 @@ type DaemonOptions struct {
 	// when that secret rotates. Nil: no leader election (leader.enabled: false).
 	Election func(dbPassword bootstrap.Secret) (Elector, Takeover, error)
 	Notify   Notifier
-	NewNode  func(img container.Image, render func(context.Context) (*bootstrap.Rendered, error), beforeStart func(context.Context) error) (Node, error)
+	NewNode  func(img container.Image, hooks NodeHooks) (Node, error)
 	Warm     func(ctx context.Context) (container.Image, bootstrap.NodeSecrets, error)
 	// Fetch gets the secrets again for a restart or a rotation check. Default Host.FetchSecrets.
 	Fetch func(ctx context.Context) (bootstrap.NodeSecrets, error)

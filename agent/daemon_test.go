@@ -70,6 +70,7 @@ func (e *fakeElector) Holder(context.Context) (leader.Holder, error) { return le
 // fakeNode plays the supervisor: it calls beforeStart, is ready at once, and stops when its context ends.
 type fakeNode struct {
 	beforeStart func(context.Context) error
+	onStatus    func(container.Status)
 	mu          sync.Mutex
 	status      container.Status
 	restarts    int
@@ -104,8 +105,11 @@ func (n *fakeNode) Status() container.Status {
 }
 func (n *fakeNode) set(s container.Status) {
 	n.mu.Lock()
-	defer n.mu.Unlock()
 	n.status = s
+	n.mu.Unlock()
+	if n.onStatus != nil {
+		n.onStatus(s)
+	}
 }
 
 type fakeTakeover struct {
@@ -194,8 +198,8 @@ func start(t *testing.T, leaderEnabled bool, edit func(*config.Config), warmErr 
 		Checks: func() []control.Check {
 			return []control.Check{{Name: "node_health", OK: !h.nodeSick.Load(), Detail: "207: EVM.1 failing"}}
 		},
-		NewNode: func(_ container.Image, _ func(context.Context) (*bootstrap.Rendered, error), before func(context.Context) error) (Node, error) {
-			n := &fakeNode{beforeStart: before}
+		NewNode: func(_ container.Image, hooks NodeHooks) (Node, error) {
+			n := &fakeNode{beforeStart: hooks.BeforeStart, onStatus: hooks.OnStatus}
 			h.nodes <- n
 			return n, nil
 		},

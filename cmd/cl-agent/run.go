@@ -48,10 +48,10 @@ func runDaemon(ctx context.Context, args []string, out, errOut io.Writer) error 
 		Host:   h,
 		Notify: systemd{},
 		Warm:   h.Warm(engine),
-		NewNode: func(img container.Image, render func(context.Context) (*bootstrap.Rendered, error), before func(context.Context) error) (agent.Node, error) {
+		NewNode: func(img container.Image, hooks agent.NodeHooks) (agent.Node, error) {
 			return container.NewSupervisor(container.Options{
 				Engine: engine, Logger: h.Log, Config: cfg, Identity: h.Identity, Image: img,
-				Render: render, BeforeStart: before,
+				Render: hooks.Render, BeforeStart: hooks.BeforeStart, OnStatus: hooks.OnStatus,
 			})
 		},
 	}

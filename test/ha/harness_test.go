@@ -282,12 +282,13 @@ leader:
   dead_peer_timeout: %s
   takeover_guard: %s
   stepdown_hold: %s
+health: {listen: "%s:%d"}
 control: {socket: %q}
 state_dir: %q
 `, h.name, h.c.moto.URL, imdsURL, secretIDs[0], secretIDs[1], secretIDs[2], h.c.chain.WSURL, h.c.chain.URL, apiEmail, h.ns.RootIP, h.c.pg.Port, db,
 		dbUser, ca, h.c.repo, imageTag, container, port, filepath.Join(h.dir, "data-"+container),
 		filepath.Join(h.dir, "secrets"), stopTimeout, leader, pingInterval, pingTimeout, fenceAfter, deadPeer,
-		takeoverGuard, stepdownHold, h.socket, filepath.Join(h.dir, "state"))
+		takeoverGuard, stepdownHold, h.ns.IP, healthPort, h.socket, filepath.Join(h.dir, "state"))
 }
 
 // other is the peer of h.

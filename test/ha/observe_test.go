@@ -387,6 +387,39 @@ func waitReadyz(tb testing.TB, port int, bound time.Duration, what string) time.
 	return at
 }
 
+// healthPort is where each agent serves /healthz, /readyz and /metrics, on its namespace's own address: what the
+// load balancer's target check reaches.
+const healthPort = 9180
+
+// agentReadyz is the load balancer's view of h: the status of the agent's /readyz (0 when it does not answer).
+func (h *host) agentReadyz() int {
+	c := http.Client{Timeout: 300 * time.Millisecond}
+	resp, err := c.Get(fmt.Sprintf("http://%s:%d/readyz", h.ns.IP, healthPort))
+	if err != nil {
+		return 0
+	}
+	resp.Body.Close()
+	return resp.StatusCode
+}
+
+// lbFlip waits until the load balancer would send traffic only to the new active (its agent's /readyz 200, the old
+// one's not) and fails when that takes more than a second after the new node answered.
+func lbFlip(tb testing.TB, newActive, old *host, nodeReady time.Time) time.Duration {
+	tb.Helper()
+	var at time.Time
+	if !poll(5*time.Second, readyPoll, func() bool {
+		at = time.Now()
+		return newActive.agentReadyz() == http.StatusOK && old.agentReadyz() != http.StatusOK
+	}) {
+		tb.Fatalf("/readyz of the agents did not flip to %s within 5s (new %d, old %d)", newActive.name, newActive.agentReadyz(), old.agentReadyz())
+	}
+	flip := max(0, at.Sub(nodeReady))
+	if flip > time.Second {
+		tb.Errorf("/readyz flipped to %s %s after its node was ready; want within 1s", newActive.name, flip)
+	}
+	return flip
+}
+
 // poll calls cond every interval until it reports true (true) or bound passes (false).
 func poll(bound, every time.Duration, cond func() bool) bool {
 	deadline := time.NewTimer(bound)

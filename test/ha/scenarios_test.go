@@ -53,6 +53,7 @@ func (c *cluster) killAgent(tb testing.TB) time.Duration {
 		fenced <- err
 	}()
 	t1 := waitReadyz(tb, b.port, killBound+10*time.Second, "after kill -9 of the active agent and its fence")
+	tb.Logf("kill -9: load balancer flipped %s after the node was ready", lbFlip(tb, b, a, t1))
 	if err := <-fenced; err != nil {
 		tb.Fatal(err)
 	}
@@ -100,6 +101,7 @@ func (c *cluster) cutLink(tb testing.TB) (failover, fenced time.Duration) {
 	t0 := time.Now()
 	a.cut(tb)
 	t1 := waitReadyz(tb, b.port, cutBound+10*time.Second, "after the active's link was cut")
+	tb.Logf("cut link: load balancer flipped %s after the node was ready", lbFlip(tb, b, a, t1))
 	died := rec.first(a.container, "die", t0)
 	if err := a.uncut(); err != nil {
 		tb.Fatal(err)
@@ -167,6 +169,7 @@ func (c *cluster) stepdown(tb testing.TB) time.Duration {
 	if err := <-done; err != nil {
 		tb.Fatal(err)
 	}
+	tb.Logf("stepdown: load balancer flipped %s after the node was ready", lbFlip(tb, b, a, t1))
 	c.verify(tb, rec, b)
 	return t1.Sub(t0)
 }

@@ -1,0 +1,49 @@
+package logging
+
+import (
+	"bytes"
+	"errors"
+	"net/url"
+	"strings"
+	"testing"
+
+	"go.uber.org/zap"
+)
+
+func TestRedactorMasksEveryForm(t *testing.T) {
+	const secret = `p@ss:w/rd?#%"\<tag>&-0123456789`
+	var out bytes.Buffer
+	r := NewRedactor(&out)
+	log := New(r, "debug")
+	r.Add(secret, "short") // too short to scrub: ordinary words must survive
+
+	log.Info("raw "+secret, zap.String("field", secret), zap.Error(errors.New("dial postgresql://u:"+url.QueryEscape(secret)+"@h")))
+	log.Info("path "+url.PathEscape(secret), zap.Any("nested", map[string]string{"k": secret}))
+	var other bytes.Buffer
+	_, _ = r.To(&other).Write([]byte("printed " + secret + " and short\n"))
+
+	for _, text := range []string{out.String(), other.String()} {
+		for _, form := range []string{secret, url.QueryEscape(secret), url.PathEscape(secret), `p@ss:w/rd?#%\"\\<tag>&`} {
+			if strings.Contains(text, form) {
+				t.Errorf("output holds the secret as %q:\n%s", form, text)
+			}
+		}
+		if !strings.Contains(text, Mask) {
+			t.Errorf("nothing masked in:\n%s", text)
+		}
+	}
+	if !strings.Contains(other.String(), "short") {
+		t.Error("a value below the minimum length was scrubbed from ordinary text")
+	}
+}
+
+func TestRedactorAddedLaterStillMasks(t *testing.T) {
+	var out bytes.Buffer
+	r := NewRedactor(&out)
+	w := r.To(&out)
+	r.Add("rotated-secret-value-123")
+	_, _ = w.Write([]byte("x rotated-secret-value-123 y"))
+	if strings.Contains(out.String(), "rotated-secret-value-123") {
+		t.Fatalf("a value added after To() was not masked: %s", out.String())
+	}
+}
