@@ -247,9 +247,9 @@ func TestLeaderDisabledRunsTheNodeAndStopsCleanly(t *testing.T) {
 	h := start(t, false, nil, nil)
 	node := <-h.nodes
 	testenv.WaitFor(t, 5*time.Second, "active", func() bool { return h.role() == RoleActive })
-	if !h.notes.has("READY=1") || !h.notes.has("WATCHDOG=1") {
-		t.Errorf("systemd not told READY and WATCHDOG: %v", h.notes.notes)
-	}
+	testenv.WaitFor(t, 5*time.Second, "systemd told READY=1 and WATCHDOG=1", func() bool {
+		return h.notes.has("READY=1") && h.notes.has("WATCHDOG=1")
+	})
 	h.cancel()
 	if err := <-h.done; err != nil {
 		t.Fatalf("Run after SIGTERM: %v", err)
