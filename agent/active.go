@@ -64,7 +64,8 @@ func (d *Daemon) runActive(ctx context.Context, term Term) error {
 		case err := <-a.restarted:
 			a.restartDone(err)
 		case <-rotate.C:
-			if !a.busy {
+			if !a.busy && !a.checking {
+				a.checking = true
 				go func() { a.rotation <- d.checkRotation(a.runCtx) }()
 			}
 		case rc := <-a.rotation:
@@ -92,6 +93,7 @@ type activeTerm struct {
 	nodeDone chan error
 
 	busy         bool       // a restart (the operator's or a rotation's) is under way
+	checking     bool       // a rotation check is under way
 	restartReply chan error // the operator waiting for that restart; nil for a rotation's
 	restarted    chan error
 	rotation     chan rotationCheck
@@ -158,6 +160,7 @@ func (a *activeTerm) restartDone(err error) {
 
 // rotated restarts the node with rotated secrets.
 func (a *activeTerm) rotated(rc rotationCheck) {
+	a.checking = false
 	if len(rc.changed) == 0 || a.busy {
 		return
 	}

@@ -240,13 +240,6 @@ func (d *Daemon) beat() {
 	d.notify.Notify("WATCHDOG=1\nSTATUS=" + statusLine(d.Status()))
 }
 
-// LastBeat is when the main loop last ticked.
-func (d *Daemon) LastBeat() time.Time {
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	return d.lastBeat
-}
-
 // ready sends READY=1 once: on a standby once it is warm and campaigning, on the active once the node is up.
 func (d *Daemon) ready() {
 	d.mu.Lock()

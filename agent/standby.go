@@ -54,6 +54,7 @@ func (d *Daemon) runStandby(ctx context.Context) (Term, error) {
 	rotate := d.rotationTicker()
 	defer rotate.Stop()
 	rotation := make(chan rotationCheck, 1)
+	checking := false // a rotation check is under way
 	report := time.NewTicker(healthReportEvery)
 	defer report.Stop()
 	d.reportHealth(ctx)
@@ -62,8 +63,12 @@ func (d *Daemon) runStandby(ctx context.Context) (Term, error) {
 		case <-report.C:
 			d.reportHealth(ctx)
 		case <-rotate.C:
-			go func() { rotation <- d.checkRotation(ctx) }()
+			if !checking {
+				checking = true
+				go func() { rotation <- d.checkRotation(ctx) }()
+			}
 		case rc := <-rotation:
+			checking = false
 			if len(rc.changed) == 0 {
 				continue
 			}
