@@ -59,16 +59,11 @@ func (h *hubSource) tags(ctx context.Context) ([]string, error) {
 
 	h.records = make(map[string]hubTag)
 	var names []string
-	seen := make(map[string]bool)
+	guard := newPageGuard(op, h.maxPages)
 	for next, page := first.String(), 1; next != ""; page++ {
-		if page > h.maxPages {
-			return nil, fmt.Errorf("%s: more than %d pages (%d tags so far); refusing to choose from a partial list: pin image.tag",
-				op, h.maxPages, len(names))
+		if err := guard.visit(next, page, len(names)); err != nil {
+			return nil, err
 		}
-		if seen[next] {
-			return nil, fmt.Errorf("%s: page %d links back to %s (pagination loop)", op, page, redactURL(next))
-		}
-		seen[next] = true
 
 		var p hubPage
 		if err := h.getJSON(ctx, op, next, &p); err != nil {

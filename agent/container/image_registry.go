@@ -51,16 +51,11 @@ func (r *registrySource) tags(ctx context.Context) ([]string, error) {
 	first.RawQuery = url.Values{"n": {fmt.Sprint(registryPageSize)}}.Encode()
 
 	var names []string
-	seen := make(map[string]bool)
+	guard := newPageGuard(op, r.maxPages)
 	for next, page := first.String(), 1; next != ""; page++ {
-		if page > r.maxPages {
-			return nil, fmt.Errorf("%s: more than %d pages (%d tags so far); refusing to choose from a partial list: pin image.tag",
-				op, r.maxPages, len(names))
+		if err := guard.visit(next, page, len(names)); err != nil {
+			return nil, err
 		}
-		if seen[next] {
-			return nil, fmt.Errorf("%s: page %d links back to %s (pagination loop)", op, page, redactURL(next))
-		}
-		seen[next] = true
 
 		resp, err := r.send(ctx, op, http.MethodGet, next, http.Header{"Accept": {"application/json"}})
 		if err != nil {

@@ -1,6 +1,7 @@
 package container
 
 import (
+	"fmt"
 	"slices"
 
 	"github.com/Masterminds/semver/v3"
@@ -48,4 +49,28 @@ func rankReleases(tags []string, major uint64) []release {
 	}
 	slices.SortFunc(out, func(a, b release) int { return b.v.Compare(a.v) })
 	return slices.CompactFunc(out, func(a, b release) bool { return a.tag == b.tag })
+}
+
+// pageGuard bounds a paginated tag listing: at most max pages, and no page visited twice (a "next" link that loops).
+type pageGuard struct {
+	op   string
+	max  int
+	seen map[string]bool
+}
+
+func newPageGuard(op string, max int) *pageGuard {
+	return &pageGuard{op: op, max: max, seen: make(map[string]bool)}
+}
+
+// visit admits page number page at url, or says why the listing must stop; tags is how many were read so far.
+func (g *pageGuard) visit(url string, page, tags int) error {
+	if page > g.max {
+		return fmt.Errorf("%s: more than %d pages (%d tags so far); refusing to choose from a partial list: pin image.tag",
+			g.op, g.max, tags)
+	}
+	if g.seen[url] {
+		return fmt.Errorf("%s: page %d links back to %s (pagination loop)", g.op, page, redactURL(url))
+	}
+	g.seen[url] = true
+	return nil
 }
