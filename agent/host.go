@@ -2,6 +2,7 @@ package agent
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"time"
@@ -22,11 +23,12 @@ import (
 type Host struct {
 	Config   *config.Config
 	Log      *zap.Logger
-	Redactor *logging.Redactor
 	Identity bootstrap.Identity
 	AWS      aws.Config
 	// OnSecretFetch is told the outcome and duration of every fetch of the secrets (metrics). Nil: nobody.
 	OnSecretFetch func(err error, took time.Duration)
+
+	secretsAPI bootstrap.SecretsAPI // built by Learn; every fetch (restart, rotation poll) reuses it
 }
 
 // Open loads the configuration at path and builds the logger writing JSON to logOut.
@@ -35,8 +37,7 @@ func Open(path string, logOut io.Writer) (*Host, error) {
 	if err != nil {
 		return nil, err
 	}
-	red := logging.NewRedactor(logOut)
-	return &Host{Config: cfg, Redactor: red, Log: logging.New(red, cfg.LogLevel)}, nil
+	return &Host{Config: cfg, Log: logging.New(logOut, cfg.LogLevel)}, nil
 }
 
 // Learn asks IMDS who this host is (bounded by aws.imds_timeout) and prepares the AWS SDK configuration for its
@@ -61,22 +62,26 @@ func (h *Host) Learn(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("load the AWS SDK configuration: %w", err)
 	}
+	c := h.Config.AWS
+	h.secretsAPI = bootstrap.NewSecretsClient(h.AWS, c.EndpointURL, c.MaxAttempts, c.CallTimeout/time.Duration(c.MaxAttempts))
 	return nil
 }
 
-// FetchSecrets gets and checks the node's three secrets and registers their values with the log redactor.
+// FetchSecrets gets and checks the node's three secrets and registers their values with the log redactor. Learn
+// must have run.
 func (h *Host) FetchSecrets(ctx context.Context) (bootstrap.NodeSecrets, error) {
-	c := h.Config.AWS
-	api := bootstrap.NewSecretsClient(h.AWS, c.EndpointURL, c.MaxAttempts, c.CallTimeout/time.Duration(c.MaxAttempts))
+	if h.secretsAPI == nil {
+		return bootstrap.NodeSecrets{}, errors.New("fetch secrets: the host's identity and region are not learned yet")
+	}
 	start := time.Now()
-	s, err := bootstrap.FetchSecrets(ctx, api, h.Config.Secrets, h.Config.Node.APIEmail, c.CallTimeout)
+	s, err := bootstrap.FetchSecrets(ctx, h.secretsAPI, h.Config.Secrets, h.Config.Node.APIEmail, h.Config.AWS.CallTimeout)
 	if h.OnSecretFetch != nil {
 		h.OnSecretFetch(err, time.Since(start))
 	}
 	if err != nil {
 		return bootstrap.NodeSecrets{}, err
 	}
-	h.Redactor.Add(s.Forms()...)
+	logging.Register(s.Forms()...)
 	h.Log.Info("secrets fetched and checked", zap.Duration("took", time.Since(start)),
 		zap.String("database_password_version", s.DatabasePassword.VersionID),
 		zap.String("api_password_version", s.APIPassword.VersionID),

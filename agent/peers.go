@@ -28,8 +28,11 @@ ON CONFLICT (instance_id) DO UPDATE SET role = EXCLUDED.role, healthy = EXCLUDED
 // PublishHealth records this host's role and health.
 func (t *dbTakeover) PublishHealth(ctx context.Context, role string, healthy bool, detail string) error {
 	return t.withConn(ctx, func(ctx context.Context, conn *pgx.Conn) error {
-		if _, err := conn.Exec(ctx, peersDDL); err != nil {
-			return fmt.Errorf("create cl_agent_peers: %w", err)
+		if !t.peersTable.Load() {
+			if _, err := conn.Exec(ctx, peersDDL); err != nil {
+				return fmt.Errorf("create cl_agent_peers: %w", err)
+			}
+			t.peersTable.Store(true)
 		}
 		_, err := conn.Exec(ctx, peersUpsert, t.instanceID, role, healthy, detail)
 		return err

@@ -195,7 +195,9 @@ func (d *Daemon) refuse(kind string) error {
 	return fmt.Errorf("this host is %s (%s holds the lock): %s applies to the active host", d.Status().Role, holder, kind)
 }
 
-// refreshHolder records who holds the lock, for status. It is bounded and never fatal.
+// refreshHolder records who holds the lock, for status and to count a failover. It runs every tick, so that a peer
+// that held the lock only briefly is still seen (a failover from it is then counted); each lookup is a short
+// connection of its own. It is bounded and never fatal.
 func (d *Daemon) refreshHolder(ctx context.Context) {
 	ctx, cancel := context.WithTimeout(ctx, d.tick)
 	defer cancel()

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"sync/atomic"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -68,6 +69,8 @@ type dbTakeover struct {
 	self       string // this host's node application_name
 	guard      time.Duration
 	timeout    time.Duration
+	// peersTable: cl_agent_peers exists (created once by this process, not on every report).
+	peersTable atomic.Bool
 }
 
 // NewTakeover returns the production Takeover, connecting with connConfig (the agent's own database login).

@@ -7,6 +7,8 @@ import (
 	"path/filepath"
 	"testing"
 	"time"
+
+	"github.com/cl-agent/cl-agent/internal/testenv"
 )
 
 type fakeHandler struct {
@@ -39,15 +41,11 @@ func serve(t *testing.T, h Handler) (*Client, string) {
 		}
 	})
 	c := NewClient(path)
-	deadline := time.Now().Add(5 * time.Second)
-	for {
-		if _, err := c.Status(ctx); err == nil {
-			return c, path
-		} else if time.Now().After(deadline) {
-			t.Fatalf("control socket never answered: %v", err)
-		}
-		time.Sleep(10 * time.Millisecond) // poll interval while the listener comes up
-	}
+	testenv.WaitFor(t, 5*time.Second, "the control socket to answer", func() bool {
+		_, err := c.Status(ctx)
+		return err == nil
+	})
+	return c, path
 }
 
 func TestStatusRoundTripAndSocketMode(t *testing.T) {

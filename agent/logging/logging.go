@@ -1,7 +1,8 @@
 // Package logging builds the agent's zap logger: JSON lines on stdout for journald, with a last line of defence
 // against leaking secrets. Secret values are redacted at the source (bootstrap.Secret prints as [REDACTED]);
-// the Redactor additionally replaces every registered secret value, in its raw, JSON-escaped and URL-escaped
-// forms, in every byte the logger or the CLI writes.
+// besides, every secret value the process learns is registered here (Register), and every Redactor — the
+// logger's output, and main's stdout and stderr — replaces each registered value, in its raw, JSON-escaped and
+// URL-escaped forms, in every byte it writes.
 package logging
 
 import (
@@ -22,34 +23,30 @@ const Mask = "[REDACTED]"
 // minSecretLen: shorter values are not scrubbed, to avoid mangling ordinary text. Every real secret is 16+.
 const minSecretLen = 6
 
-// Redactor is an io.Writer that scrubs registered secret values before writing to the underlying writer.
-type Redactor struct {
-	mu     sync.Mutex
-	w      io.Writer
+// registry is the process's set of secret values (in every form) that no Redactor lets through.
+var registry struct {
+	mu     sync.RWMutex
 	values [][]byte
 }
 
-// NewRedactor wraps w.
-func NewRedactor(w io.Writer) *Redactor { return &Redactor{w: w} }
-
-// Add registers secret values (and their escaped forms) to scrub from now on.
-func (r *Redactor) Add(values ...string) {
-	r.mu.Lock()
-	defer r.mu.Unlock()
+// Register adds secret values (and their escaped forms) that every Redactor scrubs from now on.
+func Register(values ...string) {
+	registry.mu.Lock()
+	defer registry.mu.Unlock()
 	for _, v := range values {
 		if len(v) < minSecretLen {
 			continue
 		}
 		for _, form := range forms(v) {
-			if !r.has(form) {
-				r.values = append(r.values, []byte(form))
+			if !registered(form) {
+				registry.values = append(registry.values, []byte(form))
 			}
 		}
 	}
 }
 
-func (r *Redactor) has(form string) bool {
-	for _, v := range r.values {
+func registered(form string) bool {
+	for _, v := range registry.values {
 		if string(v) == form {
 			return true
 		}
@@ -66,19 +63,11 @@ func forms(v string) []string {
 	return []string{v, jsonForm, url.QueryEscape(v), url.PathEscape(v)}
 }
 
-// Write scrubs p and writes it whole.
-func (r *Redactor) Write(p []byte) (int, error) {
-	if _, err := r.w.Write(r.scrub(p)); err != nil {
-		return 0, err
-	}
-	return len(p), nil
-}
-
 // scrub returns p with every registered value masked.
-func (r *Redactor) scrub(p []byte) []byte {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	for _, v := range r.values {
+func scrub(p []byte) []byte {
+	registry.mu.RLock()
+	defer registry.mu.RUnlock()
+	for _, v := range registry.values {
 		if bytes.Contains(p, v) {
 			p = bytes.ReplaceAll(p, v, []byte(Mask))
 		}
@@ -86,27 +75,27 @@ func (r *Redactor) scrub(p []byte) []byte {
 	return p
 }
 
-// To returns a writer to w that masks the same values as r, now and as more are added.
-func (r *Redactor) To(w io.Writer) io.Writer {
-	return writerFunc(func(p []byte) (int, error) {
-		if _, err := w.Write(r.scrub(p)); err != nil {
-			return 0, err
-		}
-		return len(p), nil
-	})
+// Redactor is an io.Writer that scrubs every registered secret value before writing to the underlying writer.
+type Redactor struct{ w io.Writer }
+
+// NewRedactor wraps w.
+func NewRedactor(w io.Writer) *Redactor { return &Redactor{w: w} }
+
+// Write scrubs p and writes it whole.
+func (r *Redactor) Write(p []byte) (int, error) {
+	if _, err := r.w.Write(scrub(p)); err != nil {
+		return 0, err
+	}
+	return len(p), nil
 }
 
-type writerFunc func([]byte) (int, error)
-
-func (f writerFunc) Write(p []byte) (int, error) { return f(p) }
-
-// New returns a JSON logger at level (debug, info, warn, error) writing through r.
-func New(r *Redactor, level string) *zap.Logger {
+// New returns a JSON logger at level (debug, info, warn, error) writing to w through a Redactor.
+func New(w io.Writer, level string) *zap.Logger {
 	lvl := zapcore.InfoLevel
 	_ = lvl.Set(level)
 	enc := zap.NewProductionEncoderConfig()
 	enc.TimeKey = "ts"
 	enc.EncodeTime = zapcore.ISO8601TimeEncoder
-	core := zapcore.NewCore(zapcore.NewJSONEncoder(enc), zapcore.Lock(zapcore.AddSync(r)), lvl)
+	core := zapcore.NewCore(zapcore.NewJSONEncoder(enc), zapcore.Lock(zapcore.AddSync(NewRedactor(w))), lvl)
 	return zap.New(core, zap.AddCaller())
 }

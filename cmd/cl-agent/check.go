@@ -7,11 +7,11 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
-	"github.com/moby/moby/client"
 
 	"github.com/cl-agent/cl-agent/agent"
 	"github.com/cl-agent/cl-agent/agent/bootstrap"
 	"github.com/cl-agent/cl-agent/agent/config"
+	"github.com/cl-agent/cl-agent/agent/container"
 )
 
 // checkTimeout bounds the checks that have no configured bound of their own (Docker, the database).
@@ -77,17 +77,12 @@ func runCheck(ctx context.Context, args []string, out, errOut io.Writer) error {
 }
 
 func checkDocker(ctx context.Context) error {
-	cli, err := client.New(client.FromEnv)
+	engine, err := container.NewDockerEngine(checkTimeout)
 	if err != nil {
-		return fmt.Errorf("docker client: %w", err)
+		return err
 	}
-	defer cli.Close()
-	ctx, cancel := context.WithTimeout(ctx, checkTimeout)
-	defer cancel()
-	if _, err := cli.Ping(ctx, client.PingOptions{}); err != nil {
-		return fmt.Errorf("ping the Docker engine (bound %s): %w", checkTimeout, err)
-	}
-	return nil
+	defer engine.Close()
+	return engine.Ping(ctx) // bounded by checkTimeout; the error names the bound
 }
 
 // checkDatabase connects as the node will (same URL, TLS settings and password) and reports the server version.

@@ -9,6 +9,8 @@ import (
 	"os"
 	"os/signal"
 	"syscall"
+
+	"github.com/cl-agent/cl-agent/agent/logging"
 )
 
 // version is set at build time with -ldflags "-X main.version=…".
@@ -24,9 +26,16 @@ const (
 
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
-	err := run(ctx, os.Args[1:], os.Stdout, os.Stderr)
+	code := runMain(ctx, os.Args[1:], os.Stdout, os.Stderr)
 	stop()
-	os.Exit(report(err, os.Stderr))
+	os.Exit(code)
+}
+
+// runMain runs a command with both outputs scrubbed of every secret value the process learns (the command's own
+// lines and the final error alike) and returns the exit code.
+func runMain(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	out, errOut := logging.NewRedactor(stdout), logging.NewRedactor(stderr)
+	return report(run(ctx, args, out, errOut), errOut)
 }
 
 // report prints err (already redacted by the commands' writers) and returns the exit code it maps to.

@@ -158,7 +158,7 @@ func cli(t *testing.T, args ...string) (code int, stdout, stderr string) {
 	var out, errOut bytes.Buffer
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	code = report(run(ctx, args, &out, &errOut), &errOut)
+	code = runMain(ctx, args, &out, &errOut)
 	return code, out.String(), errOut.String()
 }
 

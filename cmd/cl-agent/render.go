@@ -9,6 +9,7 @@ import (
 
 	"github.com/cl-agent/cl-agent/agent"
 	"github.com/cl-agent/cl-agent/agent/bootstrap"
+	"github.com/cl-agent/cl-agent/agent/logging"
 )
 
 // runRender writes the node's files once, exactly as the daemon would (modes, owner, all or nothing), and exits.
@@ -46,7 +47,7 @@ func runRender(ctx context.Context, args []string, out, errOut io.Writer) error 
 	files := r.Files
 	if *print {
 		// Print before WriteNodeFiles wipes the bytes; the redactor masks every secret value.
-		masked := h.Redactor.To(out)
+		masked := logging.NewRedactor(out)
 		for _, file := range files {
 			fmt.Fprintf(masked, "--- %s\n%s", file.Name, file.Data)
 			if !bytes.HasSuffix(file.Data, []byte("\n")) {

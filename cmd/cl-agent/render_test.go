@@ -16,6 +16,7 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/pelletier/go-toml/v2"
 
+	"github.com/cl-agent/cl-agent/agent/logging"
 	"github.com/cl-agent/cl-agent/internal/standin"
 	"github.com/cl-agent/cl-agent/internal/testenv"
 )
@@ -226,4 +227,17 @@ func TestStandinNodeStartsOnRenderedFiles(t *testing.T) {
 	assertNoSecret(t, "node logs", string(logs))
 	inspect, _ := exec.Command("docker", "inspect", name).CombinedOutput()
 	assertNoSecret(t, "docker inspect", string(inspect))
+}
+
+// TestOutputIsRedacted: whatever the process has learned as a secret is masked in both outputs, including the
+// final error line (here, a secret typed where a command belongs).
+func TestOutputIsRedacted(t *testing.T) {
+	logging.Register("leaky-secret-value-42")
+	code, stdout, stderr := cli(t, "leaky-secret-value-42")
+	if code != 2 {
+		t.Errorf("exit %d, want 2", code)
+	}
+	if strings.Contains(stdout+stderr, "leaky-secret-value-42") || !strings.Contains(stderr, `unknown command "[REDACTED]"`) {
+		t.Errorf("the value was not masked:\n%s\n%s", stdout, stderr)
+	}
 }
