@@ -89,13 +89,22 @@ func (r *Redactor) Write(p []byte) (int, error) {
 	return len(p), nil
 }
 
-// New returns a JSON logger at level (debug, info, warn, error) writing to w through a Redactor.
+// New returns a JSON logger at level (debug, info, warn, error) writing to w through a Redactor. When stdout is
+// journald (StdoutIsJournal), each line carries its level as a journal priority prefix.
 func New(w io.Writer, level string) *zap.Logger {
+	return newLogger(w, level, StdoutIsJournal())
+}
+
+func newLogger(w io.Writer, level string, journal bool) *zap.Logger {
 	lvl := zapcore.InfoLevel
 	_ = lvl.Set(level)
-	enc := zap.NewProductionEncoderConfig()
-	enc.TimeKey = "ts"
-	enc.EncodeTime = zapcore.ISO8601TimeEncoder
-	core := zapcore.NewCore(zapcore.NewJSONEncoder(enc), zapcore.Lock(zapcore.AddSync(NewRedactor(w))), lvl)
+	cfg := zap.NewProductionEncoderConfig()
+	cfg.TimeKey = "ts"
+	cfg.EncodeTime = zapcore.ISO8601TimeEncoder
+	var enc zapcore.Encoder = zapcore.NewJSONEncoder(cfg)
+	if journal {
+		enc = priorityEncoder{enc}
+	}
+	core := zapcore.NewCore(enc, zapcore.Lock(zapcore.AddSync(NewRedactor(w))), lvl)
 	return zap.New(core, zap.AddCaller())
 }

@@ -46,3 +46,43 @@ func TestRegisteredLaterStillMasks(t *testing.T) {
 		t.Fatalf("a value registered after the writer was made was not masked: %s", out.String())
 	}
 }
+
+// TestJournalPriorityPrefix: under journald each line starts with its syslog priority, so `journalctl -p warning`
+// finds the warnings; elsewhere the lines are plain JSON.
+func TestJournalPriorityPrefix(t *testing.T) {
+	var journal, plain bytes.Buffer
+	for _, c := range []struct {
+		out     *bytes.Buffer
+		journal bool
+	}{{&journal, true}, {&plain, false}} {
+		log := newLogger(c.out, "debug", c.journal).With(zap.String("k", "v"))
+		log.Debug("d")
+		log.Info("i")
+		log.Warn("w")
+		log.Error("e")
+	}
+	lines := strings.Split(strings.TrimSpace(journal.String()), "\n")
+	want := []string{"<7>{", "<6>{", "<4>{", "<3>{"}
+	if len(lines) != len(want) {
+		t.Fatalf("got %d lines, want %d:\n%s", len(lines), len(want), journal.String())
+	}
+	for i, l := range lines {
+		if !strings.HasPrefix(l, want[i]) || !strings.Contains(l, `"k":"v"`) {
+			t.Errorf("line %d = %q, want prefix %q and the logger's fields", i, l, want[i])
+		}
+	}
+	if strings.Contains(plain.String(), "<") {
+		t.Errorf("a logger not writing to the journal added priority prefixes:\n%s", plain.String())
+	}
+}
+
+func TestStdoutIsJournalNeedsTheSameStream(t *testing.T) {
+	t.Setenv("JOURNAL_STREAM", "")
+	if StdoutIsJournal() {
+		t.Error("no JOURNAL_STREAM, yet stdout is taken for the journal")
+	}
+	t.Setenv("JOURNAL_STREAM", "1:1")
+	if StdoutIsJournal() {
+		t.Error("JOURNAL_STREAM names another stream, yet stdout is taken for the journal")
+	}
+}

@@ -29,6 +29,7 @@ func runDaemon(ctx context.Context, args []string, out, errOut io.Writer) error 
 	if err != nil {
 		return err
 	}
+	armTestPanic(ctx)
 	cfg := h.Config
 	h.Log.Info("cl-agent starting", zap.String("version", version), zap.String("config", cfg.Describe()))
 	h.WarnIfNotTmpfs(cfg.Container.SecretsDir)

@@ -14,7 +14,8 @@ import (
 // Registry is a CNCF distribution v3.0.0 image registry on loopback: plain HTTP, filesystem storage in its dir,
 // deletes enabled. dockerd treats 127.0.0.0/8 as insecure, so `docker push/pull 127.0.0.1:PORT/name` works as is.
 type Registry struct {
-	Addr string // 127.0.0.1:PORT
+	Addr    string // 127.0.0.1:PORT
+	Storage string // its filesystem storage: another registry may serve the same images from it (read-only)
 
 	proc *proc
 }
@@ -32,7 +33,7 @@ func StartRegistry(ctx context.Context, dir string) (*Registry, error) {
 	return withFreePort(func(port int) (*Registry, error) {
 		addr := "127.0.0.1:" + strconv.Itoa(port)
 		configPath := filepath.Join(dir, "registry.yml")
-		if err := os.WriteFile(configPath, []byte(registryConfig(dir, addr)), 0o644); err != nil {
+		if err := os.WriteFile(configPath, []byte(RegistryConfig(filepath.Join(dir, "storage"), addr)), 0o644); err != nil {
 			return nil, fmt.Errorf("write registry config: %w", err)
 		}
 		cmd := exec.Command(bin, "serve", configPath)
@@ -46,7 +47,7 @@ func StartRegistry(ctx context.Context, dir string) (*Registry, error) {
 		if err := p.waitReady(ctx, port, httpProbe(http.MethodGet, "http://"+addr+"/v2/", nil, http.StatusOK)); err != nil {
 			return nil, err
 		}
-		return &Registry{Addr: addr, proc: p}, nil
+		return &Registry{Addr: addr, Storage: filepath.Join(dir, "storage"), proc: p}, nil
 	})
 }
 
@@ -55,7 +56,8 @@ func (r *Registry) Stop() error {
 	return r.proc.stop(syscall.SIGTERM, stopGrace)
 }
 
-func registryConfig(dir, addr string) string {
+// RegistryConfig is the configuration of a registry serving storage on addr.
+func RegistryConfig(storage, addr string) string {
 	return fmt.Sprintf(`version: 0.1
 log:
   level: info
@@ -73,5 +75,5 @@ http:
   addr: %q
   headers:
     X-Content-Type-Options: [nosniff]
-`, filepath.Join(dir, "storage"), addr)
+`, storage, addr)
 }

@@ -329,7 +329,7 @@ func TestStartFailureCarriesLogTail(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := os.WriteFile(dir+"/registry.yml", []byte(registryConfig(dir, r.Addr)), 0o644); err != nil {
+	if err := os.WriteFile(dir+"/registry.yml", []byte(RegistryConfig(dir+"/storage", r.Addr)), 0o644); err != nil {
 		t.Fatal(err)
 	}
 	p, err := startProc("registry", dir+"/registry.log", exec.Command(bin, "serve", dir+"/registry.yml"))

@@ -20,6 +20,9 @@ var toolCache struct {
 	paths map[string]string
 }
 
+// ToolPath is toolPath for tests that run a pinned tool elsewhere (inside a system-test host).
+func ToolPath(ctx context.Context, name string) (string, error) { return toolPath(ctx, name) }
+
 // toolPath returns the executable of a tool pinned in go.mod (`tool` directive), building it into the Go build cache
 // once per process. Running the executable directly (rather than `go tool NAME`) keeps our child the server itself, so
 // the parent-death signal and the listener check apply to it. Parallel test binaries share the build cache safely.
