@@ -181,6 +181,20 @@ func (d *DockerEngine) RemoveContainer(ctx context.Context, id string) error {
 	return err
 }
 
+// ManagedContainers lists the ids of every container, running or not, that carries the cl-agent.managed label.
+func (d *DockerEngine) ManagedContainers(ctx context.Context) ([]string, error) {
+	var ids []string
+	err := d.call(ctx, "list managed containers", d.timeout, func(ctx context.Context) error {
+		res, err := d.cli.ContainerList(ctx, client.ContainerListOptions{
+			All: true, Filters: make(client.Filters).Add("label", LabelManaged+"=true")})
+		for _, c := range res.Items {
+			ids = append(ids, c.ID)
+		}
+		return err
+	})
+	return ids, err
+}
+
 func (d *DockerEngine) ImagePresent(ctx context.Context, ref string) (bool, error) {
 	err := d.call(ctx, fmt.Sprintf("inspect image %s", ref), d.timeout, func(ctx context.Context) error {
 		_, err := d.cli.ImageInspect(ctx, ref)

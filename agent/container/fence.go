@@ -42,3 +42,30 @@ func fence(ctx context.Context, e Engine, name string, stopTimeout time.Duration
 	}
 	return nil
 }
+
+// ManagedLister is an Engine that can list the containers cl-agent manages.
+type ManagedLister interface {
+	Engine
+	ManagedContainers(ctx context.Context) (ids []string, err error)
+}
+
+// FenceAll is Fence for every container on the engine that carries the cl-agent.managed label, whatever its name:
+// `cl-agent fence` when the configuration (and so the node's container name) cannot be read. A host's engine
+// serves its one agent, so every managed container there is this host's node.
+func FenceAll(ctx context.Context, e ManagedLister, secretsDir string, stopTimeout time.Duration) (fenced int, err error) {
+	ids, err := e.ManagedContainers(ctx)
+	if err != nil {
+		err = fmt.Errorf("fence: %w", err)
+	}
+	for _, id := range ids {
+		if ferr := fence(ctx, e, id, stopTimeout); ferr != nil {
+			err = errors.Join(err, ferr)
+			continue
+		}
+		fenced++
+	}
+	if serr := bootstrap.ShredNodeFiles(secretsDir); serr != nil {
+		err = errors.Join(err, fmt.Errorf("fence: shred the node's files: %w", serr))
+	}
+	return fenced, err
+}

@@ -29,6 +29,8 @@ type hostSpec struct {
 	secrets    nodeSecrets
 	database   string // this test's database; its user has the same name
 	leader     bool   // leader.enabled
+	// containerName is container.name (default: the agent's default).
+	containerName string
 	// extra are configuration lines appended as they are (top-level keys not set above).
 	extra []string
 	// dropIn, when set, is a drop-in for cl-agent.service (the unit itself is installed unmodified).
@@ -91,6 +93,10 @@ func (h *host) stageFiles(stage string, spec hostSpec, imdsURL string) {
 	if spec.leader {
 		leader = leaderTimings
 	}
+	name := ""
+	if spec.containerName != "" {
+		name = "name: " + spec.containerName + ", "
+	}
 	config := []string{
 		fmt.Sprintf("aws: {endpoint_url: %s, imds_endpoint: %s, imds_timeout: 10s, call_timeout: 10s}", fx.motoURL, imdsURL),
 		"secrets:",
@@ -106,7 +112,7 @@ func (h *host) stageFiles(stage string, spec hostSpec, imdsURL string) {
 		fmt.Sprintf("  database: {host: %s, port: %d, name: %s, user: %s, sslmode: verify-full, sslrootcert: /etc/cl-agent/rds-ca.pem}",
 			fx.gateway, fx.pg.Port, spec.database, spec.database),
 		fmt.Sprintf("image: {repository: %s, tag: %s}", imageRepo, imageTag),
-		fmt.Sprintf("container: {stop_timeout: 5s, log: {driver: awslogs, group: ChainlinkLogs, options: {awslogs-endpoint: %s, awslogs-region: us-east-1}}}", fx.motoURL),
+		fmt.Sprintf("container: {%sstop_timeout: 5s, log: {driver: awslogs, group: ChainlinkLogs, options: {awslogs-endpoint: %s, awslogs-region: us-east-1}}}", name, fx.motoURL),
 		"leader: " + leader,
 		"health: {check_interval: 1s, check_timeout: 1s, host_interval: 1s, cloudwatch: {enabled: false}}",
 	}

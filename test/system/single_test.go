@@ -23,13 +23,18 @@ func newDatabase(t *testing.T, password string) string {
 
 const dbPassword = "Db-P@ss:w/rd?#%-0123456789"
 
+// nodeName is not the default container name: fence must find the node by its label when the configuration is
+// unreadable.
+const nodeName = "chainlink-node"
+
 // testHooks arms the agent's test-only panic trigger, in a drop-in: the unit itself stays as shipped.
 const testHooks = "[Service]\nEnvironment=CL_AGENT_TEST_HOOKS=panic-on-sigusr1\n"
 
 // TestUnitRunsTheNode drives one host (leader.enabled false) through what an operator and systemd do to it.
 func TestUnitRunsTheNode(t *testing.T) {
-	h := startHost(t, hostSpec{instanceID: "i-0a000000000000001", secrets: createSecrets(t, dbPassword),
-		database: newDatabase(t, dbPassword), dropIn: testHooks})
+	secrets := createSecrets(t, dbPassword)
+	h := startHost(t, hostSpec{instanceID: "i-0a000000000000001", secrets: secrets,
+		database: newDatabase(t, dbPassword), dropIn: testHooks, containerName: nodeName})
 
 	t.Run("StartReturnsWithTheNodeReady", func(t *testing.T) {
 		began := time.Now()
@@ -100,7 +105,7 @@ func TestUnitRunsTheNode(t *testing.T) {
 	t.Run("JournalHasWarnings", func(t *testing.T) {
 		// A node killed behind the agent's back is a warning ("node down; starting it again"); with PRIORITY=6 on
 		// every line, as before, journalctl -p warning would not show it.
-		h.run("docker", "kill", "chainlink")
+		h.run("docker", "kill", nodeName)
 		testenv.WaitFor(t, time.Minute, "the node ready after it was killed", h.nodeReady)
 		warnings := h.journal("-p", "warning")
 		if !strings.Contains(warnings, `"level":"warn"`) || !strings.Contains(warnings, "node down") {
@@ -136,6 +141,48 @@ func TestUnitRunsTheNode(t *testing.T) {
 		testenv.WaitFor(t, 2*time.Minute, "the node ready after docker restarted", h.nodeReady)
 		if got := h.mainPID(); got != pid {
 			t.Fatalf("systemctl restart docker restarted the agent (pid %s -> %s)", pid, got)
+		}
+	})
+}
+
+// TestUnitDoesNotRestartTerminalFailures: a configuration that does not load (exit 2) and a secret that does not
+// exist (exit 5) are not restarted, and a fence whose configuration cannot be read still finds the node by its
+// label although the configuration gave it another name.
+func TestUnitDoesNotRestartTerminalFailures(t *testing.T) {
+	secrets := createSecrets(t, dbPassword)
+	h := startHost(t, hostSpec{instanceID: "i-0a000000000000002", secrets: secrets,
+		database: newDatabase(t, dbPassword), containerName: nodeName})
+	h.run("systemctl", "start", "cl-agent")
+	if !h.nodeReady() {
+		t.Fatal("node not ready")
+	}
+	good := h.run("cat", "/etc/cl-agent/config.yaml")
+
+	t.Run("BadConfigIsNotRestartedAndFenceFindsTheNode", func(t *testing.T) {
+		h.run("sh", "-c", "echo 'node: {format: [' > /etc/cl-agent/config.yaml")
+		h.run("systemctl", "kill", "-s", "KILL", "--kill-who=main", "cl-agent") // the restart meets the bad config
+		testenv.WaitFor(t, time.Minute, "the unit to fail on the bad configuration", func() bool {
+			return h.prop("ActiveState") == "failed"
+		})
+		if got := h.prop("ExecMainStatus"); got != "2" {
+			t.Errorf("ExecMainStatus = %s, want 2 (bad configuration)", got)
+		}
+		if c := h.nodeContainers(); c != "" {
+			t.Errorf("the fence without a configuration left the node %q running: %s", nodeName, c)
+		}
+	})
+	t.Run("MissingSecretIsNotRestarted", func(t *testing.T) {
+		bad := strings.Replace(good, secrets.api, secrets.api+"-missing", 1)
+		h.run("sh", "-c", "cat > /etc/cl-agent/config.yaml <<'EOF'\n"+bad+"\nEOF")
+		h.run("systemctl", "reset-failed", "cl-agent")
+		if _, err := h.exec(context.Background(), "systemctl", "start", "cl-agent"); err == nil {
+			t.Fatal("systemctl start succeeded with a missing secret")
+		}
+		if got, state := h.prop("ExecMainStatus"), h.prop("ActiveState"); got != "5" || state != "failed" {
+			t.Errorf("ExecMainStatus = %s, ActiveState = %s; want 5 and failed (not restarted)", got, state)
+		}
+		if j := h.journal(); !strings.Contains(j, secrets.api+"-missing") {
+			t.Errorf("the journal does not name the missing secret:\n%s", lastLines(j, 10))
 		}
 	})
 }
