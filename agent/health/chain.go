@@ -4,49 +4,180 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net"
 	"net/http"
 	"net/url"
 	"strings"
 	"time"
 
-	"github.com/coder/websocket"
-	"github.com/coder/websocket/wsjson"
+	"github.com/cl-agent/cl-agent/agent/logging"
 )
 
-// ChainHTTP checks the chain client over HTTP (node.http_url): eth_blockNumber answers, its round trip is
-// cl_agent_rpc_latency_seconds{transport="http"}, and with stallAfter > 0 the head must rise within stallAfter
-// (a client stuck on an old block fails even though it answers).
-func ChainHTTP(rpcURL string, stallAfter, interval, timeout time.Duration) Check {
-	c := &chainHTTP{spec: spec{"chain_http", interval, timeout}, url: rpcURL, client: newHTTPClient()}
-	if stallAfter > 0 {
-		c.heads = &headTracker{stallAfter: stallAfter}
+// Kinds of chain failures that are the configuration's, not the moment's (`cl-agent check` exits 2 on them).
+var (
+	// ErrWrongChain: the chain client answers eth_chainId with another chain than the configured one.
+	ErrWrongChain = errors.New("the chain client serves another chain")
+	// ErrWrongEndpoint: the URL is not an endpoint of its transport, typically node.http_url and node.ws_url
+	// swapped (geth serves HTTP and WebSocket on two ports).
+	ErrWrongEndpoint = errors.New("not a JSON-RPC endpoint of this transport")
+)
+
+// chainError is a chain failure: its text names the URL (redacted) and what was seen. kind is ErrWrongChain or
+// ErrWrongEndpoint when the configuration is at fault; cause is the underlying error, kept for errors.Is/As
+// only (its own text may quote the URL with its credentials).
+type chainError struct {
+	kind  error
+	msg   string
+	cause error
+}
+
+func (e *chainError) Error() string { return e.msg }
+
+func (e *chainError) Unwrap() []error {
+	var out []error
+	for _, err := range []error{e.kind, e.cause} {
+		if err != nil {
+			out = append(out, err)
+		}
+	}
+	return out
+}
+
+// urlError is err prefixed with the redacted URL, with every spelling of the URL and its credentials scrubbed.
+func urlError(rawURL string, err error) error {
+	return &chainError{msg: redactURL(rawURL) + ": " + scrubURL(err, rawURL), cause: err}
+}
+
+// ChainOptions configure ChainHTTP and ChainWS.
+type ChainOptions struct {
+	// URL is node.http_url or node.ws_url. It may carry credentials (user info, an API key in the path or the
+	// query): results, errors and logs show only its scheme and host.
+	URL string
+	// ChainID is the chain the node is configured for (node.chain_id, or node.network's). The client's
+	// eth_chainId must match it; 0 leaves the comparison out.
+	ChainID uint64
+	// StallAfter: over HTTP the head (eth_blockNumber) must rise within it (0: the head is not tracked); over
+	// WebSocket a new head must arrive on the newHeads subscription within it (0: DefaultHeadStallAfter).
+	StallAfter time.Duration
+	// ReportHead makes the WebSocket check publish cl_agent_chain_head (when no HTTP check does).
+	ReportHead bool
+	Interval   time.Duration
+	Timeout    time.Duration
+}
+
+// ChainHTTP checks the chain client over HTTP (node.http_url): eth_chainId is the configured chain,
+// eth_blockNumber answers (its round trip is cl_agent_rpc_latency_seconds{transport="http"}), and with
+// StallAfter > 0 the head must rise within StallAfter (a client stuck on an old block fails even though it
+// answers).
+func ChainHTTP(o ChainOptions) Check {
+	registerURLSecrets(o.URL)
+	c := &chainHTTP{spec: spec{"chain_http", o.Interval, o.Timeout}, url: o.URL, chainID: o.ChainID, client: newHTTPClient()}
+	if o.StallAfter > 0 {
+		c.heads = &headTracker{stallAfter: o.StallAfter}
 	}
 	return c
 }
 
 type chainHTTP struct {
 	spec
-	url    string
-	client *http.Client
-	heads  *headTracker // nil: the head is not tracked by this check
+	url     string
+	chainID uint64
+	client  *http.Client
+	heads   *headTracker // nil: the head is not tracked by this check
 }
 
+// Target is the URL without its credentials.
+func (c *chainHTTP) Target() string { return redactURL(c.url) }
+
 func (c *chainHTTP) Run(ctx context.Context) Result {
+	_, head, took, err := probeHTTP(ctx, c.client, c.url, c.chainID)
+	if err != nil {
+		return chainFailure(ctx, c.name, c.url, c.timeout, err)
+	}
+	return headResult(c.name, "http", head, took, c.heads)
+}
+
+// probeHTTP checks the chain id (unless want is 0) and returns it, the head and the round trip of
+// eth_blockNumber.
+func probeHTTP(ctx context.Context, client *http.Client, rawURL string, want uint64) (chainID, head uint64, took time.Duration, err error) {
+	if err := requireScheme(rawURL, "node.http_url", "http", "https"); err != nil {
+		return 0, 0, 0, err
+	}
+	var id string
+	if err := callHTTP(ctx, client, rawURL, "eth_chainId", &id); err != nil {
+		return 0, 0, 0, httpError(err, rawURL)
+	}
+	if err := compareChainID(rawURL, id, want); err != nil {
+		return 0, 0, 0, err
+	}
+	chainID, _ = parseQuantity(id) // compareChainID has parsed it
 	start := time.Now()
 	var quantity string
-	if err := callHTTP(ctx, c.client, c.url, "eth_blockNumber", &quantity); err != nil {
-		return fail(c.name, redactURL(c.url)+": "+scrubURL(err, c.url))
+	if err := callHTTP(ctx, client, rawURL, "eth_blockNumber", &quantity); err != nil {
+		return chainID, 0, 0, httpError(err, rawURL)
 	}
-	return headResult(c.name, "http", quantity, time.Since(start), c.heads)
+	took = time.Since(start)
+	if head, err = parseQuantity(quantity); err != nil {
+		return chainID, 0, took, fmt.Errorf("%s: eth_blockNumber: %w", redactURL(rawURL), err)
+	}
+	return chainID, head, took, nil
+}
+
+// httpError names the URL and, for a status that says "not a JSON-RPC HTTP endpoint", what is likely wrong.
+func httpError(err error, rawURL string) error {
+	var se *httpStatusError
+	if errors.As(err, &se) && (se.Code == http.StatusNotFound || se.Code == http.StatusMethodNotAllowed) {
+		return &chainError{kind: ErrWrongEndpoint, msg: fmt.Sprintf("%s: %s: not a JSON-RPC HTTP endpoint "+
+			"(is node.http_url the WebSocket port, or the path wrong?)", redactURL(rawURL), scrubURL(err, rawURL)), cause: err}
+	}
+	return urlError(rawURL, err)
+}
+
+// compareChainID checks an eth_chainId answer against the configured chain (0: any).
+func compareChainID(rawURL, quantity string, want uint64) error {
+	got, err := parseQuantity(quantity)
+	if err != nil {
+		return fmt.Errorf("%s: eth_chainId: %w", redactURL(rawURL), err)
+	}
+	if want != 0 && got != want {
+		return &chainError{kind: ErrWrongChain, msg: fmt.Sprintf("wrong chain: %s answers eth_chainId %d; the "+
+			"configuration expects %d (node.chain_id or node.network)", redactURL(rawURL), got, want)}
+	}
+	return nil
+}
+
+// requireScheme fails a URL of the other transport with a message that says so.
+func requireScheme(rawURL, key string, schemes ...string) error {
+	u, err := url.Parse(rawURL)
+	if err != nil {
+		return fmt.Errorf("%s is not a URL", key)
+	}
+	for _, s := range schemes {
+		if strings.EqualFold(u.Scheme, s) {
+			return nil
+		}
+	}
+	return &chainError{kind: ErrWrongEndpoint, msg: fmt.Sprintf("%s: %s must be %s:// (swapped with the other "+
+		"chain URL?)", redactURL(rawURL), key, strings.Join(schemes, ":// or "))}
+}
+
+// chainFailure turns a chain error into a failed result. A run that hit its deadline reads like the runner's
+// own timeout (same detail, same reason), whichever of the two saw it first. A network error's reason leaves out
+// the addresses that change from run to run (the local port of "read tcp 127.0.0.1:53842->…").
+func chainFailure(ctx context.Context, name, rawURL string, bound time.Duration, err error) Result {
+	if errors.Is(ctx.Err(), context.DeadlineExceeded) || errors.Is(err, context.DeadlineExceeded) {
+		return timedOut(name, redactURL(rawURL), bound)
+	}
+	var op *net.OpError
+	if errors.As(err, &op) && op.Err != nil {
+		return failBecause(name, redactURL(rawURL)+": "+op.Op+": "+op.Err.Error(), err.Error())
+	}
+	return fail(name, err.Error())
 }
 
 // headResult turns an eth_blockNumber answer into a result with the latency and, when tracked, the head.
-func headResult(name, transport, quantity string, took time.Duration, heads *headTracker) Result {
+func headResult(name, transport string, head uint64, took time.Duration, heads *headTracker) Result {
 	samples := []Sample{{Metric: MetricRPCLatency, Label: transport, Value: took.Seconds()}}
-	head, err := parseQuantity(quantity)
-	if err != nil {
-		return fail(name, "eth_blockNumber: "+err.Error(), samples...)
-	}
 	if heads == nil {
 		return pass(name, fmt.Sprintf("head %d in %s", head, took.Round(time.Millisecond)), samples...)
 	}
@@ -54,77 +185,13 @@ func headResult(name, transport, quantity string, took time.Duration, heads *hea
 	ok, detail := heads.observe(head, time.Now())
 	detail += fmt.Sprintf(", answered in %s", took.Round(time.Millisecond))
 	if !ok {
-		return fail(name, detail, samples...)
+		return failBecause(name, fmt.Sprintf("head stuck at %d", heads.current()), detail, samples...)
 	}
 	return pass(name, detail, samples...)
 }
 
-// ChainWS checks the chain client over WebSocket (node.ws_url, the one the node needs): connect, eth_blockNumber
-// (its round trip is cl_agent_rpc_latency_seconds{transport="ws"}), and eth_subscribe newHeads must be granted.
-// With stallAfter > 0 it also tracks the head (use it when there is no http_url).
-func ChainWS(wsURL string, stallAfter, interval, timeout time.Duration) Check {
-	c := &chainWS{spec: spec{"chain_ws", interval, timeout}, url: wsURL}
-	if stallAfter > 0 {
-		c.heads = &headTracker{stallAfter: stallAfter}
-	}
-	return c
-}
-
-type chainWS struct {
-	spec
-	url   string
-	heads *headTracker
-}
-
-func (c *chainWS) Run(ctx context.Context) Result {
-	conn, _, err := websocket.Dial(ctx, c.url, &websocket.DialOptions{HTTPClient: newHTTPClient()})
-	if err != nil {
-		return fail(c.name, fmt.Sprintf("connect to %s: %s", redactURL(c.url), scrubURL(err, c.url)))
-	}
-	defer conn.CloseNow()
-	conn.SetReadLimit(maxBody)
-	start := time.Now()
-	var quantity string
-	if err := callWS(ctx, conn, "eth_blockNumber", &quantity); err != nil {
-		return fail(c.name, redactURL(c.url)+": "+scrubURL(err, c.url))
-	}
-	took := time.Since(start)
-	var subID string
-	if err := callWS(ctx, conn, "eth_subscribe", &subID, "newHeads"); err != nil {
-		return fail(c.name, redactURL(c.url)+": "+scrubURL(err, c.url))
-	}
-	if subID == "" {
-		return fail(c.name, redactURL(c.url)+": eth_subscribe newHeads granted no subscription id")
-	}
-	var ok bool
-	_ = callWS(ctx, conn, "eth_unsubscribe", &ok, subID) // courtesy: closing the connection ends it anyway
-	_ = conn.Close(websocket.StatusNormalClosure, "")
-	res := headResult(c.name, "ws", quantity, took, c.heads)
-	if res.OK {
-		res.Detail += "; newHeads subscription granted"
-	}
-	return res
-}
-
-// callWS makes one JSON-RPC call on conn and reads until its answer, skipping notifications.
-func callWS(ctx context.Context, conn *websocket.Conn, method string, out any, params ...any) error {
-	req := newRPCRequest(method, params...)
-	if err := wsjson.Write(ctx, conn, req); err != nil {
-		return fmt.Errorf("%s: send: %w", method, err)
-	}
-	for {
-		var r rpcResponse
-		if err := wsjson.Read(ctx, conn, &r); err != nil {
-			return fmt.Errorf("%s: %w", method, err)
-		}
-		if r.ID != nil && *r.ID == req.ID {
-			return r.result(method, out)
-		}
-	}
-}
-
-// redactURL keeps the scheme and host of a chain URL and drops the rest: providers put API keys in the user
-// info, the path (…/v3/KEY) or the query.
+// redactURL keeps the scheme and host of a chain URL and drops the rest, marking a path or a query with "…":
+// providers put API keys in the user info, the path (…/v3/KEY) or the query.
 func redactURL(raw string) string {
 	u, err := url.Parse(raw)
 	if err != nil {
@@ -134,11 +201,18 @@ func redactURL(raw string) string {
 	if u.Path != "" && u.Path != "/" {
 		out += "/…"
 	}
+	if u.RawQuery != "" { // say there is more, without showing it
+		if !strings.HasSuffix(out, "…") {
+			out += "/"
+		}
+		out += "?…"
+	}
 	return out
 }
 
 // scrubURL is err's text with every spelling of the chain URL (as given, as the HTTP request the WebSocket dial
-// makes, as net/http's url.Error quotes it) replaced by its redacted form.
+// makes, as net/http's url.Error quotes it) replaced by its redacted form, and any credential of the URL that a
+// server echoed in its answer masked.
 func scrubURL(err error, raw string) string {
 	text := err.Error()
 	spellings := []string{raw, strings.Replace(strings.Replace(raw, "wss://", "https://", 1), "ws://", "http://", 1)}
@@ -151,5 +225,46 @@ func scrubURL(err error, raw string) string {
 			text = strings.ReplaceAll(text, s, redactURL(raw))
 		}
 	}
+	for _, s := range urlSecrets(raw) {
+		text = strings.ReplaceAll(text, s, logging.Mask)
+	}
 	return text
 }
+
+// urlSecrets are the parts of a chain URL that may be credentials: the user info, the query's values and the
+// path's long segments (API keys: "/v3/KEY"). Short parts ("/ws", "?v=2") are left alone: masking them would
+// mangle ordinary text.
+func urlSecrets(raw string) []string {
+	const minLen = 8
+	u, err := url.Parse(raw)
+	if err != nil {
+		return nil
+	}
+	var out []string
+	add := func(s string) {
+		if len(s) >= minLen {
+			out = append(out, s)
+		}
+	}
+	if u.User != nil {
+		add(u.User.Username())
+		if p, ok := u.User.Password(); ok {
+			add(p)
+		}
+	}
+	for _, vs := range u.Query() {
+		for _, v := range vs {
+			add(v)
+		}
+	}
+	for _, seg := range strings.Split(u.Path, "/") {
+		if len(seg) >= 16 {
+			add(seg)
+		}
+	}
+	return out
+}
+
+// registerURLSecrets hands a chain URL's credentials to the process's redactor, so that no log line or output of
+// the agent shows them, whoever writes it.
+func registerURLSecrets(raw string) { logging.Register(urlSecrets(raw)...) }

@@ -14,9 +14,10 @@ func TestChainHealthy(t *testing.T) {
 	t.Parallel()
 	ctx := testContext(t, 30*time.Second)
 	sim := chainsim.StartT(t, chainsim.Options{Head: 100})
+	ws := ChainWS(ChainOptions{URL: sim.WSURL, ChainID: 1, StallAfter: time.Minute, ReportHead: true, Interval: time.Second, Timeout: 2 * time.Second})
 	for _, c := range []Check{
-		ChainHTTP(sim.URL, time.Minute, time.Second, 2*time.Second),
-		ChainWS(sim.WSURL, time.Minute, time.Second, 2*time.Second),
+		ChainHTTP(ChainOptions{URL: sim.URL, ChainID: 1, StallAfter: time.Minute, Interval: time.Second, Timeout: 2 * time.Second}),
+		ws,
 	} {
 		res, _ := RunOnce(ctx, c, nil)
 		if !res.OK {
@@ -30,10 +31,14 @@ func TestChainHealthy(t *testing.T) {
 			t.Errorf("%s: latency sample %v %v; want a positive number of seconds under the deadline", res.Name, v, ok)
 		}
 	}
-	if sim.Calls("eth_subscribe") != 1 {
-		t.Errorf("eth_subscribe calls = %d; want 1 from the WebSocket check", sim.Calls("eth_subscribe"))
+	if sim.Calls("eth_subscribe") != 1 || sim.Subscribers() != 1 {
+		t.Errorf("eth_subscribe calls = %d, open = %d; want 1 subscription, kept open by the WebSocket check",
+			sim.Calls("eth_subscribe"), sim.Subscribers())
 	}
-	testenv.WaitFor(t, 5*time.Second, "the WebSocket check's subscription to end with its connection", func() bool {
+	if err := closeCheck(ws); err != nil {
+		t.Fatal(err)
+	}
+	testenv.WaitFor(t, 5*time.Second, "the WebSocket check's subscription to end when it is closed", func() bool {
 		return sim.Subscribers() == 0
 	})
 }
@@ -42,7 +47,11 @@ func TestChainErrors(t *testing.T) {
 	t.Parallel()
 	ctx := testContext(t, 30*time.Second)
 	sim := chainsim.StartT(t, chainsim.Options{})
-	checks := []Check{ChainHTTP(sim.URL, time.Minute, time.Second, 2*time.Second), ChainWS(sim.WSURL, 0, time.Second, 2*time.Second)}
+	checks := []Check{
+		ChainHTTP(ChainOptions{URL: sim.URL, StallAfter: time.Minute, Interval: time.Second, Timeout: 2 * time.Second}),
+		ChainWS(ChainOptions{URL: sim.WSURL, Interval: time.Second, Timeout: 2 * time.Second}),
+	}
+	t.Cleanup(func() { _ = closeCheck(checks[1]) })
 
 	sim.FailWith(-32000, "header not found")
 	for _, c := range checks {
@@ -135,16 +144,28 @@ func TestChainStuckHeadFailsAfterStallBound(t *testing.T) {
 	}
 }
 
-func TestChainWSTracksHeadWithoutHTTP(t *testing.T) {
+func TestChainWSNeedsHeadsOnItsSubscription(t *testing.T) {
 	t.Parallel()
 	sim := chainsim.StartT(t, chainsim.Options{Head: 3})
 	box := &stateBox{st: AgentState{Role: "standby", LastBeat: time.Now()}}
-	svc, _ := startService(t, Options{State: box.get, ChainWSURL: sim.WSURL, HeadStallAfter: 200 * time.Millisecond,
-		CheckInterval: 50 * time.Millisecond, CheckTimeout: time.Second})
+	svc, _ := startService(t, Options{State: box.get, ChainWSURL: sim.WSURL, HeadStallAfter: 300 * time.Millisecond,
+		CheckInterval: 50 * time.Millisecond, CheckTimeout: 200 * time.Millisecond})
+	// eth_blockNumber answers at once, but no head comes on the subscription: that fails once the bound passes.
 	res := waitResult(t, svc.runner, "chain_ws", time.Time{}, 5*time.Second, func(r Result) bool { return !r.OK })
-	if !strings.Contains(res.Detail, "stuck at 3") {
-		t.Errorf("detail %q; want the WebSocket check to track the head when there is no http_url", res.Detail)
+	if !strings.Contains(res.Detail, "no new head on the newHeads subscription") || !strings.Contains(res.Detail, "bound 300ms") {
+		t.Errorf("detail %q; want no new head within the 300ms bound", res.Detail)
 	}
+	if v, ok := sampleValue(res, MetricChainHead, ""); !ok || v != 3 {
+		t.Errorf("chain head sample %v %v; want 3 from the WebSocket check when there is no http_url", v, ok)
+	}
+	// Heads on the subscription: passing again. (The check dropped the stalled subscription and subscribes anew
+	// on its next run: heads keep coming until one lands on a subscription the check reads.)
+	after := time.Now()
+	testenv.WaitFor(t, 5*time.Second, "the check to pass on a head from its subscription", func() bool {
+		sim.Advance(1)
+		res, ok := svc.runner.Result("chain_ws")
+		return ok && res.At.After(after) && res.OK && strings.Contains(res.Detail, "arrived")
+	})
 }
 
 func TestChainURLSecretsStayOut(t *testing.T) {
@@ -153,8 +174,8 @@ func TestChainURLSecretsStayOut(t *testing.T) {
 	const key = "s3cr3t-provider-key-0123456789"
 	// Nothing listens on port 1: the error quotes the URL it could not reach.
 	for _, c := range []Check{
-		ChainHTTP("http://user:"+key+"@127.0.0.1:1/v3/"+key+"?apikey="+key, time.Minute, time.Second, time.Second),
-		ChainWS("ws://127.0.0.1:1/ws/v3/"+key, time.Minute, time.Second, time.Second),
+		ChainHTTP(ChainOptions{URL: "http://user:" + key + "@127.0.0.1:1/v3/" + key + "?apikey=" + key, Interval: time.Second, Timeout: time.Second}),
+		ChainWS(ChainOptions{URL: "ws://127.0.0.1:1/ws/v3/" + key, Interval: time.Second, Timeout: time.Second}),
 	} {
 		res, _ := RunOnce(ctx, c, nil)
 		if res.OK {

@@ -2,6 +2,8 @@ package health
 
 import (
 	"context"
+	"fmt"
+	"io"
 	"time"
 )
 
@@ -23,6 +25,19 @@ type Result struct {
 	At      time.Time     `json:"at"`                // when the run began
 	Took    time.Duration `json:"took"`
 	Samples []Sample      `json:"samples,omitempty"` // figures for the metrics
+
+	// reason is what a failure is about, without the figures that change from run to run ("head stuck at 7"
+	// while Detail says for how long): the runner logs a failing check again when its reason changes. Empty:
+	// Detail is the reason.
+	reason string
+}
+
+// Reason is what a failed result is about, for telling a new failure from the same one seen again.
+func (r Result) Reason() string {
+	if r.reason != "" {
+		return r.reason
+	}
+	return r.Detail
 }
 
 // Sample is one figure a check measured: Metric is one of the Metric* names, Label the value of that metric's
@@ -53,6 +68,31 @@ func fail(name, detail string, samples ...Sample) Result {
 	return Result{Name: name, OK: false, Detail: detail, Samples: samples}
 }
 
+// failBecause is fail with a reason that stays the same while the detail's figures change.
+func failBecause(name, reason, detail string, samples ...Sample) Result {
+	return Result{Name: name, OK: false, Detail: detail, Samples: samples, reason: reason}
+}
+
+// timedOut is the result of a run that had no answer within bound: the runner's when a check overruns its
+// deadline, and the check's own when it sees its context end, so both read (and log) the same.
+func timedOut(name, target string, bound time.Duration) Result {
+	detail := fmt.Sprintf("timed out after %s", bound)
+	if target != "" {
+		detail += " waiting for " + target
+	}
+	return failBecause(name, "timed out", detail)
+}
+
+// targeted is a check that talks to one place (a URL, shown without credentials): timeouts name it.
+type targeted interface{ Target() string }
+
+func targetOf(c Check) string {
+	if t, ok := c.(targeted); ok {
+		return t.Target()
+	}
+	return ""
+}
+
 // gated runs a check only while cond holds (e.g. node checks only on the active host); otherwise the result is
 // Skipped with why as its detail.
 type gated struct {
@@ -66,9 +106,22 @@ func OnlyWhen(c Check, cond func() bool, why string) Check {
 	return gated{Check: c, cond: cond, why: why}
 }
 
+func (g gated) Target() string { return targetOf(g.Check) }
+
+// Close closes the wrapped check if it holds something open.
+func (g gated) Close() error { return closeCheck(g.Check) }
+
 func (g gated) Run(ctx context.Context) Result {
 	if !g.cond() {
 		return Result{Name: g.Name(), OK: true, Skipped: true, Detail: g.why}
 	}
 	return g.Check.Run(ctx)
+}
+
+// closeCheck closes c if it holds something open between runs (the WebSocket check's subscription).
+func closeCheck(c Check) error {
+	if cl, ok := c.(io.Closer); ok {
+		return cl.Close()
+	}
+	return nil
 }

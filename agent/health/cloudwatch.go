@@ -76,6 +76,7 @@ var cloudWatchMetrics = map[string]cwMetric{
 	MetricNodeReady:     {name: "NodeReady", unit: types.StandardUnitNone},
 	MetricBeatAge:       {name: "HeartbeatAge", unit: types.StandardUnitSeconds},
 	MetricWalletBalance: {name: "WalletBalance", unit: types.StandardUnitNone, dim: "Address", label: "address"},
+	MetricLinkBalance:   {name: "LinkBalance", unit: types.StandardUnitNone, dim: "Address", label: "address"},
 	MetricErroredRuns:   {name: "ErroredRuns", unit: types.StandardUnitCount},
 	MetricChainHead:     {name: "ChainHead", unit: types.StandardUnitNone},
 	MetricRPCLatency:    {name: "RPCLatency", unit: types.StandardUnitSeconds, dim: "Transport", label: "transport"},

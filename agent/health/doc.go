@@ -15,21 +15,29 @@
 // # Checks
 //
 // Each check runs in its own goroutine, on its own interval, under its own deadline (Runner). A run past its
-// deadline is recorded as timed out and abandoned; the check is not started again until it returns. Results()
-// keeps the last result of each for `cl-agent status`; a change between passing and failing is logged once.
+// deadline is recorded as timed out (naming the URL and the bound) and abandoned; the check is not started again
+// until it returns. Results() keeps the last result of each for `cl-agent status`. Each change is logged once:
+// passing to failing, failing for another reason (a failure's reason leaves out the figures that change from run
+// to run), and back to passing.
 //
 //	node_readyz          GET /readyz of the node: only 200 passes                      (active host only)
 //	node_health          GET /health: 200 passes; 207 fails and names the failing checks (active host only)
-//	node_wallet_balance  GET /v2/keys/eth with an API session: a key under the minimum fails, sets
-//	                     WalletBalanceLow and logs one warning                          (active host only)
+//	node_wallet_balance  GET /v2/keys/eth with an API session: balances in wei (juels for LINK), compared exactly
+//	                     with the minimum; a key under it fails, sets WalletBalanceLow and logs one warning
+//	                                                                                    (active host only)
 //	node_errored_runs    GET /v2/pipeline/runs: errored runs among the newest 100       (active host only)
-//	chain_http           eth_blockNumber over HTTP: latency, and the head must rise within HeadStallAfter
-//	chain_ws             WebSocket: connect, eth_blockNumber, eth_subscribe newHeads granted
+//	chain_http           HTTP: eth_chainId is the configured chain; eth_blockNumber: latency, and the head must
+//	                     rise within HeadStallAfter
+//	chain_ws             WebSocket, one connection kept open: eth_chainId is the configured chain, newHeads
+//	                     subscribed, and a new head must arrive on it within HeadStallAfter; eth_blockNumber: latency
 //	host                 disk (statfs), memory (/proc/meminfo), CPU (/proc/stat); fails over 90% disk, 95% memory
 //
 // The node's API session logs in with the credentials the daemon holds in memory (Credentials) and logs in
 // again on 401; the password goes to the node only. Chain URLs are shown with scheme and host only: providers
-// put API keys in the path or query.
+// put API keys in the user info, the path or the query; those parts are also registered with the logging
+// redactor, and masked in what a server sends back. A swapped pair of chain URLs, or a client on another chain,
+// fails with a message that says so (ErrWrongEndpoint, ErrWrongChain). ProbeChainHTTP and ProbeChainWS are the
+// chain checks done once, for `cl-agent check`.
 //
 // # Metrics
 //

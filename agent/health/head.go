@@ -44,3 +44,10 @@ func parseQuantity(s string) (uint64, error) {
 	}
 	return n, nil
 }
+
+// current is the highest head seen.
+func (h *headTracker) current() uint64 {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return h.head
+}

@@ -38,36 +38,38 @@ type host struct {
 
 func (c *host) Run(ctx context.Context) Result {
 	var samples []Sample
-	var problems, figures []string
+	var problems, reasons, figures []string // reasons: the problems without their figures
 	for _, p := range c.paths {
 		used, err := diskUsed(p)
 		if err != nil {
-			problems = append(problems, err.Error())
+			problems, reasons = append(problems, err.Error()), append(reasons, err.Error())
 			continue
 		}
 		samples = append(samples, Sample{Metric: MetricDiskUsed, Label: p, Value: used})
 		figures = append(figures, fmt.Sprintf("disk %s %.0f%%", p, used*100))
 		if used > DiskUsedLimit {
 			problems = append(problems, fmt.Sprintf("disk %s is %.0f%% full (limit %.0f%%)", p, used*100, DiskUsedLimit*100))
+			reasons = append(reasons, "disk "+p+" full")
 		}
 	}
 	if mem, err := memoryUsed(c.proc); err != nil {
-		problems = append(problems, err.Error())
+		problems, reasons = append(problems, err.Error()), append(reasons, err.Error())
 	} else {
 		samples = append(samples, Sample{Metric: MetricMemoryUsed, Value: mem})
 		figures = append(figures, fmt.Sprintf("memory %.0f%%", mem*100))
 		if mem > MemoryUsedLimit {
 			problems = append(problems, fmt.Sprintf("memory is %.0f%% used (limit %.0f%%)", mem*100, MemoryUsedLimit*100))
+			reasons = append(reasons, "memory used")
 		}
 	}
 	if cpu, err := c.cpuUsed(); err != nil {
-		problems = append(problems, err.Error())
+		problems, reasons = append(problems, err.Error()), append(reasons, err.Error())
 	} else {
 		samples = append(samples, Sample{Metric: MetricCPUUsed, Value: cpu})
 		figures = append(figures, fmt.Sprintf("cpu %.0f%%", cpu*100))
 	}
 	if len(problems) > 0 {
-		return fail(c.name, strings.Join(problems, "; "), samples...)
+		return failBecause(c.name, strings.Join(reasons, "; "), strings.Join(problems, "; "), samples...)
 	}
 	return pass(c.name, strings.Join(figures, ", "), samples...)
 }

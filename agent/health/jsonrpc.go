@@ -63,11 +63,28 @@ func callHTTP(ctx context.Context, c *http.Client, url, method string, out any, 
 		return fmt.Errorf("%s: %w", method, err)
 	}
 	if code != http.StatusOK {
-		return fmt.Errorf("%s: HTTP %d", method, code)
+		return &httpStatusError{Method: method, Code: code, Body: oneLine(string(resp), 200)}
 	}
 	var r rpcResponse
 	if err := decode(resp, method, &r); err != nil {
 		return err
 	}
 	return r.result(method, out)
+}
+
+// httpStatusError is a JSON-RPC POST answered with a status other than 200. Body is the start of the answer,
+// which is often the only explanation (geth's 403 for a host name outside --http.vhosts: "invalid host
+// specified").
+type httpStatusError struct {
+	Method string
+	Code   int
+	Body   string
+}
+
+func (e *httpStatusError) Error() string {
+	msg := fmt.Sprintf("%s: HTTP %d", e.Method, e.Code)
+	if e.Body != "" {
+		msg += ": " + e.Body
+	}
+	return msg
 }

@@ -8,10 +8,12 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 )
 
-// Names of the metrics checks feed through their Samples. Ratios are 0..1; balances in ETH; latency in seconds.
+// Names of the metrics checks feed through their Samples. Ratios are 0..1; balances in ETH (LINK for the LINK
+// balance); latency in seconds.
 const (
 	MetricWalletBalance = "cl_agent_wallet_balance_eth"     // label address
 	MetricWalletLow     = "cl_agent_wallet_balance_low"     // 1 when any balance is under the minimum
+	MetricLinkBalance   = "cl_agent_wallet_link_balance"    // label address; LINK
 	MetricErroredRuns   = "cl_agent_errored_runs"           // errored runs among the newest the node lists
 	MetricChainHead     = "cl_agent_chain_head"             // block number
 	MetricRPCLatency    = "cl_agent_rpc_latency_seconds"    // label transport: http | ws
@@ -40,6 +42,7 @@ const (
 var sampleLabels = map[string]string{
 	MetricWalletBalance: "address",
 	MetricWalletLow:     "",
+	MetricLinkBalance:   "address",
 	MetricErroredRuns:   "",
 	MetricChainHead:     "",
 	MetricRPCLatency:    "transport",
@@ -51,6 +54,7 @@ var sampleLabels = map[string]string{
 var sampleHelp = map[string]string{
 	MetricWalletBalance: "ETH balance of each of the node's keys.",
 	MetricWalletLow:     "1 when any of the node's ETH balances is under the configured minimum.",
+	MetricLinkBalance:   "LINK balance of each of the node's keys.",
 	MetricErroredRuns:   "Errored job runs among the newest runs the node lists.",
 	MetricChainHead:     "Latest block number of the chain client.",
 	MetricRPCLatency:    "Round trip of the last eth_blockNumber call to the chain client.",

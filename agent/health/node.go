@@ -88,3 +88,9 @@ func (c *nodeHealth) Run(ctx context.Context) Result {
 	}
 	return pass(c.name, fmt.Sprintf("healthy (200, %d checks passing)", len(doc.Data)))
 }
+
+// Target is the URL the check asks (the node's, on loopback: no credentials in it), for its timeout message.
+func (c *nodeReadyz) Target() string { return c.url }
+
+// Target is the URL the check asks, for its timeout message.
+func (c *nodeHealth) Target() string { return c.url }

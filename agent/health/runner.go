@@ -32,13 +32,17 @@ func NewRunner(log *zap.Logger, observe func(Result), checks ...Check) *Runner {
 	return &Runner{checks: checks, log: log, observe: observe, last: map[string]Result{}}
 }
 
-// Run runs every check until ctx ends; each runs at once, then every Interval.
+// Run runs every check until ctx ends; each runs at once, then every Interval. On return it closes what the
+// checks hold open between runs.
 func (r *Runner) Run(ctx context.Context) {
 	var wg sync.WaitGroup
 	for _, c := range r.checks {
 		wg.Go(func() { r.loop(ctx, c) })
 	}
 	wg.Wait()
+	for _, c := range r.checks {
+		_ = closeCheck(c)
+	}
 }
 
 // Results is the last result of every check that has run, by name.
@@ -91,7 +95,7 @@ func (r *Runner) loop(ctx context.Context, c Check) {
 			}
 		case time.Since(started) > 2*c.Timeout():
 			// The abandoned run ignores its context: say so (its timeout result is already recorded).
-			r.record(Result{Name: c.Name(), At: time.Now(),
+			r.record(Result{Name: c.Name(), At: time.Now(), reason: "timed out", // the same failure, continuing
 				Detail: fmt.Sprintf("the run started %s ago is still going, past its deadline of %s", time.Since(started).Round(time.Millisecond), c.Timeout())})
 		}
 		next.Reset(wait)
@@ -122,7 +126,7 @@ func RunOnce(parent context.Context, c Check, done chan struct{}) (res Result, o
 		if parent.Err() != nil {
 			return Result{}, false
 		}
-		res = fail(c.Name(), fmt.Sprintf("timed out after %s", c.Timeout()))
+		res = timedOut(c.Name(), targetOf(c), c.Timeout())
 	}
 	if parent.Err() != nil && !res.OK {
 		return Result{}, false
@@ -131,7 +135,8 @@ func RunOnce(parent context.Context, c Check, done chan struct{}) (res Result, o
 	return res, true
 }
 
-// record keeps res, feeds the metrics and logs a change between passing and failing.
+// record keeps res, feeds the metrics and logs a change: passing to failing, failing for another reason, and
+// failing to passing. A check failing the same way run after run is logged once.
 func (r *Runner) record(res Result) {
 	r.mu.Lock()
 	prev, seen := r.last[res.Name]
@@ -142,6 +147,9 @@ func (r *Runner) record(res Result) {
 	case res.Skipped: // not run: nothing changed worth a line
 	case !res.OK && (!seen || prev.OK):
 		r.log.Warn("check failing", zap.String("check", res.Name), zap.String("detail", res.Detail))
+	case !res.OK && res.Reason() != prev.Reason():
+		r.log.Warn("check failing for another reason", zap.String("check", res.Name), zap.String("detail", res.Detail),
+			zap.String("previous", prev.Reason()))
 	case res.OK && seen && !prev.OK:
 		r.log.Info("check passing again", zap.String("check", res.Name), zap.String("detail", res.Detail))
 	}

@@ -159,3 +159,33 @@ func TestSkippedCheckRunsSoonAfterItsConditionTurns(t *testing.T) {
 		time.Sleep(5 * time.Millisecond) // poll interval
 	}
 }
+
+func TestRunnerLogsEachChangeOfReasonOnce(t *testing.T) {
+	t.Parallel()
+	log, sink := newTestLogger()
+	r := NewRunner(log, nil)
+	steps := []Result{
+		failBecause("c", "head stuck at 7", "head stuck at 7 for 1s"),
+		failBecause("c", "head stuck at 7", "head stuck at 7 for 2s"), // same reason, new figures: no line
+		fail("c", "http://127.0.0.1:1: connection refused"),           // another reason: one line
+		fail("c", "http://127.0.0.1:1: connection refused"),
+		pass("c", "head 8"),
+		fail("c", "http://127.0.0.1:1: connection refused"), // failing again after a pass: "check failing"
+	}
+	for _, res := range steps {
+		r.record(res)
+	}
+	logs := sink.String()
+	if n := strings.Count(logs, `"check failing"`); n != 2 {
+		t.Errorf("%d \"check failing\" lines; want 2 (the first failure, and the one after passing):\n%s", n, logs)
+	}
+	if n := strings.Count(logs, `"check failing for another reason"`); n != 1 {
+		t.Errorf("%d reason-change lines; want 1:\n%s", n, logs)
+	}
+	if !strings.Contains(logs, `"previous":"head stuck at 7"`) || !strings.Contains(logs, "connection refused") {
+		t.Errorf("the reason-change line does not name the old and new reasons:\n%s", logs)
+	}
+	if n := strings.Count(logs, `"check passing again"`); n != 1 {
+		t.Errorf("%d passing-again lines; want 1:\n%s", n, logs)
+	}
+}

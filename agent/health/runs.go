@@ -50,3 +50,6 @@ func (c *erroredRuns) Run(ctx context.Context) Result {
 	}
 	return pass(c.name, fmt.Sprintf("no errored run among the newest %d", len(doc.Data)), samples...)
 }
+
+// Target is where the check looks, for its timeout message.
+func (c *erroredRuns) Target() string { return c.api.base + "/v2/pipeline/runs" }

@@ -33,11 +33,16 @@ type Options struct {
 	Credentials Credentials // the API login, held by the daemon; nil leaves out the wallet and runs checks
 	// MinBalanceETH: a key under it fails the wallet check and raises WalletBalanceLow. 0 never warns; the
 	// configuration's default is DefaultMinBalanceETH.
-	MinBalanceETH  float64
-	ChainHTTPURL   string        // node.http_url; "" leaves out the HTTP chain check
-	ChainWSURL     string        // node.ws_url; "" leaves out the WebSocket chain check
-	HeadStallAfter time.Duration // the head must rise within this; default 2m
-	DiskPaths      []string      // file systems to watch; default ["/"]
+	MinBalanceETH float64
+	ChainHTTPURL  string // node.http_url; "" leaves out the HTTP chain check
+	ChainWSURL    string // node.ws_url; "" leaves out the WebSocket chain check
+	// ChainID is the configured chain (node.chain_id, or node.network's): both chain checks fail when the
+	// client's eth_chainId differs. 0 leaves the comparison out.
+	ChainID uint64
+	// HeadStallAfter: the head must rise (HTTP) and a new head arrive on the newHeads subscription (WebSocket)
+	// within this; default 2m.
+	HeadStallAfter time.Duration
+	DiskPaths      []string // file systems to watch; default ["/"]
 
 	CheckInterval time.Duration // node and chain checks; default 15s
 	CheckTimeout  time.Duration // deadline of every check run; default 5s
@@ -121,14 +126,13 @@ func checks(o Options) []Check {
 		}
 	}
 	if o.ChainHTTPURL != "" {
-		out = append(out, ChainHTTP(o.ChainHTTPURL, o.HeadStallAfter, o.CheckInterval, o.CheckTimeout))
+		out = append(out, ChainHTTP(ChainOptions{URL: o.ChainHTTPURL, ChainID: o.ChainID, StallAfter: o.HeadStallAfter,
+			Interval: o.CheckInterval, Timeout: o.CheckTimeout}))
 	}
 	if o.ChainWSURL != "" {
-		stall := time.Duration(0) // the HTTP check tracks the head when there is one
-		if o.ChainHTTPURL == "" {
-			stall = o.HeadStallAfter
-		}
-		out = append(out, ChainWS(o.ChainWSURL, stall, o.CheckInterval, o.CheckTimeout))
+		// The HTTP check publishes the head when there is one.
+		out = append(out, ChainWS(ChainOptions{URL: o.ChainWSURL, ChainID: o.ChainID, StallAfter: o.HeadStallAfter,
+			ReportHead: o.ChainHTTPURL == "", Interval: o.CheckInterval, Timeout: o.CheckTimeout}))
 	}
 	return append(out, Host(o.DiskPaths, o.HostInterval, o.CheckTimeout))
 }

@@ -3,8 +3,8 @@ package health
 import (
 	"context"
 	"fmt"
+	"math/big"
 	"sort"
-	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -15,18 +15,23 @@ import (
 // WalletBalances checks the ETH balance of each of the node's keys (GET /v2/keys/eth) against minETH: any
 // enabled key under it fails the check, sets cl_agent_wallet_balance_low (CloudWatch WalletBalanceLow) and logs
 // one warning when the key goes under (not again while it stays there).
+//
+// The node gives balances as whole wei (ethBalance) and juels (linkBalance) in decimal strings; the decision is
+// taken on those integers, against minETH converted to wei from its decimal form (0.1 is exactly 10^17 wei), so a
+// key holding exactly the minimum passes. Only the published figures (cl_agent_wallet_balance_eth,
+// cl_agent_wallet_link_balance) are floats.
 func WalletBalances(api *NodeAPI, minETH float64, interval, timeout time.Duration, log *zap.Logger) Check {
 	if log == nil {
 		log = zap.NewNop()
 	}
-	return &walletBalances{spec: spec{"node_wallet_balance", interval, timeout}, api: api, min: minETH, log: log,
-		low: map[string]bool{}}
+	return &walletBalances{spec: spec{"node_wallet_balance", interval, timeout}, api: api, min: minimumWei(minETH),
+		log: log, low: map[string]bool{}}
 }
 
 type walletBalances struct {
 	spec
 	api *NodeAPI
-	min float64
+	min *big.Int // wei
 	log *zap.Logger
 
 	mu  sync.Mutex
@@ -38,13 +43,17 @@ type ethKeysDocument struct {
 	Data []struct {
 		ID         string `json:"id"`
 		Attributes struct {
-			Address    string  `json:"address"`
-			EVMChainID string  `json:"evmChainID"`
-			ETHBalance *string `json:"ethBalance"` // decimal ETH; null while the node does not know it
-			Disabled   bool    `json:"disabled"`
+			Address     string  `json:"address"`
+			EVMChainID  string  `json:"evmChainID"`
+			ETHBalance  *string `json:"ethBalance"`  // wei; null while the node does not know it
+			LINKBalance *string `json:"linkBalance"` // juels; null while the node does not know it
+			Disabled    bool    `json:"disabled"`
 		} `json:"attributes"`
 	} `json:"data"`
 }
+
+// Target is where the check looks, for its timeout message.
+func (c *walletBalances) Target() string { return c.api.base + "/v2/keys/eth" }
 
 func (c *walletBalances) Run(ctx context.Context) Result {
 	var doc ethKeysDocument
@@ -52,38 +61,51 @@ func (c *walletBalances) Run(ctx context.Context) Result {
 		return fail(c.name, err.Error())
 	}
 	var samples []Sample
-	var low, unknown []string
+	var low, lowAddrs, unknown []string
 	lowNow := map[string]bool{}
+	keys := 0
 	for _, k := range doc.Data {
 		addr := k.Attributes.Address
 		if addr == "" {
 			addr = k.ID
 		}
+		if k.Attributes.LINKBalance != nil {
+			juels, err := parseWei(*k.Attributes.LINKBalance)
+			if err != nil {
+				return fail(c.name, fmt.Sprintf("the LINK balance of %s: %v", addr, err))
+			}
+			samples = append(samples, Sample{Metric: MetricLinkBalance, Label: addr, Value: unitsFloat(juels)})
+		}
 		if k.Attributes.ETHBalance == nil {
 			unknown = append(unknown, addr)
 			continue
 		}
-		eth, err := strconv.ParseFloat(strings.TrimSpace(*k.Attributes.ETHBalance), 64)
+		wei, err := parseWei(*k.Attributes.ETHBalance)
 		if err != nil {
-			return fail(c.name, fmt.Sprintf("the balance of %s is not a number: %q", addr, oneLine(*k.Attributes.ETHBalance, 40)))
+			return fail(c.name, fmt.Sprintf("the ETH balance of %s: %v", addr, err))
 		}
-		samples = append(samples, Sample{Metric: MetricWalletBalance, Label: addr, Value: eth})
-		if !k.Attributes.Disabled && eth < c.min {
-			low = append(low, fmt.Sprintf("%s has %s ETH", addr, strconv.FormatFloat(eth, 'f', -1, 64)))
+		keys++
+		samples = append(samples, Sample{Metric: MetricWalletBalance, Label: addr, Value: unitsFloat(wei)})
+		if !k.Attributes.Disabled && wei.Cmp(c.min) < 0 {
+			low = append(low, fmt.Sprintf("%s has %s ETH", addr, formatUnits(wei)))
+			lowAddrs = append(lowAddrs, addr)
 			lowNow[addr] = true
-			c.warnOnce(addr, eth)
+			c.warnOnce(addr, wei)
 		}
 	}
 	c.mu.Lock()
 	c.low = lowNow
 	c.mu.Unlock()
 	samples = append(samples, Sample{Metric: MetricWalletLow, Value: boolFloat(len(low) > 0)})
-	minText := strconv.FormatFloat(c.min, 'f', -1, 64)
+	minText := formatUnits(c.min)
 	if len(low) > 0 {
 		sort.Strings(low)
-		return fail(c.name, fmt.Sprintf("under the %s ETH minimum: %s", minText, strings.Join(low, "; ")), samples...)
+		sort.Strings(lowAddrs)
+		// The reason is the set of low keys: a balance that keeps falling is not news, another key going low is.
+		return failBecause(c.name, "under the minimum: "+strings.Join(lowAddrs, ", "),
+			fmt.Sprintf("under the %s ETH minimum: %s", minText, strings.Join(low, "; ")), samples...)
 	}
-	detail := fmt.Sprintf("%d key(s), all at or above %s ETH", len(samples)-1, minText)
+	detail := fmt.Sprintf("%d key(s), all at or above %s ETH", keys, minText)
 	if len(unknown) > 0 {
 		detail += fmt.Sprintf("; balance not known yet for %s", strings.Join(unknown, ", "))
 	}
@@ -91,12 +113,13 @@ func (c *walletBalances) Run(ctx context.Context) Result {
 }
 
 // warnOnce logs the low balance of addr if it was not low at the last run.
-func (c *walletBalances) warnOnce(addr string, eth float64) {
+func (c *walletBalances) warnOnce(addr string, wei *big.Int) {
 	c.mu.Lock()
 	was := c.low[addr]
 	c.mu.Unlock()
 	if !was {
 		c.log.Warn("wallet balance low: fund the node's address", zap.String("address", addr),
-			zap.Float64("balance_eth", eth), zap.Float64("minimum_eth", c.min))
+			zap.Float64("balance_eth", unitsFloat(wei)), zap.String("balance_wei", wei.String()),
+			zap.Float64("minimum_eth", unitsFloat(c.min)))
 	}
 }
