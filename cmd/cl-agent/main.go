@@ -43,10 +43,18 @@ func runMain(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 func report(err error, stderr io.Writer) int {
 	code := exitCode(err)
 	if code != exitOK && !errors.Is(err, errReported) {
-		fmt.Fprintf(stderr, "cl-agent: %v\n", err)
+		fmt.Fprintf(stderr, "%scl-agent: %v\n", errPriority, err)
 	}
 	return code
 }
+
+// errPriority makes the final error line an error in the journal (the logger marks its own lines).
+var errPriority = func() string {
+	if logging.StdoutIsJournal() {
+		return "<3>"
+	}
+	return ""
+}()
 
 // errReported marks a failure the command has already explained on its output (e.g. check's FAIL lines).
 var errReported = errors.New("reported")

@@ -112,7 +112,7 @@ func (h *host) stageFiles(stage string, spec hostSpec, imdsURL string) {
 		fmt.Sprintf("  database: {host: %s, port: %d, name: %s, user: %s, sslmode: verify-full, sslrootcert: /etc/cl-agent/rds-ca.pem}",
 			fx.gateway, fx.pg.Port, spec.database, spec.database),
 		fmt.Sprintf("image: {repository: %s, tag: %s}", imageRepo, imageTag),
-		fmt.Sprintf("container: {%sstop_timeout: 5s, log: {driver: awslogs, group: ChainlinkLogs, options: {awslogs-endpoint: %s, awslogs-region: us-east-1}}}", name, fx.motoURL),
+		fmt.Sprintf("container: {%sstop_timeout: 2s, log: {driver: awslogs, group: ChainlinkLogs, options: {awslogs-endpoint: %s, awslogs-region: us-east-1}}}", name, fx.motoURL),
 		"leader: " + leader,
 		"health: {check_interval: 1s, check_timeout: 1s, host_interval: 1s, cloudwatch: {enabled: false}}",
 	}
