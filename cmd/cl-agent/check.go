@@ -55,12 +55,13 @@ func runCheck(ctx context.Context, args []string, out, errOut io.Writer) error {
 
 	h, err := agent.Open(*f.configPath, errOut)
 	if !line("config", err, *f.configPath) {
-		skip("imds", "secrets", "database", "docker", "image")
+		skip("imds", "secrets", "database", "docker", "image", "chain-http", "chain-ws")
 		return done()
 	}
 	line("docker", checkDocker(ctx), "engine answers")
 	img, err := h.ResolveImage(ctx)
 	line("image", err, img.String())
+	checkChain(ctx, h.Config, line, out)
 
 	if err := h.Learn(ctx); !line("imds", err, fmt.Sprintf("%s %s %s %s", h.Identity.InstanceID, h.Identity.Region, h.Identity.AZ, h.Identity.PrivateIP)) {
 		skip("secrets", "database")
