@@ -12,8 +12,15 @@ import (
 	"github.com/cl-agent/cl-agent/agent/container"
 )
 
-// releaseBudget bounds giving the lock back during shutdown or stepdown; closing the session frees it anyway.
-const releaseBudget = 5 * time.Second
+const (
+	// releaseBudget bounds giving the lock back during shutdown or stepdown; closing the session frees it anyway.
+	releaseBudget = 5 * time.Second
+	// fenceRetryInterval paces fence attempts while the engine cannot stop the node (dockerd restarts in seconds).
+	fenceRetryInterval = time.Second
+	// stopHoldBudget bounds holding the lock for an unproven node once the agent is stopping: within the unit's
+	// TimeoutStopSec (60s) with room for the release.
+	stopHoldBudget = 40 * time.Second
+)
 
 // runActive is the starting and active states of one term: it runs the node under the supervisor until the term
 // ends (lock lost: fencing), the operator steps down, the node is handed over for failing its checks, or ctx ends
@@ -131,11 +138,64 @@ func (a *activeTerm) stepDown(why string) error {
 	return err
 }
 
+// stopAndRelease stops the node and then gives the lock back, but only once the node is proven stopped: a node the
+// engine could not stop (dockerd down, restarting or hung) may still run under containerd, and releasing the lock
+// then would let the peer start a second node. The loop keeps beating meanwhile (systemd's watchdog, /healthz).
 func (a *activeTerm) stopAndRelease() error {
 	a.stopNode()
-	err := <-a.nodeDone
+	err := dropCanceled(a.waitNode())
+	if err != nil && a.term.Err() == nil {
+		err = a.fenceBeforeRelease(err)
+	}
 	a.d.release(a.ctx, a.term)
-	return dropCanceled(err)
+	return err
+}
+
+// waitNode waits for the supervisor to end, beating.
+func (a *activeTerm) waitNode() error {
+	beat := time.NewTicker(a.d.tick)
+	defer beat.Stop()
+	for {
+		select {
+		case err := <-a.nodeDone:
+			return err
+		case <-beat.C:
+			a.d.beat()
+		}
+	}
+}
+
+// fenceBeforeRelease keeps the lock while it retries the fence: until the fence succeeds, the lock is lost anyway,
+// or, once the agent is stopping, stopHoldBudget has passed (systemd's stop timeout would kill it next, and its
+// ExecStopPost fence tries again).
+func (a *activeTerm) fenceBeforeRelease(stopErr error) error {
+	a.d.host.Log.Error("the node could not be proven stopped: keeping the lock until it is", zap.Error(stopErr))
+	a.d.setProblem(fmt.Errorf("node not proven stopped, lock kept: %w", stopErr))
+	var deadline <-chan time.Time
+	retry := time.NewTicker(fenceRetryInterval)
+	defer retry.Stop()
+	beat := time.NewTicker(a.d.tick)
+	defer beat.Stop()
+	stopping := a.ctx.Done()
+	for {
+		select {
+		case <-retry.C:
+			err := a.d.fence(context.WithoutCancel(a.ctx))
+			if err == nil {
+				a.d.host.Log.Info("node fenced; releasing the lock")
+				return nil
+			}
+			a.d.host.Log.Warn("fencing the node failed; retrying with the lock held", zap.Error(err))
+		case <-beat.C:
+			a.d.beat()
+		case <-a.term.Done():
+			return fmt.Errorf("lost the lock while the node was not proven stopped: %w", stopErr)
+		case <-stopping:
+			stopping, deadline = nil, time.After(stopHoldBudget)
+		case <-deadline:
+			return fmt.Errorf("stopping with the node not proven stopped (ExecStopPost fences again): %w", stopErr)
+		}
+	}
 }
 
 // startRestart begins the operator's restart, unless one is under way.

@@ -102,7 +102,9 @@ type Daemon struct {
 	// warm prepares what a start needs (image resolved and pulled, secrets fetched and checked).
 	warm func(ctx context.Context) (container.Image, bootstrap.NodeSecrets, error)
 	// fetch gets the secrets again (restart, rotation).
-	fetch    func(ctx context.Context) (bootstrap.NodeSecrets, error)
+	fetch func(ctx context.Context) (bootstrap.NodeSecrets, error)
+	// fence stops and removes the node without its supervisor (see DaemonOptions.Fence).
+	fence    func(ctx context.Context) error
 	observer Observer
 	checks   func() []control.Check
 
@@ -142,6 +144,10 @@ type DaemonOptions struct {
 	Warm     func(ctx context.Context) (container.Image, bootstrap.NodeSecrets, error)
 	// Fetch gets the secrets again for a restart or a rotation check. Default Host.FetchSecrets.
 	Fetch func(ctx context.Context) (bootstrap.NodeSecrets, error)
+	// Fence stops and removes this host's node container without its supervisor, within its own bound: the
+	// active retries it, holding the lock, when the supervisor could not prove the node stopped. Required with
+	// Election.
+	Fence func(ctx context.Context) error
 	// Observer records failovers and the image (metrics). Nil: nobody.
 	Observer Observer
 	// Checks gives the health checks' last results for the status. Nil: none.
@@ -154,6 +160,12 @@ type DaemonOptions struct {
 func NewDaemon(o DaemonOptions) (*Daemon, error) {
 	if o.Host == nil || o.Notify == nil || o.NewNode == nil || o.Warm == nil {
 		return nil, errors.New("daemon: Host, Notify, NewNode and Warm are required")
+	}
+	if o.Election != nil && o.Fence == nil {
+		return nil, errors.New("daemon: Fence is required with Election")
+	}
+	if o.Fence == nil {
+		o.Fence = func(context.Context) error { return errors.New("no fence configured") }
 	}
 	if o.Tick <= 0 {
 		o.Tick = time.Second
@@ -168,7 +180,8 @@ func NewDaemon(o DaemonOptions) (*Daemon, error) {
 		o.Checks = func() []control.Check { return nil }
 	}
 	d := &Daemon{
-		host: o.Host, election: o.Election, notify: o.Notify, newNode: o.NewNode, warm: o.Warm, fetch: o.Fetch, observer: o.Observer, checks: o.Checks,
+		host: o.Host, election: o.Election, notify: o.Notify, newNode: o.NewNode, warm: o.Warm, fetch: o.Fetch, fence: o.Fence,
+		observer: o.Observer, checks: o.Checks,
 		requests: make(chan request), tick: o.Tick, lastBeat: time.Now(),
 	}
 	d.status = control.Status{

@@ -71,6 +71,10 @@ func (e *fakeElector) Holder(context.Context) (leader.Holder, error) { return le
 type fakeNode struct {
 	beforeStart func(context.Context) error
 	onStatus    func(container.Status)
+	// stopGate and stopErr play a node that stops only when the test closes the gate, or an engine that cannot
+	// prove it stopped.
+	stopGate chan struct{}
+	stopErr  error
 	mu          sync.Mutex
 	status      container.Status
 	restarts    int
@@ -89,8 +93,11 @@ func (n *fakeNode) Run(ctx context.Context) error {
 	}
 	n.set(container.Status{State: container.StateReady, Ready: true})
 	<-ctx.Done()
+	if n.stopGate != nil {
+		<-n.stopGate
+	}
 	n.set(container.Status{State: container.StateStopped})
-	return nil
+	return n.stopErr
 }
 func (n *fakeNode) Restart(context.Context) error {
 	n.mu.Lock()
@@ -155,22 +162,44 @@ func (r *recorder) has(prefix string) bool {
 	return false
 }
 
+func (r *recorder) count(prefix string) int {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	n := 0
+	for _, note := range r.notes {
+		if strings.HasPrefix(note, prefix) {
+			n++
+		}
+	}
+	return n
+}
+
 type harness struct {
 	nodeSick  atomic.Bool  // the health checks say the node fails
 	elections atomic.Int32 // how often the daemon built an elector
 	version   atomic.Int32 // the secrets' version id that fetch returns
 	fetches   atomic.Int32
 	fetchErr  atomic.Pointer[error]
+	// fenceFails is how many more fence attempts fail; fences counts them all.
+	fenceFails atomic.Int32
+	fences     atomic.Int32
 	d         *Daemon
 	elector   *fakeElector
 	takeover  *fakeTakeover
 	notes     *recorder
 	nodes     chan *fakeNode
+	nodeSetup func(*fakeNode)
 	cancel    context.CancelFunc
 	done      chan error
 }
 
 func start(t *testing.T, leaderEnabled bool, edit func(*config.Config), warmErr error) *harness {
+	t.Helper()
+	return startWith(t, leaderEnabled, edit, warmErr, nil)
+}
+
+// startWith is start with a setup for every node the daemon makes.
+func startWith(t *testing.T, leaderEnabled bool, edit func(*config.Config), warmErr error, nodeSetup func(*fakeNode)) *harness {
 	t.Helper()
 	cfg := config.Default()
 	cfg.Leader.Enabled = leaderEnabled
@@ -180,7 +209,7 @@ func start(t *testing.T, leaderEnabled bool, edit func(*config.Config), warmErr 
 	if edit != nil {
 		edit(&cfg)
 	}
-	h := &harness{notes: &recorder{}, nodes: make(chan *fakeNode, 10), done: make(chan error, 1)}
+	h := &harness{notes: &recorder{}, nodes: make(chan *fakeNode, 10), done: make(chan error, 1), nodeSetup: nodeSetup}
 	o := DaemonOptions{
 		Host:   &Host{Config: &cfg, Log: zap.NewNop(), Identity: bootstrap.Identity{InstanceID: "i-0aaa"}},
 		Notify: h.notes,
@@ -200,8 +229,18 @@ func start(t *testing.T, leaderEnabled bool, edit func(*config.Config), warmErr 
 		},
 		NewNode: func(_ container.Image, hooks NodeHooks) (Node, error) {
 			n := &fakeNode{beforeStart: hooks.BeforeStart, onStatus: hooks.OnStatus}
+			if h.nodeSetup != nil {
+				h.nodeSetup(n)
+			}
 			h.nodes <- n
 			return n, nil
+		},
+		Fence: func(context.Context) error {
+			h.fences.Add(1)
+			if h.fenceFails.Add(-1) >= 0 {
+				return errors.New("docker engine unreachable")
+			}
+			return nil
 		},
 	}
 	if leaderEnabled {
@@ -502,4 +541,64 @@ func TestSickNodeClock(t *testing.T) {
 func TestHostsReportTheirHealth(t *testing.T) {
 	h := start(t, true, nil, nil)
 	testenv.WaitFor(t, 5*time.Second, "a health report", func() bool { return h.takeover.reports.Load() >= 1 })
+}
+
+// activate starts a leader-enabled daemon and makes it active with a fresh term.
+func activate(t *testing.T, nodeSetup func(*fakeNode)) (*harness, *fakeTerm) {
+	t.Helper()
+	h := startWith(t, true, nil, nil, nodeSetup)
+	h.takeover.gone.Store(true)
+	testenv.WaitFor(t, 5*time.Second, "campaigning", func() bool { return h.elector.acquires.Load() == 1 })
+	term := newFakeTerm()
+	h.elector.grant <- term
+	<-h.nodes
+	testenv.WaitFor(t, 5*time.Second, "active", func() bool { return h.role() == RoleActive })
+	return h, term
+}
+
+// TestNodeNotProvenStoppedKeepsTheLock: when the engine cannot prove the node stopped (dockerd down), a stepdown
+// keeps the lock, beating, until a fence succeeds; only then may the peer take over.
+func TestNodeNotProvenStoppedKeepsTheLock(t *testing.T) {
+	h, term := activate(t, func(n *fakeNode) { n.stopErr = errors.New("stop container: engine unreachable") })
+	h.fenceFails.Store(2)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	done := make(chan error, 1)
+	go func() { _, err := h.d.Stepdown(ctx, false); done <- err }()
+
+	testenv.WaitFor(t, 5*time.Second, "a failed fence", func() bool { return h.fences.Load() >= 1 })
+	if term.released.Load() {
+		t.Fatal("the lock was released while the node was not proven stopped")
+	}
+	beats := h.notes.count("WATCHDOG=1")
+	testenv.WaitFor(t, 5*time.Second, "beats while holding the lock", func() bool { return h.notes.count("WATCHDOG=1") > beats+5 })
+	if err := <-done; err != nil {
+		t.Fatalf("stepdown: %v", err)
+	}
+	if got := h.fences.Load(); got != 3 || !term.released.Load() {
+		t.Fatalf("after the stepdown: %d fence attempts, released=%v; want 3 attempts, then the release", got, term.released.Load())
+	}
+}
+
+// TestLoopBeatsWhileTheNodeStops: a planned stop of a slow node never starves systemd's watchdog or /healthz.
+func TestLoopBeatsWhileTheNodeStops(t *testing.T) {
+	gate := make(chan struct{})
+	h, term := activate(t, func(n *fakeNode) { n.stopGate = gate })
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	done := make(chan error, 1)
+	go func() { _, err := h.d.Stepdown(ctx, false); done <- err }()
+	testenv.WaitFor(t, 5*time.Second, "the stop under way", func() bool { return h.role() == RoleStopping })
+	beats := h.notes.count("WATCHDOG=1")
+	testenv.WaitFor(t, 5*time.Second, "beats while the node stops", func() bool { return h.notes.count("WATCHDOG=1") > beats+5 })
+	if term.released.Load() {
+		t.Fatal("the lock was released before the node stopped")
+	}
+	close(gate)
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	if !term.released.Load() {
+		t.Fatal("the lock was not released after the node stopped")
+	}
 }

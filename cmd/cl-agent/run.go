@@ -59,6 +59,12 @@ func runDaemon(ctx context.Context, args []string, out, errOut io.Writer) error 
 	if cfg.Leader.Enabled {
 		o.Election = election(h)
 	}
+	o.Fence = func(ctx context.Context) error {
+		k := cfg.Container
+		ctx, cancel := context.WithTimeout(ctx, k.StopTimeout+3*container.DefaultCallTimeout)
+		defer cancel()
+		return container.Fence(ctx, engine, k.Name, k.SecretsDir, k.StopTimeout)
+	}
 	// The health service needs the daemon's state and the daemon its checks: build the daemon first, with a
 	// late-bound view of the checks.
 	var svc *health.Service
