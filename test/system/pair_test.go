@@ -7,6 +7,7 @@ import (
 	"os/exec"
 	"sort"
 	"strconv"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -54,6 +55,36 @@ func TestPairUnderSystemd(t *testing.T) {
 		if a, b := active.nodeContainers(), standby.nodeContainers(); (a == "") == (b == "") {
 			t.Fatalf("node containers after the dockerd crash: active %q, standby %q; want exactly one", a, b)
 		}
+	})
+	t.Run("StepdownWithAHungDockerdKeepsTheLock", func(t *testing.T) {
+		testenv.WaitFor(t, time.Minute, "the standby warm", func() bool {
+			s, err := standby.status()
+			return err == nil && s.Role == "standby"
+		})
+		active.run("pkill", "-STOP", "-x", "dockerd")
+		stepped := make(chan error, 1)
+		go func() {
+			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+			defer cancel()
+			_, err := active.exec(ctx, "cl-agent", "stepdown")
+			stepped <- err
+		}()
+		// The engine call that would prove the node stopped times out (30s); the agent then keeps the lock.
+		testenv.WaitFor(t, 2*time.Minute, "the active to say its node is not proven stopped", func() bool {
+			s, err := active.status()
+			return err == nil && s.Lock.Held && strings.Contains(s.LastError, "not proven stopped")
+		})
+		if s, err := standby.status(); err != nil || s.Role != "standby" {
+			t.Fatalf("the standby took over while the old node was not proven stopped: %+v %v", s, err)
+		}
+		resumed := time.Now()
+		active.run("pkill", "-CONT", "-x", "dockerd")
+		if err := <-stepped; err != nil {
+			t.Fatalf("stepdown: %v", err)
+		}
+		testenv.WaitFor(t, time.Minute, "the standby's node ready", standby.nodeReady)
+		t.Logf("stepdown with a hung dockerd: the standby's node ready %s after dockerd resumed", time.Since(resumed).Round(time.Millisecond))
+		active, standby = standby, active
 	})
 	overlap := events.overlap(a.name, b.name)
 	t.Logf("node overlap between the hosts over the whole test, from their Docker events: %s\n%s", overlap, events)
