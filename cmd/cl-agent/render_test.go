@@ -147,11 +147,12 @@ func TestCheck(t *testing.T) {
 	// The image check resolves against a real registry holding the stand-in under a release tag.
 	repo := pushStandin(t, "2.10.0")
 	image := "image: {repository: " + repo + ", tag: 2.10.0}"
-	code, stdout, stderr := cli(t, "check", "--config", writeConfig(t, "toml", image))
+	g := testenv.GethT(t) // the chain lines contact a real chain client
+	code, stdout, stderr := cli(t, "check", "--config", writeConfig(t, "toml", append([]string{image}, chainEdits(g.HTTPURL, g.WSURL, "1337")...)...))
 	if code != 0 {
 		t.Fatalf("exit %d\n%s\n%s", code, stdout, stderr)
 	}
-	for _, want := range []string{"ok    config", "ok    docker", "ok    image", "ok    imds      i-0123456789abcdef0 us-east-1 us-east-1a 10.0.1.10", "ok    secrets", "ok    database  PostgreSQL 15"} {
+	for _, want := range []string{"ok    config", "ok    docker", "ok    image", "ok    chain-http", "ok    chain-ws", "ok    imds      i-0123456789abcdef0 us-east-1 us-east-1a 10.0.1.10", "ok    secrets", "ok    database  PostgreSQL 15"} {
 		if !strings.Contains(stdout, want) {
 			t.Errorf("check output lacks %q:\n%s", want, stdout)
 		}

@@ -97,6 +97,7 @@ func runDaemon(ctx context.Context, args []string, out, errOut io.Writer) error 
 func healthService(h *agent.Host, d *agent.Daemon) (*health.Service, error) {
 	c := h.Config
 	hc := c.Health
+	chainID, _ := c.Node.Chain()
 	disks := hc.DiskPaths
 	if len(disks) == 0 {
 		disks = []string{"/", c.StateDir}
@@ -105,7 +106,7 @@ func healthService(h *agent.Host, d *agent.Daemon) (*health.Service, error) {
 		Listen: hc.Listen, State: d.HealthState, Log: h.Log, BeatBound: hc.BeatBound,
 		NodeURL:     fmt.Sprintf("http://127.0.0.1:%d", c.Container.HostPort),
 		Credentials: d.APICredentials, MinBalanceETH: hc.MinBalanceETH,
-		ChainHTTPURL: c.Node.HTTPURL, ChainWSURL: c.Node.WSURL, HeadStallAfter: hc.HeadStallAfter, DiskPaths: disks,
+		ChainID: chainID, ChainHTTPURL: c.Node.HTTPURL, ChainWSURL: c.Node.WSURL, HeadStallAfter: hc.HeadStallAfter, DiskPaths: disks,
 		CheckInterval: hc.CheckInterval, CheckTimeout: hc.CheckTimeout, APIInterval: hc.APIInterval, HostInterval: hc.HostInterval,
 		InstanceID: h.Identity.InstanceID,
 	}
