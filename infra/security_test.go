@@ -521,8 +521,8 @@ func TestNodeHostsGroup(t *testing.T) {
 	if !strings.Contains(header, "\nSIGNAL_RESOURCE='"+id+"'\n") {
 		t.Errorf("the user-data must signal %s", id)
 	}
-	if !strings.Contains(body, "cfn-signal --exit-code") || !strings.Contains(body, `check || rc=$?`) {
-		t.Errorf("the user-data must signal after cl-agent check")
+	if !strings.Contains(body, "cfn-signal --exit-code") || !strings.Contains(body, "state=$(systemctl show -p ActiveState --value cl-agent.service)") {
+		t.Errorf("the user-data must signal after the cl-agent unit itself reported ready")
 	}
 	if n := len(header) + len(body); n > 16384 {
 		t.Errorf("user-data is %d bytes; EC2 takes at most 16384", n)

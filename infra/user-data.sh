@@ -11,8 +11,9 @@
 #   3. install /usr/local/bin/cl-agent and /etc/systemd/system/cl-agent.service from the archive;
 #   4. fetch the RDS CA bundle (the agent and the node verify the database certificate against it);
 #   5. write /etc/cl-agent/config.yaml;
-#   6. start Docker, run `cl-agent check` (retried while it reports a retryable failure), then enable and start
-#      cl-agent and signal success. Any failure before that signals failure: the stack never waits in vain.
+#   6. start Docker, then enable and start cl-agent and wait for its unit to report ready (systemd's Type=notify:
+#      a warm standby, or an active whose node is ready), and signal success. Any failure signals failure, with
+#      the unit's result and exit status: the stack never waits in vain.
 #
 # Outside a stack operation (a host the group replaces later) the same steps run; the signal then goes nowhere.
 #
@@ -33,8 +34,8 @@ PATH=$PATH:/opt/aws/bin
 : "${IMAGE_TAG?}" "${IMAGE_MAJOR:?}" "${NODE_LOG_GROUP:?}" "${HEALTH_LISTEN:?}"
 
 DESTDIR=${DESTDIR:-}
-CHECK_ATTEMPTS=${CHECK_ATTEMPTS:-20}  # `cl-agent check` runs until it passes, at most this many times,
-CHECK_INTERVAL=${CHECK_INTERVAL:-15}  # this many seconds apart (about 5 minutes in all)
+START_TIMEOUT=${START_TIMEOUT:-1500}  # seconds to wait for the unit to report ready (the stack waits 30 minutes)
+START_POLL=${START_POLL:-5}           # seconds between looks at the unit's state
 
 CONFIG=/etc/cl-agent/config.yaml
 RDS_CA=/etc/cl-agent/rds-ca.pem
@@ -183,25 +184,28 @@ EOF
   mv -f "$tmp" "${DESTDIR}${CONFIG}"
 }
 
-# check runs the agent's preflight until it passes. Exit status 1 is worth retrying (the database or Docker Hub
-# not reachable yet); 2 (bad configuration) and 5 (terminal: access denied, a secret the node would refuse) are
-# not, and fail the boot at once.
-check() {
-  step="cl-agent check"
-  local attempt=1 rc
+# start_agent enables and starts cl-agent and waits for the unit itself, not for a preflight run outside its sandbox:
+# the unit is Type=notify, so it turns active only when the agent says READY=1 (a warm standby, or an active whose
+# node is ready). While it is activating (starting, or restarting after a retryable exit 1: the database not
+# reachable yet) the wait goes on; the unit failing (exit 2: bad configuration, 5: terminal, or too many restarts)
+# fails the boot at once, naming the result and the exit status.
+start_agent() {
+  step="start cl-agent"
+  systemctl enable --now --no-block cl-agent.service
+  local waited=0 state
   while :; do
-    rc=0
-    CL_AGENT_CONFIG=${DESTDIR}${CONFIG} "${DESTDIR}${BIN}" check || rc=$?
-    [ "$rc" -eq 0 ] && return 0
-    if [ "$rc" -ne 1 ]; then
-      fail "cl-agent check exited ${rc}: not retryable"
+    state=$(systemctl show -p ActiveState --value cl-agent.service)
+    case "$state" in
+      active) return 0 ;;
+      failed)
+        fail "cl-agent failed: result $(systemctl show -p Result --value cl-agent.service), exit status $(systemctl show -p ExecMainStatus --value cl-agent.service) (journalctl -u cl-agent says why)"
+        ;;
+    esac
+    if [ "$waited" -ge "$START_TIMEOUT" ]; then
+      fail "cl-agent not ready after ${waited}s (state ${state}; journalctl -u cl-agent says why)"
     fi
-    if [ "$attempt" -ge "$CHECK_ATTEMPTS" ]; then
-      fail "cl-agent check still failing after ${attempt} attempts"
-    fi
-    log "cl-agent check failed (attempt ${attempt} of ${CHECK_ATTEMPTS}); retrying in ${CHECK_INTERVAL}s"
-    attempt=$((attempt + 1))
-    sleep "$CHECK_INTERVAL"
+    sleep "$START_POLL"
+    waited=$((waited + START_POLL))
   done
 }
 
@@ -216,15 +220,11 @@ main() {
   systemctl daemon-reload
   systemctl enable --now docker.service
 
-  check
-
-  # --no-block: the unit is Type=notify and may take its time to report ready; the signal is about the preflight.
-  step="start cl-agent"
-  systemctl enable --now --no-block cl-agent.service
+  start_agent
 
   step="done"
-  log "cl-agent installed and started"
-  signal 0 "cl-agent check passed; cl-agent started"
+  log "cl-agent installed, started and ready"
+  signal 0 "cl-agent ready: $(systemctl show -p StatusText --value cl-agent.service)"
 }
 
 main "$@"

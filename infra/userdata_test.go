@@ -35,21 +35,30 @@ const (
 	runTimeout = 90 * time.Second
 )
 
-// fakeAgent stands in for the cl-agent binary in the archive: it records how it was called and, for `check`,
-// fails the first FAKE_CHECK_FAILS calls with FAKE_CHECK_EXIT.
+// fakeAgent stands in for the cl-agent binary in the archive; user-data never runs it (systemd does).
 const fakeAgent = `#!/bin/sh
-echo "cl-agent $* CL_AGENT_CONFIG=$CL_AGENT_CONFIG" >> "$STUB_LOG"
-n=$(( $(cat "$FAKE_COUNT" 2>/dev/null || echo 0) + 1 ))
-echo "$n" > "$FAKE_COUNT"
-if [ "$n" -le "${FAKE_CHECK_FAILS:-0}" ]; then exit "${FAKE_CHECK_EXIT:-1}"; fi
-exit 0
+echo "cl-agent $*" >> "$STUB_LOG"
 `
 
 const fakeUnit = "[Unit]\nDescription=cl-agent (test stand-in)\n"
 
-// stub records its name and arguments; it stands in for dnf, systemctl and cfn-signal.
+// stub records its name and arguments; it stands in for dnf, systemctl and cfn-signal. As systemctl, `show -p
+// ActiveState` answers the next word of FAKE_STATES (the last one once they run out), and `show -p Result` and
+// `show -p ExecMainStatus` answer FAKE_RESULT and FAKE_STATUS: the unit's story as systemd would tell it.
 const stub = `#!/bin/sh
 echo "$(basename "$0") $*" >> "$STUB_LOG"
+[ "$(basename "$0")" = systemctl ] && [ "$1" = show ] || exit 0
+case "$3" in
+ActiveState)
+  n=$(( $(cat "$FAKE_COUNT" 2>/dev/null || echo 0) + 1 ))
+  echo "$n" > "$FAKE_COUNT"
+  set -- ${FAKE_STATES:-active}
+  while [ "$n" -gt 1 ] && [ $# -gt 1 ]; do shift; n=$((n - 1)); done
+  echo "$1" ;;
+Result) echo "${FAKE_RESULT:-success}" ;;
+ExecMainStatus) echo "${FAKE_STATUS:-0}" ;;
+StatusText) echo "standby; node stopped" ;;
+esac
 `
 
 // sampleParameters is one legal parameter set; TestSampleParametersAreLegal holds it to the template's
@@ -330,7 +339,7 @@ func exists(path string) bool {
 
 // TestUserData runs the node user-data for real. It installs the agent only from an archive whose SHA-256 is the
 // one the stack was given, writes a configuration cl-agent's own loader accepts, starts cl-agent only after
-// `cl-agent check` passed, and tells CloudFormation how the boot went either way.
+// its unit reported ready (Type=notify), and tells CloudFormation how the boot went either way.
 func TestUserData(t *testing.T) {
 	f := newUserDataFixture(t)
 	genuine := makeArchive(t, map[string]string{"cl-agent": fakeAgent, "cl-agent.service": fakeUnit})
@@ -358,8 +367,8 @@ func TestUserData(t *testing.T) {
 		order := []string{
 			"dnf install -y docker aws-cfn-bootstrap tar gzip",
 			"systemctl enable --now docker.service",
-			"cl-agent check CL_AGENT_CONFIG=" + filepath.Join(o.root, "etc/cl-agent/config.yaml"),
 			"systemctl enable --now --no-block cl-agent.service",
+			"systemctl show -p ActiveState --value cl-agent.service",
 			"cfn-signal --exit-code 0 ",
 		}
 		last := -1
@@ -441,8 +450,8 @@ func TestUserData(t *testing.T) {
 		}
 	})
 
-	// refused checks a boot that must fail at step, install nothing from the archive and signal failure.
-	refused := func(t *testing.T, o outcome, step, message string) {
+	// signalledFailure checks a boot that failed at step and told the stack so, once, with message.
+	signalledFailure := func(t *testing.T, o outcome, step, message string) {
 		t.Helper()
 		if o.err == nil {
 			t.Fatalf("user-data succeeded; want a failure at %s\n%s", step, o.stderr)
@@ -457,6 +466,11 @@ func TestUserData(t *testing.T) {
 		if countCalls(o.calls, "cfn-signal") != 1 {
 			t.Errorf("want exactly one signal, got %q", o.calls)
 		}
+	}
+	// refused checks a boot that must fail at step before cl-agent is started, and signal failure.
+	refused := func(t *testing.T, o outcome, step, message string) {
+		t.Helper()
+		signalledFailure(t, o, step, message)
 		for _, c := range o.calls {
 			if strings.HasPrefix(c, "systemctl ") && strings.Contains(c, "cl-agent") {
 				t.Errorf("cl-agent was enabled or started: %q", c)
@@ -526,37 +540,35 @@ func TestUserData(t *testing.T) {
 		}
 	})
 
-	t.Run("RetriesARetryableCheckFailure", func(t *testing.T) {
+	t.Run("WaitsForTheUnitThroughRetryableRestarts", func(t *testing.T) {
 		t.Parallel()
 		key := "cl-agent/retry.tar.gz"
 		f.upload(t, key, genuine)
 		v := f.values(t, key, genuineSHA, nil)
-		o := f.boot(t, run{values: v, env: []string{"FAKE_CHECK_FAILS=2", "FAKE_CHECK_EXIT=1", "CHECK_ATTEMPTS=5"}})
+		o := f.boot(t, run{values: v, env: []string{"FAKE_STATES=activating activating activating active", "START_POLL=0"}})
 		expectInstalled(t, o, v)
-		if n := countCalls(o.calls, "cl-agent check"); n != 3 {
-			t.Errorf("cl-agent check ran %d times, want 3 (two retryable failures, then success)", n)
+		if n := countCalls(o.calls, "systemctl show -p ActiveState"); n != 4 {
+			t.Errorf("the unit's state was read %d times, want 4 (three times activating, then active)", n)
 		}
 	})
 
-	t.Run("GivesUpWhenCheckKeepsFailing", func(t *testing.T) {
+	t.Run("GivesUpWhenTheUnitNeverReportsReady", func(t *testing.T) {
 		t.Parallel()
-		key := "cl-agent/always-fails.tar.gz"
+		key := "cl-agent/never-ready.tar.gz"
 		f.upload(t, key, genuine)
-		o := f.boot(t, run{values: f.values(t, key, genuineSHA, nil), env: []string{"FAKE_CHECK_FAILS=99", "FAKE_CHECK_EXIT=1", "CHECK_ATTEMPTS=3"}})
-		refused(t, o, "cl-agent check", "still failing after 3 attempts")
-		if n := countCalls(o.calls, "cl-agent check"); n != 3 {
-			t.Errorf("cl-agent check ran %d times, want 3", n)
-		}
+		o := f.boot(t, run{values: f.values(t, key, genuineSHA, nil), env: []string{"FAKE_STATES=activating", "START_POLL=1", "START_TIMEOUT=2"}})
+		signalledFailure(t, o, "start cl-agent", "cl-agent not ready after 2s (state activating")
 	})
 
-	t.Run("DoesNotRetryATerminalCheckFailure", func(t *testing.T) {
+	t.Run("FailsAtOnceWhenTheUnitFails", func(t *testing.T) {
 		t.Parallel()
 		key := "cl-agent/terminal.tar.gz"
 		f.upload(t, key, genuine)
-		o := f.boot(t, run{values: f.values(t, key, genuineSHA, nil), env: []string{"FAKE_CHECK_FAILS=99", "FAKE_CHECK_EXIT=5", "CHECK_ATTEMPTS=5"}})
-		refused(t, o, "cl-agent check", "cl-agent check exited 5: not retryable")
-		if n := countCalls(o.calls, "cl-agent check"); n != 1 {
-			t.Errorf("cl-agent check ran %d times, want 1", n)
+		o := f.boot(t, run{values: f.values(t, key, genuineSHA, nil),
+			env: []string{"FAKE_STATES=activating failed", "FAKE_RESULT=exit-code", "FAKE_STATUS=5", "START_POLL=0"}})
+		signalledFailure(t, o, "start cl-agent", "cl-agent failed: result exit-code, exit status 5")
+		if n := countCalls(o.calls, "systemctl show -p ActiveState"); n != 2 {
+			t.Errorf("the unit's state was read %d times after it failed, want 2", n)
 		}
 	})
 }
