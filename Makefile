@@ -8,7 +8,7 @@ FUZZTIME    ?= 10s
 # Packages whose tests need root, Docker, PostgreSQL, moto or the IMDS mock: all of them, the way CI runs.
 TEST_FLAGS  ?= -count=1 -timeout 12m
 
-.PHONY: all build test prereqs lint unit ha fuzz dockerd-restart bench demo package clean
+.PHONY: all build test prereqs images lint unit ha system fuzz dockerd-restart bench demo package clean
 
 all: build
 
@@ -16,11 +16,17 @@ build:
 	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN) ./cmd/cl-agent
 
 ## test: everything CI checks, on the real components (installs/starts what it can, fails on what is missing).
-test: prereqs lint build unit ha fuzz dockerd-restart
+test: prereqs images lint build unit ha system fuzz dockerd-restart
 	@echo "make test: all checks passed"
 
 prereqs:
 	@bash scripts/testenv-prereqs.sh
+
+## images: what the tests run that must be built first, each cached by content (fast when nothing changed):
+## geth (the chain client, from its Go module) and the systemd host image (debootstrap, Debian packages).
+images:
+	@bash test/images/geth/build.sh >/dev/null
+	@bash test/images/systemd/build.sh >/dev/null
 
 lint: build
 	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt would change: $$out"; exit 1; fi
@@ -30,7 +36,11 @@ lint: build
 		&& systemd-analyze verify $$tmp/cl-agent.service && echo "systemd-analyze verify: ok" ; rc=$$?; rm -rf $$tmp; exit $$rc
 
 unit:
-	$(GO) test $(TEST_FLAGS) $$($(GO) list ./... | grep -v /test/ha)
+	$(GO) test $(TEST_FLAGS) $$($(GO) list ./... | grep -v -e /test/ha -e /test/system)
+
+## system: the shipped unit and binary under a real systemd 252 as PID 1 (one host, then a pair), alone.
+system:
+	$(GO) test -count=1 -timeout 15m ./test/system
 
 ## ha: the active/standby proofs (two namespaced hosts, real failures); alone, because they measure timings.
 ha:
@@ -43,7 +53,7 @@ fuzz:
 
 ## dockerd-restart: tests that restart the shared Docker engine, one package at a time (-p 1), after everything else.
 dockerd-restart:
-	$(GO) test -p 1 -count=1 -timeout 10m -tags dockerrestart -run 'DockerdRestart' ./...
+	$(GO) test -p 1 -count=1 -timeout 10m -tags dockerrestart -run 'DockerdRestart' $$($(GO) list ./... | grep -v /test/system)
 
 ## bench: benchmarks on the real components (figures for the README).
 bench:
