@@ -75,10 +75,10 @@ type fakeNode struct {
 	// prove it stopped.
 	stopGate chan struct{}
 	stopErr  error
-	mu          sync.Mutex
-	status      container.Status
-	restarts    int
-	running     atomic.Bool
+	mu       sync.Mutex
+	status   container.Status
+	restarts int
+	running  atomic.Bool
 }
 
 var _ Node = (*fakeNode)(nil)
@@ -183,14 +183,14 @@ type harness struct {
 	// fenceFails is how many more fence attempts fail; fences counts them all.
 	fenceFails atomic.Int32
 	fences     atomic.Int32
-	d         *Daemon
-	elector   *fakeElector
-	takeover  *fakeTakeover
-	notes     *recorder
-	nodes     chan *fakeNode
-	nodeSetup func(*fakeNode)
-	cancel    context.CancelFunc
-	done      chan error
+	d          *Daemon
+	elector    *fakeElector
+	takeover   *fakeTakeover
+	notes      *recorder
+	nodes      chan *fakeNode
+	nodeSetup  func(*fakeNode)
+	cancel     context.CancelFunc
+	done       chan error
 }
 
 func start(t *testing.T, leaderEnabled bool, edit func(*config.Config), warmErr error) *harness {
