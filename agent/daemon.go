@@ -383,6 +383,9 @@ var _ control.Handler = (*Daemon)(nil)
 // ensureElection builds the elector for the database password held now, and again only when its version
 // changed (a rotated password would lock a stale elector out of every new session).
 func (d *Daemon) ensureElection() error {
+	if d.election == nil {
+		return nil
+	}
 	d.mu.Lock()
 	pw, have, built := d.secrets.DatabasePassword, d.electionVersion, d.elector != nil
 	d.mu.Unlock()

@@ -450,6 +450,33 @@ func TestRotatedSecretRestartsTheActiveNode(t *testing.T) {
 	}
 }
 
+// TestRotatedDatabasePasswordReachesTheActiveLogins: after a rotation on the active, the takeover that runs before
+// the node's next start logs in with the new password (RDS managed rotation locked it out before).
+func TestRotatedDatabasePasswordReachesTheActiveLogins(t *testing.T) {
+	h, _ := activate(t, nil)
+	if got := h.elections.Load(); got != 1 {
+		t.Fatalf("%d elections built before the rotation, want 1", got)
+	}
+	h.version.Store(3)
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if err := h.d.Restart(ctx); err != nil { // fetches the rotated secrets and starts the node again
+		t.Fatal(err)
+	}
+	if err := h.d.beforeStart(newFakeTerm())(ctx); err != nil { // what the supervisor runs before that start
+		t.Fatal(err)
+	}
+	if got := h.elections.Load(); got != 2 {
+		t.Fatalf("%d elections built after the rotation, want 2: the takeover still logs in with the old password", got)
+	}
+	h.d.mu.Lock()
+	got := h.d.electionVersion
+	h.d.mu.Unlock()
+	if got != "v3" {
+		t.Fatalf("the logins follow password version %s, want v3", got)
+	}
+}
+
 func TestRotatedSecretRefreshesTheStandby(t *testing.T) {
 	h := start(t, true, func(c *config.Config) { c.Secrets.PollInterval = 20 * time.Millisecond }, nil)
 	testenv.WaitFor(t, 5*time.Second, "campaigning", func() bool { return h.elector.acquires.Load() == 1 })

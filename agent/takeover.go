@@ -55,7 +55,14 @@ func (d *Daemon) waitTakeover(ctx context.Context, term Term) error {
 	}
 }
 
+// currentTakeover is the takeover logging in with the database password held now. On the active too: after a
+// rotation (RDS managed rotation: ALTER ROLE, then the new secret) a takeover built for the old password could not
+// log in for the proof that runs before every start, and the node would never start again. The term's own lock
+// session is unaffected: an open session survives a password change.
 func (d *Daemon) currentTakeover() Takeover {
+	if err := d.ensureElection(); err != nil {
+		d.host.Log.Warn("rebuilding the database logins for the current password", zap.Error(err))
+	}
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	return d.takeover

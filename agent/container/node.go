@@ -89,7 +89,13 @@ func (s *Supervisor) start(ctx context.Context, spec ContainerSpec, r *bootstrap
 			return fmt.Errorf("before starting the node: %w", err)
 		}
 	}
-	// The node refuses a root directory it cannot narrow to 0700, so it must own it.
+	// The node refuses a root directory it cannot narrow to 0700, so it must own it; and what it wrote there must
+	// stay its own (an older unit let systemd hand it all to root at every start).
+	if n, err := fsutil.ReclaimFromRoot(k.DataDir, s.owner); err != nil {
+		return fmt.Errorf("the node's data directory: %w", err)
+	} else if n > 0 {
+		s.log.Warn("the node's data directory was owned by root: given back to the node", zap.String("dir", k.DataDir), zap.Int("entries", n))
+	}
 	if err := fsutil.EnsureDir(k.DataDir, dataDirMode, s.owner); err != nil {
 		return fmt.Errorf("the node's data directory: %w", err)
 	}

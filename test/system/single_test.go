@@ -77,6 +77,15 @@ func TestUnitRunsTheNode(t *testing.T) {
 			t.Fatal("node not ready after systemctl restart")
 		}
 	})
+	t.Run("DataReownedByAnOlderUnitIsGivenBack", func(t *testing.T) {
+		// What the unit of 42eff39 (StateDirectory=cl-agent/node) did at every start.
+		h.run("chown", "-R", "root:root", "/var/lib/cl-agent/node")
+		h.run("systemctl", "restart", "cl-agent")
+		assertOwner(t, h, "/var/lib/cl-agent/node", "/var/lib/cl-agent/node/written-by-node")
+		if !h.nodeReady() {
+			t.Fatal("node not ready after its data was given back")
+		}
+	})
 	t.Run("KillMainPIDFencesAndRestarts", func(t *testing.T) {
 		before := h.prop("NRestarts")
 		h.run("systemctl", "kill", "-s", "KILL", "--kill-who=main", "cl-agent")
