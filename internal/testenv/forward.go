@@ -1,7 +1,6 @@
 package testenv
 
 import (
-	"context"
 	"errors"
 	"fmt"
 	"io"
@@ -29,9 +28,14 @@ func Forward(host, target string) (*Forwarder, error) {
 	if err != nil {
 		return nil, fmt.Errorf("forward %s: %w", target, err)
 	}
+	return ForwardFrom(l, target), nil
+}
+
+// ForwardFrom relays each connection accepted on l (one opened in a network namespace, say) to target.
+func ForwardFrom(l net.Listener, target string) *Forwarder {
 	f := &Forwarder{Addr: l.Addr().String(), l: l, open: map[net.Conn]struct{}{}}
 	f.wg.Go(func() { f.serve(target) })
-	return f, nil
+	return f
 }
 
 func (f *Forwarder) serve(target string) {
@@ -44,29 +48,25 @@ func (f *Forwarder) serve(target string) {
 	}
 }
 
+// relay copies both ways until either side ends, then closes both.
 func (f *Forwarder) relay(in net.Conn, target string) {
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	out, err := (&net.Dialer{}).DialContext(ctx, "tcp", target)
-	cancel()
+	out, err := net.DialTimeout("tcp", target, dialBound)
 	if err != nil {
-		in.Close()
+		in.Close() // nothing listens there (a node not started yet): the client sees the connection end
 		return
 	}
 	if !f.track(in, out) {
 		return
 	}
-	var both sync.WaitGroup
-	pipe := func(dst, src net.Conn) {
-		_, _ = io.Copy(dst, src)
-		if tc, ok := dst.(*net.TCPConn); ok {
-			_ = tc.CloseWrite()
-		}
-	}
-	both.Go(func() { pipe(out, in) })
-	both.Go(func() { pipe(in, out) })
-	both.Wait()
+	done := make(chan struct{}, 2)
+	go func() { _, _ = io.Copy(out, in); done <- struct{}{} }()
+	go func() { _, _ = io.Copy(in, out); done <- struct{}{} }()
+	<-done
 	f.untrack(in, out)
 }
+
+// dialBound bounds the connection to the target.
+const dialBound = 2 * time.Second
 
 func (f *Forwarder) track(conns ...net.Conn) bool {
 	f.mu.Lock()

@@ -3,21 +3,17 @@ package ha
 import (
 	"errors"
 	"fmt"
-	"io"
 	"net"
 	"os"
 	"path/filepath"
 	"runtime"
 	"strconv"
-	"sync"
 	"testing"
-	"time"
 
 	"golang.org/x/sys/unix"
-)
 
-// dialBound bounds the forwarder's connection to the root namespace's service.
-const dialBound = 2 * time.Second
+	"github.com/cl-agent/cl-agent/internal/testenv"
+)
 
 // forwardLoopback makes 127.0.0.1:port inside network namespace ns lead to 127.0.0.1:port in the root namespace,
 // until the test ends. A namespace has a loopback of its own: without this, an agent inside could not reach the
@@ -32,79 +28,8 @@ func forwardLoopback(tb testing.TB, ns string, port int) {
 	if err != nil {
 		tb.Fatalf("forward %s into %s: %v", addr, ns, err)
 	}
-	f := &forwarder{ln: ln, target: addr, conns: map[net.Conn]bool{}}
-	go f.serve()
-	tb.Cleanup(f.close)
-}
-
-type forwarder struct {
-	ln     net.Listener
-	target string
-
-	mu     sync.Mutex
-	conns  map[net.Conn]bool
-	closed bool
-}
-
-func (f *forwarder) serve() {
-	for {
-		c, err := f.ln.Accept()
-		if err != nil {
-			return
-		}
-		go f.pipe(c)
-	}
-}
-
-// pipe copies both ways until either side ends, then closes both.
-func (f *forwarder) pipe(in net.Conn) {
-	out, err := net.DialTimeout("tcp", f.target, dialBound)
-	if err != nil {
-		in.Close() // nothing listens there (a node not started yet): the client sees the connection end
-		return
-	}
-	if !f.track(in, out) {
-		return
-	}
-	done := make(chan struct{}, 2)
-	go func() { _, _ = io.Copy(out, in); done <- struct{}{} }()
-	go func() { _, _ = io.Copy(in, out); done <- struct{}{} }()
-	<-done
-	f.untrack(in, out)
-}
-
-func (f *forwarder) track(cs ...net.Conn) bool {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	if f.closed {
-		for _, c := range cs {
-			c.Close()
-		}
-		return false
-	}
-	for _, c := range cs {
-		f.conns[c] = true
-	}
-	return true
-}
-
-func (f *forwarder) untrack(cs ...net.Conn) {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	for _, c := range cs {
-		c.Close()
-		delete(f.conns, c)
-	}
-}
-
-func (f *forwarder) close() {
-	f.ln.Close()
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	f.closed = true
-	for c := range f.conns {
-		c.Close()
-	}
+	f := testenv.ForwardFrom(ln, addr)
+	tb.Cleanup(func() { _ = f.Close() })
 }
 
 // listenInNamespace opens a TCP listener inside the named network namespace. A socket belongs to the namespace

@@ -171,27 +171,27 @@ func (e *nodeEvents) restarted(hostName string, t0 time.Time) bool {
 	return false
 }
 
-// intervals are the periods a node ran on the host; one still running ends now.
-func (e *nodeEvents) intervals(hostName string) [][2]time.Time {
+// intervals are the periods a node ran on the host, in Unix nanoseconds; one still running ends now.
+func (e *nodeEvents) intervals(hostName string) [][2]int64 {
 	e.mu.Lock()
 	evs := append([]nodeEvent(nil), e.log[hostName]...)
 	e.mu.Unlock()
 	sort.Slice(evs, func(i, j int) bool { return evs[i].at.Before(evs[j].at) })
-	started := map[string]time.Time{}
-	var out [][2]time.Time
+	started := map[string]int64{}
+	var out [][2]int64
 	for _, ev := range evs {
 		switch ev.action {
 		case "start":
-			started[ev.id] = ev.at
+			started[ev.id] = ev.at.UnixNano()
 		case "die":
 			if s, ok := started[ev.id]; ok {
-				out = append(out, [2]time.Time{s, ev.at})
+				out = append(out, [2]int64{s, ev.at.UnixNano()})
 				delete(started, ev.id)
 			}
 		}
 	}
 	for _, s := range started {
-		out = append(out, [2]time.Time{s, time.Now()})
+		out = append(out, [2]int64{s, time.Now().UnixNano()})
 	}
 	return out
 }
@@ -201,10 +201,7 @@ func (e *nodeEvents) overlap(h1, h2 string) time.Duration {
 	var total time.Duration
 	for _, x := range e.intervals(h1) {
 		for _, y := range e.intervals(h2) {
-			from, to := later(x[0], y[0]), earlier(x[1], y[1])
-			if to.After(from) {
-				total += to.Sub(from)
-			}
+			total += time.Duration(max(0, min(x[1], y[1])-max(x[0], y[0])))
 		}
 	}
 	return total
@@ -220,18 +217,4 @@ func (e *nodeEvents) String() string {
 		}
 	}
 	return s
-}
-
-func later(a, b time.Time) time.Time {
-	if a.After(b) {
-		return a
-	}
-	return b
-}
-
-func earlier(a, b time.Time) time.Time {
-	if a.Before(b) {
-		return a
-	}
-	return b
 }
