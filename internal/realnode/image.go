@@ -1,0 +1,94 @@
+package realnode
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+)
+
+// Version is the node version the tests run unless they ask for another: v2.19.0, the release this project's
+// facts about the node were measured on (commit d7b5f7bd0d0db82550e39223aeeb5a5eafe01e24).
+const Version = "2.19.0"
+
+// buildTimeout bounds build.sh. A cold build downloads ~5 GB of modules and compiles for several minutes on
+// 2 cores; a cached image answers in well under a second.
+const buildTimeout = 40 * time.Minute
+
+// buildScript is test/images/chainlink/build.sh relative to the module root.
+const buildScript = "test/images/chainlink/build.sh"
+
+var images struct {
+	sync.Mutex
+	refs map[string]string // version → image reference, once built or found in this process
+}
+
+// Image returns the reference of the real node image of Version, building it when it is missing or stale. A
+// failed build fails the test.
+func Image(t testing.TB) string {
+	t.Helper()
+	return ImageOf(t, Version)
+}
+
+// ImageOf is Image for another X.Y.Z version (one the Go module proxy serves).
+func ImageOf(t testing.TB, version string) string {
+	t.Helper()
+	ref, err := BuildImage(context.Background(), version)
+	if err != nil {
+		t.Fatalf("realnode: %v", err)
+	}
+	return ref
+}
+
+// BuildImage runs build.sh for version once per process (concurrent callers wait for the first) and returns the
+// image reference it prints. build.sh itself is a no-op when the image is cached.
+func BuildImage(ctx context.Context, version string) (string, error) {
+	images.Lock()
+	defer images.Unlock()
+	if ref, ok := images.refs[version]; ok {
+		return ref, nil
+	}
+	root, err := moduleRoot(ctx)
+	if err != nil {
+		return "", err
+	}
+	ctx, cancel := context.WithTimeout(ctx, buildTimeout)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, "bash", filepath.Join(root, buildScript), version)
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	out, err := cmd.Output()
+	if err != nil {
+		return "", fmt.Errorf("%s %s (bound %s): %w\n%s", buildScript, version, buildTimeout, err, strings.TrimSpace(stderr.String()))
+	}
+	ref := strings.TrimSpace(string(out))
+	if ref == "" || strings.ContainsAny(ref, " \n") {
+		return "", fmt.Errorf("%s %s printed %q, not an image reference", buildScript, version, out)
+	}
+	if images.refs == nil {
+		images.refs = make(map[string]string)
+	}
+	images.refs[version] = ref
+	return ref, nil
+}
+
+// moduleRoot is the directory of the go.mod governing the working directory (the package directory under go test).
+func moduleRoot(ctx context.Context) (string, error) {
+	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	out, err := exec.CommandContext(ctx, "go", "env", "GOMOD").Output()
+	if err != nil {
+		return "", fmt.Errorf("go env GOMOD (bound 30s): %w", err)
+	}
+	gomod := strings.TrimSpace(string(out))
+	if gomod == "" || gomod == os.DevNull {
+		return "", fmt.Errorf("no go.mod above the working directory: run inside the cl-agent module")
+	}
+	return filepath.Dir(gomod), nil
+}

@@ -1,0 +1,122 @@
+package realnode
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"fmt"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/cl-agent/cl-agent/agent/bootstrap"
+	"github.com/cl-agent/cl-agent/agent/config"
+	"github.com/cl-agent/cl-agent/internal/testenv"
+)
+
+// A chain client address nothing listens on (port 1 of the node container's own loopback): the node starts
+// without a chain, its chain checks failing.
+const (
+	ClosedChainWS   = "ws://127.0.0.1:1"
+	ClosedChainHTTP = "http://127.0.0.1:1"
+)
+
+// Setup is a node's files as the agent renders them (bootstrap.Render, TOML generation) for a fresh database in a
+// test PostgreSQL, written the way the agent writes them (bootstrap.WriteNodeFiles: 0400, owned by the node).
+type Setup struct {
+	Config   *config.Config
+	Identity bootstrap.Identity
+	// Secrets are the values rendered into the files (the database password also owns the database's role).
+	Secrets bootstrap.NodeSecrets
+	// Files are the rendered secrets directory, the database CA, and an empty data directory. Start more nodes on
+	// the same database with Files.DataDir replaced by a fresh DataDir(t), as a second host would.
+	Files Files
+	// Cmd is the node's command line after the entrypoint (`node -config … -secrets … start -p … -a …`).
+	Cmd []string
+}
+
+// SetupOption changes the agent configuration Render uses.
+type SetupOption func(*setupOptions)
+
+type setupOptions struct {
+	wsURL, httpURL string
+	extraYAML      string
+}
+
+// ChainURLs points the node at a chain client (default: ClosedChainWS and ClosedChainHTTP).
+func ChainURLs(ws, http string) SetupOption {
+	return func(o *setupOptions) { o.wsURL, o.httpURL = ws, http }
+}
+
+// ExtraConfig adds lines to the node: section of the agent's YAML configuration (indented by two spaces), e.g.
+// "  extra_toml: |\n    [Log]\n    Level = 'debug'\n".
+func ExtraConfig(nodeYAML string) SetupOption {
+	return func(o *setupOptions) { o.extraYAML = nodeYAML }
+}
+
+// Render creates a database with its own role in pg and renders the node's files for it with the agent's own
+// renderer: the node reaches pg at its docker bridge address with sslmode=verify-full against pg's CA, which is
+// mounted at its host path as agent/container.Spec mounts node.database.sslrootcert. The passwords are random and
+// hold URL-special characters, so the real node also checks the agent's percent-encoding.
+func Render(t testing.TB, pg *testenv.Postgres, opts ...SetupOption) *Setup {
+	t.Helper()
+	o := setupOptions{wsURL: ClosedChainWS, httpURL: ClosedChainHTTP}
+	for _, opt := range opts {
+		opt(&o)
+	}
+	suffix := randomHex(6)
+	dbName, dbUser := "chainlink_"+suffix, "node_"+suffix
+	secrets := bootstrap.NodeSecrets{
+		DatabasePassword: bootstrap.NewSecret("db:p@ss/w?rd#"+randomHex(8), "test"),
+		APIPassword:      bootstrap.NewSecret("api-P@ssword-"+randomHex(8), "test"),
+		KeystorePassword: bootstrap.NewSecret("keystore-P@ssword-"+randomHex(8), "test"),
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	if err := pg.CreateDatabase(ctx, dbName, dbUser, secrets.DatabasePassword.Reveal()); err != nil {
+		t.Fatalf("realnode: %v", err)
+	}
+
+	cfg, err := config.Parse([]byte(fmt.Sprintf(`
+instance: {id: i-0realnode%s, region: us-east-1}
+node:
+  format: toml
+  ws_url: %q
+  http_url: %q
+  api_email: ops@example.com
+  database: {host: %q, port: %d, name: %q, user: %q, sslmode: verify-full, sslrootcert: %q}
+%s`, suffix, o.wsURL, o.httpURL, pg.BridgeHost, pg.Port, dbName, dbUser, pg.CAFile, o.extraYAML)))
+	if err != nil {
+		t.Fatalf("realnode: agent config: %v", err)
+	}
+	id := bootstrap.Identity{InstanceID: cfg.Instance.ID, Region: cfg.Instance.Region}
+	r, err := bootstrap.Render(cfg, id, secrets, bootstrap.FormatTOML)
+	if err != nil {
+		t.Fatalf("realnode: render: %v", err)
+	}
+	cmd := r.Cmd
+	secretsDir := filepath.Join(t.TempDir(), "node-secrets")
+	if err := bootstrap.WriteNodeFiles(secretsDir, r, bootstrap.NodeOwner(cfg.Container)); err != nil {
+		t.Fatalf("realnode: write node files: %v", err)
+	}
+	return &Setup{
+		Config:   cfg,
+		Identity: id,
+		Secrets:  secrets,
+		Files:    Files{SecretsDir: secretsDir, DataDir: DataDir(t), ReadOnly: []string{pg.CAFile}},
+		Cmd:      cmd,
+	}
+}
+
+// DatabaseURL is a URL for the node's database as its own role, over 127.0.0.1 (for queries from the test).
+func (s *Setup) DatabaseURL(pg *testenv.Postgres) string {
+	db := s.Config.Node.Database
+	db.Host, db.Port, db.SSLMode, db.SSLRootCert = pg.Host, pg.Port, "verify-full", pg.CAFile
+	return bootstrap.DatabaseURL(db, s.Secrets.DatabasePassword.Reveal(), "")
+}
+
+func randomHex(n int) string {
+	b := make([]byte, n)
+	_, _ = rand.Read(b) // crypto/rand does not fail on Linux
+	return hex.EncodeToString(b)
+}
