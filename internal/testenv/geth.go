@@ -246,7 +246,8 @@ func (g *Geth) Fund(ctx context.Context, to string, wei *big.Int) error {
 		var receipt *struct {
 			Status string `json:"status"`
 		}
-		if err := g.Call(ctx, "eth_getTransactionReceipt", &receipt, tx); err != nil {
+		// A fresh geth answers "transaction indexing is in progress" until its indexer has caught up: not yet.
+		if err := g.Call(ctx, "eth_getTransactionReceipt", &receipt, tx); err != nil && !strings.Contains(err.Error(), "indexing is in progress") {
 			return err
 		}
 		if receipt != nil {
