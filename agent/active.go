@@ -236,26 +236,39 @@ func (a *activeTerm) rotated(rc rotationCheck) {
 func (a *activeTerm) tick() {
 	a.d.beat()
 	a.d.observe(a.node.Status())
-	failing, _ := a.d.nodeFailing()
+	failing, _ := a.failing()
 	if a.d.election != nil && a.sick.due(failing, a.d.host.Config.Health.UnhealthyStepdown, time.Now()) {
 		go func() { a.peer <- a.d.askPeer(a.runCtx) }()
 	}
 }
 
-// shouldHandOver decides, once the standby has answered, whether a node that keeps failing its checks goes to it.
+// failing reports whether this term's node cannot serve: not ready (a start that keeps failing — a foreign
+// container under its name, a full tmpfs — holds the lock with no node behind it), or failing its checks.
+func (a *activeTerm) failing() (bool, string) {
+	if st := a.node.Status(); !st.Ready {
+		why := "node not ready: " + string(st.State)
+		if st.LastError != "" {
+			why += ": " + st.LastError
+		}
+		return true, why
+	}
+	return a.d.nodeFailing()
+}
+
+// shouldHandOver decides, once the standby has answered, whether a node that keeps failing goes to it.
 func (a *activeTerm) shouldHandOver(pa peerAnswer) (bool, string) {
-	failing, why := a.d.nodeFailing()
+	failing, why := a.failing()
 	switch {
 	case !failing:
 		return false, "" // it recovered while we asked
 	case !pa.ready:
-		a.d.host.Log.Warn("the node keeps failing its checks, but there is no healthy standby to hand over to: staying active",
+		a.d.host.Log.Warn("the node keeps failing, but there is no healthy standby to hand over to: staying active",
 			zap.String("node", why), zap.String("standby", pa.why))
 		return false, ""
 	}
-	a.d.host.Log.Warn("the node keeps failing its checks: handing over to the healthy standby",
+	a.d.host.Log.Warn("the node keeps failing: handing over to the healthy standby",
 		zap.String("node", why), zap.String("standby", pa.why))
-	return true, "handing over an unhealthy node: stopping it"
+	return true, "handing over a node that keeps failing (" + why + "): stopping it"
 }
 
 // observe mirrors the supervisor's status into the daemon's: starting until the node is ready, then active.

@@ -75,6 +75,8 @@ type fakeNode struct {
 	// prove it stopped.
 	stopGate chan struct{}
 	stopErr  error
+	// startErr plays a start that keeps failing: the node never gets ready, with this as its last error.
+	startErr string
 	mu       sync.Mutex
 	status   container.Status
 	restarts int
@@ -91,7 +93,11 @@ func (n *fakeNode) Run(ctx context.Context) error {
 			return err
 		}
 	}
-	n.set(container.Status{State: container.StateReady, Ready: true})
+	if n.startErr != "" {
+		n.set(container.Status{State: container.StateBackoff, LastError: n.startErr})
+	} else {
+		n.set(container.Status{State: container.StateReady, Ready: true})
+	}
 	<-ctx.Done()
 	if n.stopGate != nil {
 		<-n.stopGate
@@ -160,6 +166,23 @@ func (r *recorder) has(prefix string) bool {
 		}
 	}
 	return false
+}
+
+func (r *recorder) contains(text string) bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for _, n := range r.notes {
+		if strings.Contains(n, text) {
+			return true
+		}
+	}
+	return false
+}
+
+func (r *recorder) all() []string {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return append([]string(nil), r.notes...)
 }
 
 func (r *recorder) count(prefix string) int {
@@ -538,6 +561,23 @@ func TestUnhealthyNodeHandover(t *testing.T) {
 				t.Errorf("role %s, want active: there is nobody to hand over to", h.role())
 			}
 		})
+	}
+}
+
+// TestStuckStartHandsOver: a host that holds the lock but cannot start its node (a foreign container under its
+// name) hands over to a healthy standby once the bound has passed, and says why.
+func TestStuckStartHandsOver(t *testing.T) {
+	h := startWith(t, true, func(c *config.Config) { c.Health.UnhealthyStepdown = 50 * time.Millisecond }, nil,
+		func(n *fakeNode) { n.startErr = `container "chainlink" is not managed by cl-agent` })
+	h.takeover.gone.Store(true)
+	h.takeover.peerReady.Store(true)
+	testenv.WaitFor(t, 5*time.Second, "campaigning", func() bool { return h.elector.acquires.Load() == 1 })
+	term := newFakeTerm()
+	h.elector.grant <- term
+	<-h.nodes
+	testenv.WaitFor(t, 5*time.Second, "the stuck host to hand over", term.released.Load)
+	if !h.notes.contains("handing over a node that keeps failing (node not ready: backoff: container \"chainlink\" is not managed") {
+		t.Errorf("systemd's status line never said why the host handed over: %q", h.notes.all())
 	}
 }
 
