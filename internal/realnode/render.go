@@ -108,13 +108,6 @@ node:
 	}
 }
 
-// DatabaseURL is a URL for the node's database as its own role, over 127.0.0.1 (for queries from the test).
-func (s *Setup) DatabaseURL(pg *testenv.Postgres) string {
-	db := s.Config.Node.Database
-	db.Host, db.Port, db.SSLMode, db.SSLRootCert = pg.Host, pg.Port, "verify-full", pg.CAFile
-	return bootstrap.DatabaseURL(db, s.Secrets.DatabasePassword.Reveal(), "")
-}
-
 func randomHex(n int) string {
 	b := make([]byte, n)
 	_, _ = rand.Read(b) // crypto/rand does not fail on Linux

@@ -129,7 +129,13 @@ bin=$work/image/chainlink
 ldflags="-X $module/core/static.Version=$version -X $module/core/static.Sha=$commit"
 if ! (cd "$work/wrapper" && CGO_ENABLED=1 go build -mod=mod -trimpath -ldflags "$ldflags" -o "$bin" "$module") \
 	>"$work/build.log" 2>&1; then
-	tail -n 40 "$work/build.log" >&2
+	refused=$(grep -o 'reading https://[^ ]*/@v/[^ ]*\.zip: 403' "$work/build.log" | sed 's|^reading https://[^/]*/||; s|/@v/|@|; s|\.zip: 403$||' | LC_ALL=C sort -u)
+	if [ -n "$refused" ]; then # newer releases pin dependency versions that the module proxy does not serve
+		say "cannot build: the module proxy refuses (403) these dependencies of v$version:"
+		sed 's/^/  /' <<<"$refused" >&2
+	else
+		tail -n 40 "$work/build.log" >&2
+	fi
 	exit 1
 fi
 say "compiled in $(($(date +%s) - start)) s"
