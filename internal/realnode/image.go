@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 )
@@ -20,6 +21,9 @@ const Version = "2.19.0"
 // buildTimeout bounds build.sh. A cold build downloads ~5 GB of modules and compiles for several minutes on
 // 2 cores; a cached image answers in well under a second.
 const buildTimeout = 40 * time.Minute
+
+// deadlineMargin is left of a test's deadline to report a build that did not finish.
+const deadlineMargin = 30 * time.Second
 
 // buildScript is test/images/chainlink/build.sh relative to the module root.
 const buildScript = "test/images/chainlink/build.sh"
@@ -36,11 +40,25 @@ func Image(t testing.TB) string {
 	return ImageOf(t, Version)
 }
 
-// ImageOf is Image for another X.Y.Z version (one the Go module proxy serves).
+// ImageOf is Image for another X.Y.Z version (one the Go module proxy serves). A build is bounded by the test
+// binary's own deadline (less a margin to report it), so a cold build under a short -timeout fails with a hint
+// instead of the test binary's panic.
 func ImageOf(t testing.TB, version string) string {
 	t.Helper()
-	ref, err := BuildImage(context.Background(), version)
+	ctx := context.Background()
+	if dt, ok := t.(interface{ Deadline() (time.Time, bool) }); ok {
+		if deadline, set := dt.Deadline(); set {
+			var cancel context.CancelFunc
+			ctx, cancel = context.WithDeadline(ctx, deadline.Add(-deadlineMargin))
+			defer cancel()
+		}
+	}
+	ref, err := BuildImage(ctx, version)
 	if err != nil {
+		if ctx.Err() != nil {
+			t.Fatalf("realnode: the image build did not finish before the test deadline; build it first "+
+				"(bash %s %s: cold, a ~5 GB module download and minutes of compiling): %v", buildScript, version, err)
+		}
 		t.Fatalf("realnode: %v", err)
 	}
 	return ref
@@ -61,6 +79,10 @@ func BuildImage(ctx context.Context, version string) (string, error) {
 	ctx, cancel := context.WithTimeout(ctx, buildTimeout)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, "bash", filepath.Join(root, buildScript), version)
+	// On the deadline end the whole build (go, the compiler, docker CLI), not only bash: its own process group.
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	cmd.Cancel = func() error { return syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL) }
+	cmd.WaitDelay = 10 * time.Second
 	var stderr bytes.Buffer
 	cmd.Stderr = &stderr
 	out, err := cmd.Output()
