@@ -8,7 +8,7 @@ FUZZTIME    ?= 10s
 # Packages whose tests need root, Docker, PostgreSQL, moto or the IMDS mock: all of them, the way CI runs.
 TEST_FLAGS  ?= -count=1 -timeout 12m
 
-.PHONY: all build test prereqs images lint unit ha system fuzz dockerd-restart bench demo package clean
+.PHONY: all build test prereqs images lint unit ha system realnode fuzz dockerd-restart bench demo package clean
 
 all: build
 
@@ -16,17 +16,20 @@ build:
 	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN) ./cmd/cl-agent
 
 ## test: everything CI checks, on the real components (installs/starts what it can, fails on what is missing).
-test: prereqs images lint build unit ha system fuzz dockerd-restart
+test: prereqs images lint build unit ha system realnode fuzz dockerd-restart
 	@echo "make test: all checks passed"
 
 prereqs:
 	@bash scripts/testenv-prereqs.sh
 
-## images: what the tests run that must be built first, each cached by content (fast when nothing changed):
-## geth (the chain client, from its Go module) and the systemd host image (debootstrap, Debian packages).
+## images: what the tests run that must be built first, each cached by content (fast when nothing changed), built
+## side by side: the real Chainlink node v2.19.0 from its Go module (cold ~15 min), geth from its Go module (cold
+## ~6 min) and the systemd host image (debootstrap, cold ~3 min). Each build's log is printed if it fails.
+IMAGE_BUILDS := test/images/chainlink/build.sh test/images/geth/build.sh test/images/systemd/build.sh
 images:
-	@bash test/images/geth/build.sh >/dev/null
-	@bash test/images/systemd/build.sh >/dev/null
+	@log=$$(mktemp -d); pids=(); for b in $(IMAGE_BUILDS); do bash $$b >/dev/null 2>$$log/$$(basename $$(dirname $$b)).log & pids+=($$!); done; \
+	rc=0; i=0; for b in $(IMAGE_BUILDS); do if ! wait $${pids[$$i]}; then rc=1; echo "images: $$b failed:"; tail -n 40 $$log/$$(basename $$(dirname $$b)).log; fi; i=$$((i+1)); done; \
+	rm -rf $$log; [ $$rc -eq 0 ] && echo "images: the real node, geth and the systemd host are built"; exit $$rc
 
 lint: build
 	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt would change: $$out"; exit 1; fi
@@ -36,11 +39,15 @@ lint: build
 		&& systemd-analyze verify $$tmp/cl-agent.service && echo "systemd-analyze verify: ok" ; rc=$$?; rm -rf $$tmp; exit $$rc
 
 unit:
-	$(GO) test $(TEST_FLAGS) $$($(GO) list ./... | grep -v -e /test/ha -e /test/system)
+	$(GO) test $(TEST_FLAGS) $$($(GO) list ./... | grep -v -e /test/ha -e /test/system -e /test/realnode)
 
 ## system: the shipped unit and binary under a real systemd 252 as PID 1 (one host, then a pair), alone.
 system:
 	$(GO) test -count=1 -timeout 15m ./test/system
+
+## realnode: the agent's rendered files on the real Chainlink node (validate, ready, its lease, its session names).
+realnode:
+	$(GO) test -count=1 -timeout 10m ./test/realnode
 
 ## ha: the active/standby proofs (two namespaced hosts, real failures); alone, because they measure timings.
 ha:
@@ -53,11 +60,11 @@ fuzz:
 
 ## dockerd-restart: tests that restart the shared Docker engine, one package at a time (-p 1), after everything else.
 dockerd-restart:
-	$(GO) test -p 1 -count=1 -timeout 10m -tags dockerrestart -run 'DockerdRestart' $$($(GO) list ./... | grep -v /test/system)
+	$(GO) test -p 1 -count=1 -timeout 10m -tags dockerrestart -run 'DockerdRestart' $$($(GO) list ./... | grep -v -e /test/system -e /test/realnode)
 
 ## bench: benchmarks on the real components (figures for the README).
 bench:
-	$(GO) test -run '^$$' -bench . -benchtime 5x -timeout 20m ./...
+	$(GO) test -run '^$$' -bench . -benchtime 5x -timeout 20m $$($(GO) list ./... | grep -v -e /test/system -e /test/realnode)
 
 ## demo: start the local stand-ins and show the agent working against them.
 demo: build
