@@ -11,7 +11,6 @@ import (
 	"github.com/jackc/pgx/v5/pgconn"
 	"go.uber.org/zap"
 
-	"github.com/cl-agent/cl-agent/agent/bootstrap"
 	"github.com/cl-agent/cl-agent/agent/leader"
 )
 
@@ -68,12 +67,11 @@ func (d *Daemon) currentTakeover() Takeover {
 	return d.takeover
 }
 
-// dbTakeover answers from the node's database: the node's lease row, its sessions' application_name
-// ("chainlink/<instance-id>", set in the URL the agent renders) and the server's start time.
+// dbTakeover answers from the node's database: the node's lease row, the sessions of clients other than the
+// agents (the node's) and the server's start time.
 type dbTakeover struct {
 	connect    func(ctx context.Context) (*pgx.Conn, error)
 	instanceID string
-	self       string // this host's node application_name
 	guard      time.Duration
 	timeout    time.Duration
 	// peersTable: cl_agent_peers exists (created once by this process, not on every report).
@@ -83,11 +81,10 @@ type dbTakeover struct {
 // NewTakeover returns the production Takeover, connecting with connConfig (the agent's own database login).
 func NewTakeover(connConfig *pgx.ConnConfig, instanceID string, guard, timeout time.Duration) Takeover {
 	cfg := connConfig.Copy()
-	cfg.RuntimeParams["application_name"] = "cl-agent-takeover/" + instanceID
+	cfg.RuntimeParams["application_name"] = leader.AgentAppNamePrefix + "-takeover/" + instanceID
 	return &dbTakeover{
 		connect:    func(ctx context.Context) (*pgx.Conn, error) { return pgx.ConnectConfig(ctx, cfg) },
 		instanceID: instanceID,
-		self:       bootstrap.NodeApplicationName(instanceID),
 		guard:      guard,
 		timeout:    timeout,
 	}
@@ -131,7 +128,7 @@ func (t *dbTakeover) Watch(ctx context.Context) (func(context.Context) (bool, st
 				gone, why = true, "the previous node released its lease"
 				return nil
 			}
-			sessions, err := leader.NodeSessions(ctx, conn, "chainlink/", t.self)
+			sessions, err := leader.NodeSessions(ctx, conn)
 			if err != nil {
 				return err
 			}
@@ -143,7 +140,7 @@ func (t *dbTakeover) Watch(ctx context.Context) (func(context.Context) (bool, st
 			case lease.Exists && !lease.Expired:
 				why = fmt.Sprintf("the node's lease is held for %s more", lease.Remaining.Round(time.Millisecond))
 			case sessions > 0:
-				why = fmt.Sprintf("%d database sessions of another host's node remain", sessions)
+				why = fmt.Sprintf("%d database sessions of the old node (or another client) remain", sessions)
 			case uptime < t.guard:
 				why = fmt.Sprintf("the database restarted %s ago: missing sessions prove nothing", uptime.Round(time.Second))
 			default:

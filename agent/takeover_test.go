@@ -16,8 +16,14 @@ func TestTakeoverProof(t *testing.T) {
 	pg := testenv.PostgresT(t)
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
+	// The test's own session plays the agents' (any other client of the database counts as the old node).
 	admin := func() *pgx.Conn {
-		c, err := pgx.Connect(ctx, pg.URL("postgres"))
+		cfg, err := pgx.ParseConfig(pg.URL("postgres"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		cfg.RuntimeParams["application_name"] = "cl-agent-test/admin"
+		c, err := pgx.ConnectConfig(ctx, cfg)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -45,10 +51,10 @@ func TestTakeoverProof(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	// A session that looks like the other host's node.
+	// A session of the other host's node, named as the real node names them (whatever the URL asked for).
 	peerNode := func() *pgx.Conn {
 		cfg := connConfig.Copy()
-		cfg.RuntimeParams["application_name"] = "chainlink/i-0peer"
+		cfg.RuntimeParams["application_name"] = "Chainlink 2.19.0 |App|0b7e5a62-3f4c-4e8e-9a51-5a0c2b8e7d11"
 		c, err := pgx.ConnectConfig(ctx, cfg)
 		if err != nil {
 			t.Fatal(err)

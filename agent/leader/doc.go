@@ -162,8 +162,9 @@
 //     ExecStopPost's fence or a stepdown does). A standby that reads LeaseState every RetryInterval sees it. This
 //     proof needs no guard at all. (An Expired lease alone is no proof: a node cut off from the database lets it
 //     lapse and keeps running.)
-//   - Sessions gone: NodeSessions(conn, "chainlink/", bootstrap.NodeApplicationName(self)) == 0 — the old host's
-//     node has no session left. A stopped process closes its sockets, so after a crash this turns 0 within moments.
+//   - Sessions gone: NodeSessions(conn) == 0 — no client but the agents is connected to the node's database, so
+//     the old host's node has no session left (the real node names its sessions "Chainlink <version> |App|<uuid>"
+//     on either host, so they are told apart from the agents', not by host). A stopped process closes its sockets, so after a crash this turns 0 within moments.
 //     It proves the node dead only while the server keeps a silent node's sessions longer than the guard (the node's
 //     sessions carry no keepalive settings: PostgreSQL and RDS defaults are minutes to hours), so use it together
 //     with an Expired lease, or after the guard.

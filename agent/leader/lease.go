@@ -82,18 +82,25 @@ func ExpireLease(ctx context.Context, conn *pgx.Conn) (bool, error) {
 	return tag.RowsAffected() > 0, nil
 }
 
-// NodeSessions counts the sessions in this database whose application_name starts with appNamePrefix, other than
-// exceptApp and conn's own: with prefix "chainlink/" (bootstrap.NodeApplicationName) and exceptApp this host's
-// node, it counts the sessions of other hosts' nodes. 0 means the old node's connections are gone.
-func NodeSessions(ctx context.Context, conn *pgx.Conn, appNamePrefix, exceptApp string) (int, error) {
+// AgentAppNamePrefix starts the application_name of every session the agents open (the lock's "cl-agent/<id>",
+// the takeover's "cl-agent-takeover/<id>").
+const AgentAppNamePrefix = "cl-agent"
+
+// NodeSessions counts the sessions in this database that are not an agent's (application_name starting with
+// AgentAppNamePrefix) nor conn's own: while this host's node is not running, those are the old node's. The node
+// cannot be told by its name: the real node replaces the URL's application_name with its own
+// ("Chainlink <version> |App|<uuid>", cut to 63 characters), the same on both hosts. Any other client of the node's
+// database (an operator's psql) counts too, which only makes the takeover wait out its guard. 0 means the old
+// node's connections are gone.
+func NodeSessions(ctx context.Context, conn *pgx.Conn) (int, error) {
 	ctx, cancel := context.WithTimeout(ctx, leaseCallTimeout)
 	defer cancel()
 	var n int
 	err := conn.QueryRow(ctx, `SELECT count(*) FROM pg_stat_activity
-WHERE datname = current_database() AND pid <> pg_backend_pid()
-  AND starts_with(application_name, $1) AND application_name <> $2`, appNamePrefix, exceptApp).Scan(&n)
+WHERE datname = current_database() AND pid <> pg_backend_pid() AND backend_type = 'client backend'
+  AND NOT starts_with(coalesce(application_name, ''), $1)`, AgentAppNamePrefix).Scan(&n)
 	if err != nil {
-		return 0, fmt.Errorf("count node sessions %q* (bound %s): %w", appNamePrefix, leaseCallTimeout, err)
+		return 0, fmt.Errorf("count the node's sessions (bound %s): %w", leaseCallTimeout, err)
 	}
 	return n, nil
 }

@@ -142,13 +142,14 @@ func TestLease(t *testing.T) {
 	})
 
 	t.Run("NodeSessions", func(t *testing.T) {
+		// The real node's names (measured on v2.19.0: test/realnode), one uuid per node process.
 		others := []interface{ Close(context.Context) error }{
-			db.conn(t, "chainlink/i-other"), db.conn(t, "chainlink/i-other"),
+			db.conn(t, "Chainlink 2.19.0 |App|0b7e5a62-3f4c-4e8e-9a51-5a0c2b8e7d11"),
+			db.conn(t, "Chainlink 2.19.0 |App|0b7e5a62-3f4c-4e8e-9a51-5a0c2b8e7d11"),
 		}
-		db.conn(t, "chainlink/i-self") // this host's own node
-		db.conn(t, "cl-agent/i-other") // the other host's agent
-		db.conn(t, "chainlinkish/i-x") // not a node
-		n, err := NodeSessions(ctx, conn, "chainlink/", "chainlink/i-self")
+		db.conn(t, "cl-agent/i-other")          // the other host's agent
+		db.conn(t, "cl-agent-takeover/i-other") // and its takeover watch
+		n, err := NodeSessions(ctx, conn)
 		if err != nil || n != 2 {
 			t.Fatalf("NodeSessions = %d, %v; want 2", n, err)
 		}
@@ -156,7 +157,7 @@ func TestLease(t *testing.T) {
 			_ = c.Close(ctx)
 		}
 		eventually(t, 5*time.Second, "the old node's sessions gone", func() (bool, error) {
-			n, err := NodeSessions(ctx, conn, "chainlink/", "chainlink/i-self")
+			n, err := NodeSessions(ctx, conn)
 			return err == nil && n == 0, err
 		})
 	})

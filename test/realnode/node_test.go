@@ -9,6 +9,7 @@ import (
 
 	"github.com/jackc/pgx/v5"
 
+	"github.com/cl-agent/cl-agent/agent/leader"
 	"github.com/cl-agent/cl-agent/internal/realnode"
 	"github.com/cl-agent/cl-agent/internal/testenv"
 )
@@ -177,6 +178,21 @@ func TestSessionApplicationName(t *testing.T) {
 	}
 	if len(ids) > 1 {
 		t.Errorf("one node's sessions carry %d application ids, want 1: %v", len(ids), ids)
+	}
+
+	// The takeover proof sees them: counted from the node's database as an agent's session would.
+	cfg, err := pgx.ParseConfig(pg.URL(s.Config.Node.Database.Name))
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg.RuntimeParams["application_name"] = leader.AgentAppNamePrefix + "-takeover/i-test"
+	agentConn, err := pgx.ConnectConfig(ctx, cfg)
+	if err != nil {
+		t.Fatalf("connect to the node's database: %v", err)
+	}
+	defer agentConn.Close(context.WithoutCancel(ctx))
+	if n, err := leader.NodeSessions(ctx, agentConn); err != nil || n != len(names) {
+		t.Errorf("leader.NodeSessions = %d, %v; want the node's %d sessions (42eff39 counted none)", n, err, len(names))
 	}
 }
 
