@@ -11,36 +11,18 @@ import (
 var weiPerETH = new(big.Int).Exp(big.NewInt(10), big.NewInt(18), nil)
 
 // parseWei reads an amount the node's API gives: a whole number of wei (or juels) in decimal, as the node has
-// sent since 1.x ("1500000000000000000" for 1.5). A figure with a decimal point is read as whole units (ETH or
-// LINK), the form the node's log prints; it must still come to a whole number of wei. Nothing goes through a
-// float: the result is exact.
+// sent since 1.x ("1500000000000000000" for 1.5; its assets.Eth marshals the big.Int). Anything else, a decimal
+// point included, is an error rather than a guess at the unit: reading wei as ETH is the bug this replaced.
+// Nothing goes through a float: the result is exact.
 func parseWei(s string) (*big.Int, error) {
 	s = strings.TrimSpace(s)
 	if s == "" {
 		return nil, fmt.Errorf("empty amount")
 	}
-	if !strings.Contains(s, ".") {
-		if strings.TrimLeft(s, "0123456789") != "" {
-			return nil, fmt.Errorf("%q is not a whole number of wei", oneLine(s, 40))
-		}
-		n, _ := new(big.Int).SetString(s, 10)
-		return n, nil
+	if strings.TrimLeft(s, "0123456789") != "" {
+		return nil, fmt.Errorf("%q is not a whole number of wei", oneLine(s, 40))
 	}
-	return unitsToWei(s)
-}
-
-// unitsToWei converts a non-negative decimal number of ETH (or LINK) to wei (juels) exactly; more than 18
-// decimals that are not zeros is an error.
-func unitsToWei(s string) (*big.Int, error) {
-	whole, frac, _ := strings.Cut(s, ".")
-	if whole == "" {
-		whole = "0"
-	}
-	frac = strings.TrimRight(frac, "0")
-	if strings.TrimLeft(whole+frac, "0123456789") != "" || len(frac) > 18 {
-		return nil, fmt.Errorf("%q is not an amount to the wei", oneLine(s, 40))
-	}
-	n, _ := new(big.Int).SetString(whole+frac+strings.Repeat("0", 18-len(frac)), 10)
+	n, _ := new(big.Int).SetString(s, 10)
 	return n, nil
 }
 

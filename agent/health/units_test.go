@@ -14,10 +14,8 @@ func TestParseWei(t *testing.T) {
 		{"0", "0", ""},
 		{" 42 ", "42", ""},
 		{"115792089237316195423570985008687907853269984665640564039457584007913129639935", "115792089237316195423570985008687907853269984665640564039457584007913129639935", ""},
-		{"1.500000000000000000", "1500000000000000000", ""}, // the node's log form: ETH with 18 decimals
-		{"0.05", "50000000000000000", ""},
-		{".5", "500000000000000000", ""},
-		{"0.0000000000000000001", "", "not an amount to the wei"},
+		{"1.500000000000000000", "", "not a whole number of wei"}, // the node's log form, never its API's
+		{"0.05", "", "not a whole number of wei"},
 		{"1e18", "", "not a whole number of wei"},
 		{"-1", "", "not a whole number of wei"},
 		{"0x10", "", "not a whole number of wei"},

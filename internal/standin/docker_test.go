@@ -257,7 +257,7 @@ func checkAPI(t *testing.T, base string) {
 	var keys struct {
 		Data []struct{ Attributes struct{ EthBalance string } }
 	}
-	if err := json.NewDecoder(resp.Body).Decode(&keys); err != nil || len(keys.Data) != 1 || keys.Data[0].Attributes.EthBalance != "1.000000000000000000" {
+	if err := json.NewDecoder(resp.Body).Decode(&keys); err != nil || len(keys.Data) != 1 || keys.Data[0].Attributes.EthBalance != "1000000000000000000" {
 		t.Errorf("/v2/keys/eth = %+v, %v", keys, err)
 	}
 }

@@ -104,14 +104,14 @@ func TestNodeAPI(t *testing.T) {
 	}
 	_, body := get(t, c, srv.URL+"/v2/keys/eth")
 	decode(t, body, &keys)
-	if len(keys.Data) != 1 || keys.Data[0].Type != "eTHKeys" || keys.Data[0].Attributes.EthBalance != "1.000000000000000000" ||
+	if len(keys.Data) != 1 || keys.Data[0].Type != "eTHKeys" || keys.Data[0].Attributes.EthBalance != "1000000000000000000" ||
 		keys.Data[0].Attributes.EvmChainID != "1" || keys.Data[0].ID != keys.Data[0].Attributes.Address {
 		t.Errorf("default keys = %s", body)
 	}
 	writeFile(t, filepath.Join(dir, fileBalances), "# address balance\n0xaaaa000000000000000000000000000000000001 0.05\n0xbbbb000000000000000000000000000000000002 12\n")
 	_, body = get(t, c, srv.URL+"/v2/keys/eth")
 	decode(t, body, &keys)
-	if len(keys.Data) != 2 || keys.Data[0].Attributes.EthBalance != "0.050000000000000000" || keys.Data[1].Attributes.EthBalance != "12.000000000000000000" {
+	if len(keys.Data) != 2 || keys.Data[0].Attributes.EthBalance != "50000000000000000" || keys.Data[1].Attributes.EthBalance != "12000000000000000000" {
 		t.Errorf("keys from standin-balances = %s", body)
 	}
 

@@ -93,7 +93,7 @@ func failingCheck(dir string) (string, error) {
 // ethKey is one row of /v2/keys/eth.
 type ethKey struct {
 	Address    string
-	ETHBalance string // 18 decimals, as the node prints it
+	ETHBalance string // a whole number of wei, as the real node's API gives it (its assets.Eth marshals the big.Int)
 }
 
 // defaultKeyAddress is the stand-in's one ETH key when standin-balances is absent.
@@ -104,7 +104,7 @@ func readBalances(dir string) ([]ethKey, error) {
 	path := filepath.Join(dir, fileBalances)
 	f, err := os.Open(path)
 	if errors.Is(err, fs.ErrNotExist) {
-		return []ethKey{{Address: defaultKeyAddress, ETHBalance: "1.000000000000000000"}}, nil
+		return []ethKey{{Address: defaultKeyAddress, ETHBalance: "1000000000000000000"}}, nil
 	}
 	if err != nil {
 		return nil, err
@@ -125,7 +125,11 @@ func readBalances(dir string) ([]ethKey, error) {
 		if !ok {
 			return nil, fmt.Errorf("%s line %d: %q is not a number", fileBalances, n, fields[1])
 		}
-		keys = append(keys, ethKey{Address: fields[0], ETHBalance: eth.FloatString(18)})
+		wei := new(big.Rat).Mul(eth, new(big.Rat).SetInt(new(big.Int).Exp(big.NewInt(10), big.NewInt(18), nil)))
+		if !wei.IsInt() {
+			return nil, fmt.Errorf("%s line %d: %q is finer than a wei", fileBalances, n, fields[1])
+		}
+		keys = append(keys, ethKey{Address: fields[0], ETHBalance: wei.Num().String()})
 	}
 	return keys, sc.Err()
 }
