@@ -17,6 +17,7 @@ import (
 
 // TestPairUnderSystemd runs two hosts on one database, both with the shipped unit, and breaks the active one.
 func TestPairUnderSystemd(t *testing.T) {
+	t.Parallel() // each test has hosts, a database and secrets of its own
 	secrets := createSecrets(t, dbPassword)
 	db := newDatabase(t, dbPassword)
 	a := startHost(t, hostSpec{instanceID: "i-0b000000000000001", secrets: secrets, database: db, leader: true})

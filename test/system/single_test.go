@@ -32,6 +32,7 @@ const testHooks = "[Service]\nEnvironment=CL_AGENT_TEST_HOOKS=panic-on-sigusr1\n
 
 // TestUnitRunsTheNode drives one host (leader.enabled false) through what an operator and systemd do to it.
 func TestUnitRunsTheNode(t *testing.T) {
+	t.Parallel() // each test has hosts, a database and secrets of its own
 	secrets := createSecrets(t, dbPassword)
 	h := startHost(t, hostSpec{instanceID: "i-0a000000000000001", secrets: secrets,
 		database: newDatabase(t, dbPassword), dropIn: testHooks, containerName: nodeName})
@@ -158,6 +159,7 @@ func TestUnitRunsTheNode(t *testing.T) {
 // exist (exit 5) are not restarted, and a fence whose configuration cannot be read still finds the node by its
 // label although the configuration gave it another name.
 func TestUnitDoesNotRestartTerminalFailures(t *testing.T) {
+	t.Parallel() // each test has hosts, a database and secrets of its own
 	secrets := createSecrets(t, dbPassword)
 	h := startHost(t, hostSpec{instanceID: "i-0a000000000000002", secrets: secrets,
 		database: newDatabase(t, dbPassword), containerName: nodeName})
