@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"time"
 
 	"go.uber.org/zap"
@@ -73,7 +74,7 @@ func (d *Daemon) runActive(ctx context.Context, term Term) error {
 		case <-rotate.C:
 			if !a.busy && !a.checking {
 				a.checking = true
-				go func() { a.rotation <- d.checkRotation(a.runCtx) }()
+				go func() { a.rotation <- a.checkRotation() }()
 			}
 		case rc := <-a.rotation:
 			a.rotated(rc)
@@ -218,16 +219,52 @@ func (a *activeTerm) restartDone(err error) {
 	a.busy, a.restartReply = false, nil
 }
 
-// rotated restarts the node with rotated secrets.
+// checkRotation is the active's rotation check: a rotated API password is carried over to the node through its
+// API before it is held (the node ignores .api once its user exists, so holding it alone would lock the agent out).
+// Off the loop: it makes network calls.
+func (a *activeTerm) checkRotation() rotationCheck {
+	rc := a.d.checkRotation(a.runCtx)
+	if !slices.Contains(rc.changed, apiPasswordKey) {
+		return rc
+	}
+	a.d.mu.Lock()
+	held := a.d.secrets.APIPassword
+	a.d.mu.Unlock()
+	err := errors.New("the node is not ready")
+	if a.node.Status().Ready {
+		err = a.d.changeAPIPassword(a.runCtx, held, rc.fresh.APIPassword)
+	}
+	if err != nil {
+		rc.fresh.APIPassword, rc.apiErr = held, err
+		rc.changed = slices.DeleteFunc(rc.changed, func(k string) bool { return k == apiPasswordKey })
+	}
+	return rc
+}
+
+// apiNotApplied starts the problem of a rotated API password not yet carried over to the node.
+const apiNotApplied = "rotated API password not applied yet"
+
+// rotated takes rotated secrets: the API password alone is only held (the node's user was moved to it); the
+// database or keystore password restarts the node with the new values.
 func (a *activeTerm) rotated(rc rotationCheck) {
 	a.checking = false
+	if rc.apiErr != nil {
+		a.d.host.Log.Warn("the API password was rotated in Secrets Manager, but the node's user is not moved to it yet: "+
+			"keeping the held one, which the node still takes; trying again at the next check", zap.Error(rc.apiErr))
+		a.d.setProblem(fmt.Errorf("%s: %w", apiNotApplied, rc.apiErr))
+	}
 	if len(rc.changed) == 0 || a.busy {
 		return
 	}
-	a.d.host.Log.Info("secrets rotated: restarting the node with the new values", zap.Strings("secrets", rc.changed))
 	a.d.mu.Lock()
 	a.d.secrets = rc.fresh
 	a.d.mu.Unlock()
+	if slices.Equal(rc.changed, []string{apiPasswordKey}) {
+		a.d.host.Log.Info("the node's API password was changed to the rotated one; no restart needed")
+		a.d.clearProblem(apiNotApplied)
+		return
+	}
+	a.d.host.Log.Info("secrets rotated: restarting the node with the new values", zap.Strings("secrets", rc.changed))
 	a.busy = true
 	go func() { a.restarted <- a.node.Restart(a.runCtx) }()
 }

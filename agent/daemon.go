@@ -104,9 +104,11 @@ type Daemon struct {
 	// fetch gets the secrets again (restart, rotation).
 	fetch func(ctx context.Context) (bootstrap.NodeSecrets, error)
 	// fence stops and removes the node without its supervisor (see DaemonOptions.Fence).
-	fence    func(ctx context.Context) error
-	observer Observer
-	checks   func() []control.Check
+	fence func(ctx context.Context) error
+	// changeAPIPassword moves the node's API user to a rotated password (see DaemonOptions.ChangeAPIPassword).
+	changeAPIPassword func(ctx context.Context, held, rotated bootstrap.Secret) error
+	observer          Observer
+	checks            func() []control.Check
 
 	requests chan request // from the control socket, served by the state functions
 	tick     time.Duration
@@ -148,6 +150,10 @@ type DaemonOptions struct {
 	// active retries it, holding the lock, when the supervisor could not prove the node stopped. Required with
 	// Election.
 	Fence func(ctx context.Context) error
+	// ChangeAPIPassword moves the node's API user from the held password to the rotated one (the node reads .api
+	// only into an empty database). The active calls it when api_password rotates; until it succeeds the agent
+	// keeps the held password, which the node still takes. Nil: a rotated API password is only held.
+	ChangeAPIPassword func(ctx context.Context, held, rotated bootstrap.Secret) error
 	// Observer records failovers and the image (metrics). Nil: nobody.
 	Observer Observer
 	// Checks gives the health checks' last results for the status. Nil: none.
@@ -167,6 +173,9 @@ func NewDaemon(o DaemonOptions) (*Daemon, error) {
 	if o.Fence == nil {
 		o.Fence = func(context.Context) error { return errors.New("no fence configured") }
 	}
+	if o.ChangeAPIPassword == nil {
+		o.ChangeAPIPassword = func(context.Context, bootstrap.Secret, bootstrap.Secret) error { return nil }
+	}
 	if o.Tick <= 0 {
 		o.Tick = time.Second
 	}
@@ -181,7 +190,7 @@ func NewDaemon(o DaemonOptions) (*Daemon, error) {
 	}
 	d := &Daemon{
 		host: o.Host, election: o.Election, notify: o.Notify, newNode: o.NewNode, warm: o.Warm, fetch: o.Fetch, fence: o.Fence,
-		observer: o.Observer, checks: o.Checks,
+		changeAPIPassword: o.ChangeAPIPassword, observer: o.Observer, checks: o.Checks,
 		requests: make(chan request), tick: o.Tick, lastBeat: time.Now(),
 	}
 	d.status = control.Status{
@@ -243,6 +252,15 @@ func (d *Daemon) setProblem(err error) {
 		return
 	}
 	d.status.LastError = err.Error()
+}
+
+// clearProblem clears the last problem if it is the one that starts with prefix.
+func (d *Daemon) clearProblem(prefix string) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if strings.HasPrefix(d.status.LastError, prefix) {
+		d.status.LastError = ""
+	}
 }
 
 // beat is the main loop's heartbeat: systemd's watchdog and /healthz look at it.

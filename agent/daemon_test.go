@@ -206,6 +206,11 @@ type harness struct {
 	// fenceFails is how many more fence attempts fail; fences counts them all.
 	fenceFails atomic.Int32
 	fences     atomic.Int32
+	// apiVersion, when set, is the API password's version alone (a rotation of that secret only); apiChanges
+	// records the node-side changes asked for ("held->rotated"), apiChangeErr fails them.
+	apiVersion   atomic.Int32
+	apiChanges   chan string
+	apiChangeErr atomic.Pointer[error]
 	d          *Daemon
 	elector    *fakeElector
 	takeover   *fakeTakeover
@@ -232,7 +237,8 @@ func startWith(t *testing.T, leaderEnabled bool, edit func(*config.Config), warm
 	if edit != nil {
 		edit(&cfg)
 	}
-	h := &harness{notes: &recorder{}, nodes: make(chan *fakeNode, 10), done: make(chan error, 1), nodeSetup: nodeSetup}
+	h := &harness{notes: &recorder{}, nodes: make(chan *fakeNode, 10), done: make(chan error, 1), nodeSetup: nodeSetup,
+		apiChanges: make(chan string, 10)}
 	o := DaemonOptions{
 		Host:   &Host{Config: &cfg, Log: zap.NewNop(), Identity: bootstrap.Identity{InstanceID: "i-0aaa"}},
 		Notify: h.notes,
@@ -257,6 +263,13 @@ func startWith(t *testing.T, leaderEnabled bool, edit func(*config.Config), warm
 			}
 			h.nodes <- n
 			return n, nil
+		},
+		ChangeAPIPassword: func(_ context.Context, held, rotated bootstrap.Secret) error {
+			if err := h.apiChangeErr.Load(); err != nil {
+				return *err
+			}
+			h.apiChanges <- held.VersionID + "->" + rotated.VersionID
+			return nil
 		},
 		Fence: func(context.Context) error {
 			h.fences.Add(1)
@@ -296,9 +309,13 @@ func startWith(t *testing.T, leaderEnabled bool, edit func(*config.Config), warm
 // secrets are the fake Secrets Manager's current values: every version id is "v<version>".
 func (h *harness) secrets() bootstrap.NodeSecrets {
 	v := fmt.Sprintf("v%d", h.version.Load())
+	api := v
+	if n := h.apiVersion.Load(); n != 0 {
+		api = fmt.Sprintf("v%d", n)
+	}
 	return bootstrap.NodeSecrets{
 		DatabasePassword: bootstrap.NewSecret("db-password-0123456789", v),
-		APIPassword:      bootstrap.NewSecret("api-password-0123456789", v),
+		APIPassword:      bootstrap.NewSecret("api-password-0123456789-"+api, api),
 		KeystorePassword: bootstrap.NewSecret("keystore-password-0123456789", v),
 	}
 }
@@ -497,6 +514,47 @@ func TestRotatedDatabasePasswordReachesTheActiveLogins(t *testing.T) {
 	h.d.mu.Unlock()
 	if got != "v3" {
 		t.Fatalf("the logins follow password version %s, want v3", got)
+	}
+}
+
+// TestRotatedAPIPasswordGoesThroughTheNode: the active moves the node's API user to a rotated password (the node
+// ignores .api once its user exists) and only then holds it, without restarting the node; a failed change keeps
+// the held password, says so in the status, and is tried again.
+func TestRotatedAPIPasswordGoesThroughTheNode(t *testing.T) {
+	h := start(t, false, func(c *config.Config) { c.Secrets.PollInterval = 20 * time.Millisecond }, nil)
+	node := <-h.nodes
+	testenv.WaitFor(t, 5*time.Second, "active", func() bool { return h.role() == RoleActive })
+	held := func() string {
+		h.d.mu.Lock()
+		defer h.d.mu.Unlock()
+		return h.d.secrets.APIPassword.VersionID
+	}
+
+	failure := errors.New("PATCH /v2/user/password answered 500")
+	h.apiChangeErr.Store(&failure)
+	h.apiVersion.Store(5)
+	testenv.WaitFor(t, 5*time.Second, "the failed change in the status", func() bool {
+		return strings.Contains(h.d.Status().LastError, "rotated API password not applied yet: PATCH")
+	})
+	if got := held(); got != "v0" {
+		t.Fatalf("held API password %s after a failed change; want the old v0, which the node still takes", got)
+	}
+
+	h.apiChangeErr.Store(nil)
+	select {
+	case got := <-h.apiChanges:
+		if got != "v0->v5" {
+			t.Fatalf("change asked %s, want v0->v5", got)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("the change was not tried again")
+	}
+	testenv.WaitFor(t, 5*time.Second, "the rotated password held", func() bool { return held() == "v5" })
+	testenv.WaitFor(t, 5*time.Second, "the problem cleared", func() bool { return h.d.Status().LastError == "" })
+	node.mu.Lock()
+	defer node.mu.Unlock()
+	if node.restarts != 0 {
+		t.Fatalf("the node restarted %d times for an API password rotation; want none", node.restarts)
 	}
 }
 

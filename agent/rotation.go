@@ -13,7 +13,12 @@ import (
 type rotationCheck struct {
 	fresh   bootstrap.NodeSecrets
 	changed []string
+	// apiErr: api_password rotated but the node's user could not be moved to it yet (fresh holds the old value).
+	apiErr error
 }
+
+// apiPasswordKey names the API password among the rotated secrets.
+const apiPasswordKey = "api_password"
 
 // rotationTicker ticks every secrets.poll_interval; with rotation checks off it never ticks.
 func (d *Daemon) rotationTicker() *time.Ticker {
@@ -49,7 +54,7 @@ func rotated(held, fresh bootstrap.NodeSecrets) []string {
 		old, fresh bootstrap.Secret
 	}{
 		{"database_password", held.DatabasePassword, fresh.DatabasePassword},
-		{"api_password", held.APIPassword, fresh.APIPassword},
+		{apiPasswordKey, held.APIPassword, fresh.APIPassword},
 		{"keystore_password", held.KeystorePassword, fresh.KeystorePassword},
 	} {
 		if s.old.VersionID != s.fresh.VersionID {

@@ -17,6 +17,13 @@ import (
 // written, never put into an error.
 type Credentials func() (email, password string, ok bool)
 
+// ErrLoginRateLimited: the node answered 429 to a login. It limits unauthenticated requests per client
+// ([WebServer.RateLimit] Unauthenticated, 5 per 20s by default): try again after that period.
+var ErrLoginRateLimited = errors.New("the node limits logins (429); try again later")
+
+// errRefused: the node answered 401 to a login.
+var errRefused = errors.New("the node refused the API credentials (401)")
+
 // ErrNoCredentials means the daemon holds no API credentials yet.
 var ErrNoCredentials = errors.New("no API credentials yet")
 
@@ -76,7 +83,9 @@ func (a *NodeAPI) login(ctx context.Context) error {
 	case err != nil:
 		return fmt.Errorf("log in to the node's API: %w", err)
 	case code == http.StatusUnauthorized:
-		return errors.New("log in to the node's API: the node refused the API credentials (401)")
+		return fmt.Errorf("log in to the node's API: %w", errRefused)
+	case code == http.StatusTooManyRequests:
+		return fmt.Errorf("log in to the node's API: %w", ErrLoginRateLimited)
 	case code != http.StatusOK:
 		return fmt.Errorf("log in to the node's API: POST /sessions answered %d", code)
 	}

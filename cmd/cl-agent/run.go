@@ -59,6 +59,12 @@ func runDaemon(ctx context.Context, args []string, out, errOut io.Writer) error 
 	if cfg.Leader.Enabled {
 		o.Election = election(h)
 	}
+	o.ChangeAPIPassword = func(ctx context.Context, held, rotated bootstrap.Secret) error {
+		ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+		defer cancel()
+		return health.ChangeAPIPassword(ctx, fmt.Sprintf("http://127.0.0.1:%d", cfg.Container.HostPort), cfg.Node.APIEmail,
+			held.Reveal(), rotated.Reveal())
+	}
 	o.Fence = func(ctx context.Context) error {
 		k := cfg.Container
 		ctx, cancel := context.WithTimeout(ctx, k.StopTimeout+3*container.DefaultCallTimeout)

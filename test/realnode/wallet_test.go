@@ -82,19 +82,33 @@ func forwardToBridge(t *testing.T, gateway, rawURL string) string {
 	return f.Addr
 }
 
-// nodeETHKey logs in to the node's API as the operator and returns the address of its (only) EVM key.
-func nodeETHKey(t *testing.T, base, email, password string) string {
-	t.Helper()
+// login opens an operator's session with the node's API (POST /sessions), as the web UI does.
+func login(ctx context.Context, base, email, password string) (*http.Client, error) {
 	jar, _ := cookiejar.New(nil)
 	c := &http.Client{Jar: jar, Timeout: 10 * time.Second}
 	body, _ := json.Marshal(map[string]string{"email": email, "password": password})
-	resp, err := c.Post(base+"/sessions", "application/json", bytes.NewReader(body))
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, base+"/sessions", bytes.NewReader(body))
 	if err != nil {
-		t.Fatal(err)
+		return nil, err
+	}
+	req.Header.Set("Content-Type", "application/json")
+	resp, err := c.Do(req)
+	if err != nil {
+		return nil, err
 	}
 	resp.Body.Close()
 	if resp.StatusCode != http.StatusOK {
-		t.Fatalf("POST /sessions: %s", resp.Status)
+		return nil, fmt.Errorf("POST /sessions: %s", resp.Status)
+	}
+	return c, nil
+}
+
+// nodeETHKey logs in to the node's API as the operator and returns the address of its (only) EVM key.
+func nodeETHKey(t *testing.T, base, email, password string) string {
+	t.Helper()
+	c, err := login(context.Background(), base, email, password)
+	if err != nil {
+		t.Fatal(err)
 	}
 	var keys struct {
 		Data []struct {

@@ -2,14 +2,12 @@ package main
 
 import (
 	"crypto/rand"
-	"crypto/subtle"
 	"encoding/base64"
 	"encoding/json"
 	"fmt"
 	"net/http"
 	"sort"
 	"strconv"
-	"strings"
 	"sync"
 	"time"
 
@@ -24,6 +22,7 @@ type server struct {
 	state   *nodeState
 	rootDir string
 	creds   apiCredentials
+	users   userStore
 	chainID string
 	locked  bool // a database lock is configured
 	log     *zap.Logger
@@ -32,8 +31,8 @@ type server struct {
 	sessions map[string]time.Time // token -> created
 }
 
-func newServer(state *nodeState, cfg nodeConfig, creds apiCredentials, log *zap.Logger) *server {
-	return &server{state: state, rootDir: cfg.RootDir, creds: creds, chainID: cfg.ChainID,
+func newServer(state *nodeState, cfg nodeConfig, creds apiCredentials, u userStore, log *zap.Logger) *server {
+	return &server{state: state, rootDir: cfg.RootDir, creds: creds, users: u, chainID: cfg.ChainID,
 		locked: cfg.LockMode != lockNone, log: log, sessions: map[string]time.Time{}}
 }
 
@@ -46,6 +45,7 @@ func (s *server) handler() http.Handler {
 	mux.HandleFunc("DELETE /sessions", s.logout)
 	mux.HandleFunc("GET /v2/keys/eth", s.authenticated(s.ethKeys))
 	mux.HandleFunc("GET /v2/pipeline/runs", s.authenticated(s.pipelineRuns))
+	mux.HandleFunc("PATCH /v2/user/password", s.authenticated(s.changePassword))
 	return mux
 }
 
@@ -123,7 +123,7 @@ func checksDocument(cs []check) map[string]any {
 	return map[string]any{"data": data}
 }
 
-// login checks the posted credentials against the .api file and sets the session cookie.
+// login checks the posted credentials against the user in the database and sets the session cookie.
 func (s *server) login(w http.ResponseWriter, r *http.Request) {
 	var req struct {
 		Email    string `json:"email"`
@@ -133,9 +133,12 @@ func (s *server) login(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusBadRequest, "malformed session request")
 		return
 	}
-	emailOK := strings.EqualFold(strings.TrimSpace(req.Email), s.creds.Email)
-	pwOK := subtle.ConstantTimeCompare([]byte(req.Password), []byte(s.creds.Password)) == 1
-	if !emailOK || !pwOK {
+	ok, err := s.users.check(r.Context(), req.Email, req.Password)
+	if err != nil {
+		writeError(w, http.StatusInternalServerError, "database unavailable")
+		return
+	}
+	if !ok {
 		s.log.Info("login failed")
 		writeError(w, http.StatusUnauthorized, "Invalid email or password")
 		return
@@ -149,6 +152,27 @@ func (s *server) login(w http.ResponseWriter, r *http.Request) {
 	http.SetCookie(w, &http.Cookie{Name: sessionCookie, Value: token, Path: "/", HttpOnly: true, SameSite: http.SameSiteStrictMode})
 	writeJSON(w, http.StatusOK, map[string]any{"data": map[string]any{"type": "session", "id": "sessionID",
 		"attributes": map[string]any{"authenticated": true}}})
+}
+
+// changePassword is PATCH /v2/user/password: the old password must be the stored one.
+func (s *server) changePassword(w http.ResponseWriter, r *http.Request) {
+	var req struct {
+		OldPassword string `json:"oldPassword"`
+		NewPassword string `json:"newPassword"`
+	}
+	if err := json.NewDecoder(http.MaxBytesReader(w, r.Body, 1<<20)).Decode(&req); err != nil || req.NewPassword == "" {
+		writeError(w, http.StatusUnprocessableEntity, "malformed change password request")
+		return
+	}
+	ok, err := s.users.change(r.Context(), s.creds.Email, req.OldPassword, req.NewPassword)
+	switch {
+	case err != nil:
+		writeError(w, http.StatusInternalServerError, "database unavailable")
+	case !ok:
+		writeError(w, http.StatusConflict, "old password does not match")
+	default:
+		writeJSON(w, http.StatusOK, map[string]any{"data": map[string]any{"type": "users", "id": s.creds.Email}})
+	}
 }
 
 func (s *server) logout(w http.ResponseWriter, r *http.Request) {

@@ -11,6 +11,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 
 	"go.uber.org/zap"
@@ -22,9 +23,32 @@ func newTestServer(t *testing.T) (*httptest.Server, *nodeState, string) {
 	state := newNodeState()
 	cfg := defaultConfig(gen2)
 	cfg.RootDir = dir
-	srv := httptest.NewServer(newServer(state, cfg, apiCredentials{Email: goodEmail, Password: goodPW}, zap.NewNop()).handler())
+	creds := apiCredentials{Email: goodEmail, Password: goodPW}
+	srv := httptest.NewServer(newServer(state, cfg, creds, &memUsers{email: goodEmail, password: goodPW}, zap.NewNop()).handler())
 	t.Cleanup(srv.Close)
 	return srv, state, dir
+}
+
+// memUsers is the one API user in memory (the node keeps it in its database: users.go, tested in Docker).
+type memUsers struct {
+	mu              sync.Mutex
+	email, password string
+}
+
+func (m *memUsers) check(_ context.Context, email, password string) (bool, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return strings.EqualFold(strings.TrimSpace(email), m.email) && password == m.password, nil
+}
+
+func (m *memUsers) change(ctx context.Context, email, old, new string) (bool, error) {
+	if ok, _ := m.check(ctx, email, old); !ok {
+		return false, nil
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.password = new
+	return true, nil
 }
 
 func TestProbes(t *testing.T) {

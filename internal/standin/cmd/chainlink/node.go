@@ -250,7 +250,23 @@ func (n *node) listen() (*http.Server, <-chan error, error) {
 	if err != nil {
 		return nil, nil, err
 	}
-	srv := &http.Server{Handler: newServer(n.state, n.cfg, n.creds, n.log).handler(), ReadHeaderTimeout: 10 * time.Second}
+	dial, err := newDialer(n.cfg.DatabaseURL, defaultQueryTimeout)
+	if err != nil {
+		ln.Close()
+		return nil, nil, err
+	}
+	u := &users{dial: dial}
+	ctx, cancel := context.WithTimeout(context.Background(), defaultQueryTimeout)
+	created, err := u.seed(ctx, n.creds)
+	cancel()
+	if err != nil {
+		ln.Close()
+		return nil, nil, err
+	}
+	if !created {
+		n.log.Info("Defaulted to assume single DB API User") // .api is ignored once the user exists, as in the node
+	}
+	srv := &http.Server{Handler: newServer(n.state, n.cfg, n.creds, u, n.log).handler(), ReadHeaderTimeout: 10 * time.Second}
 	served := make(chan error, 1)
 	go func() {
 		if err := srv.Serve(ln); !errors.Is(err, http.ErrServerClosed) {
