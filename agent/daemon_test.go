@@ -211,14 +211,14 @@ type harness struct {
 	apiVersion   atomic.Int32
 	apiChanges   chan string
 	apiChangeErr atomic.Pointer[error]
-	d          *Daemon
-	elector    *fakeElector
-	takeover   *fakeTakeover
-	notes      *recorder
-	nodes      chan *fakeNode
-	nodeSetup  func(*fakeNode)
-	cancel     context.CancelFunc
-	done       chan error
+	d            *Daemon
+	elector      *fakeElector
+	takeover     *fakeTakeover
+	notes        *recorder
+	nodes        chan *fakeNode
+	nodeSetup    func(*fakeNode)
+	cancel       context.CancelFunc
+	done         chan error
 }
 
 func start(t *testing.T, leaderEnabled bool, edit func(*config.Config), warmErr error) *harness {
