@@ -75,8 +75,10 @@ type Node struct {
 	// Format of the node's configuration: auto (from the image version: 1.x env, 2.x toml), env or toml.
 	Format string `yaml:"format"`
 	// Network is a built-in network name (see Networks); ChainID + LinkContract override it.
-	Network      string `yaml:"network"`
-	ChainID      uint64 `yaml:"chain_id"`
+	Network string `yaml:"network"`
+	ChainID uint64 `yaml:"chain_id"`
+	// LinkContract is the LINK token's address, required with ChainID, in EIP-55 checksum case as the node requires
+	// (an all-lower-case address is refused, and the error shows the checksummed form).
 	LinkContract string `yaml:"link_contract"`
 	// WSURL is the chain client's WebSocket URL (ws:// or wss://). Required.
 	WSURL string `yaml:"ws_url"`
@@ -85,7 +87,8 @@ type Node struct {
 	// APIEmail is the e-mail of the node's first admin user (line 1 of .api). Required.
 	APIEmail string   `yaml:"api_email"`
 	Database Database `yaml:"database"`
-	// ExtraTOML is merged into config.toml (2.x). It may not set RootDir or WebServer.HTTPPort, nor secrets.
+	// ExtraTOML is merged into config.toml (2.x): it may add keys and tables, never change or replace what the agent
+	// writes or relies on (AgentTOMLKeys), hold a secret, or give an address out of EIP-55 case. See extratoml.go.
 	ExtraTOML string `yaml:"extra_toml"`
 	// ExtraEnv is added to .env (1.x). It may not override the variables the agent owns.
 	ExtraEnv map[string]string `yaml:"extra_env"`

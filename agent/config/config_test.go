@@ -77,8 +77,9 @@ func TestParseRejects(t *testing.T) {
 		{"BadUser", minimal + "container: {user: chainlink}\n", "container.user", ErrInvalid, 6},
 		{"SecretsDirOnDataDisk", minimal + "container: {secrets_dir: /var/lib/cl-agent/node/secrets}\n", "container.secrets_dir", ErrInvalid, 6},
 		{"RelativeStateDir", minimal + "state_dir: var/lib\n", "state_dir", ErrInvalid, 6},
-		{"ChainIDWithoutLink", minimal + "  chain_id: 5\n", "node.link_contract", ErrInvalid, 0},
-		{"ExtraTOMLSetsRootDir", minimal + "  extra_toml: \"RootDir = '/x'\"\n", "node.extra_toml", ErrInvalid, 6},
+		{"ChainIDWithoutLink", minimal + "  chain_id: 5\n", "node.link_contract", ErrRequired, 0},
+		{"LinkContractLowerCase", minimal + "  chain_id: 11155111\n  link_contract: '0x779877a7b0d9e8603169ddbd7836e478b4624789'\n", "node.link_contract", ErrChecksum, 7},
+		{"ExtraTOMLSetsRootDir", minimal + "  extra_toml: \"RootDir = '/x'\"\n", "node.extra_toml", ErrAgentOwned, 6},
 		{"ExtraTOMLHoldsSecret", minimal + "  extra_toml: \"[Database]\\nURL = 'postgres://u:p@h/d'\"\n", "node.extra_toml", ErrInvalid, 6},
 		{"ExtraTOMLMalformed", minimal + "  extra_toml: \"[Log\"\n", "node.extra_toml", ErrInvalid, 6},
 		{"ExtraEnvOverridesOwned", minimal + "  extra_env: {DATABASE_URL: x}\n", "node.extra_env.DATABASE_URL", ErrInvalid, 0},
@@ -207,4 +208,149 @@ func FuzzParse(f *testing.F) {
 			t.Fatalf("accepted a bad container.user: %v", err)
 		}
 	})
+}
+
+// TestChecksumAddress: the EIP-55 vectors of the EIP itself, whatever case they are given in.
+func TestChecksumAddress(t *testing.T) {
+	for _, want := range []string{
+		"0x5aAeb6053F3E94C9b9A09f33669435E7Ef1BeAed", "0xfB6916095ca1df60bB79Ce92cE3Ea74c37c5d359",
+		"0xdbF03B407c01E7cD3CBea99509d93f8DDDC8C6FB", "0xD1220A0cf47c7B9Be7A2E6BA89F429762e7b9aDb",
+		"0x52908400098527886E0F7030069857D2E4169EE7", "0xde709f2102306220921060314715629080e2fb77",
+	} {
+		for _, in := range []string{want, strings.ToLower(want), "0x" + strings.ToUpper(want[2:])} {
+			if got, ok := ChecksumAddress(in); !ok || got != want {
+				t.Errorf("ChecksumAddress(%s) = %s, %t; want %s", in, got, ok, want)
+			}
+		}
+	}
+	for _, bad := range []string{"", "0x", "5aAeb6053F3E94C9b9A09f33669435E7Ef1BeAed", "0X5aAeb6053F3E94C9b9A09f33669435E7Ef1BeAed",
+		"0x5aAeb6053F3E94C9b9A09f33669435E7Ef1BeAe", "0x5aAeb6053F3E94C9b9A09f33669435E7Ef1BeAedd", "0x5aAeb6053F3E94C9b9A09f33669435E7Ef1BeAeg"} {
+		if _, ok := ChecksumAddress(bad); ok {
+			t.Errorf("ChecksumAddress(%q) accepted", bad)
+		}
+	}
+}
+
+// TestBuiltInNetworksAreChecksummed: every LINK address of the table is in EIP-55 case, which the node requires.
+func TestBuiltInNetworksAreChecksummed(t *testing.T) {
+	for name, n := range Networks {
+		if err := CheckAddress(n.LinkContract); err != nil {
+			t.Errorf("%s: %s: %v", name, n.LinkContract, err)
+		}
+	}
+}
+
+func TestLinkContractRule(t *testing.T) {
+	const good = "0x779877A7B0D9E8603169DdbD7836e478b4624789"
+	cases := []struct {
+		name, link string
+		sentinel   error
+		says       []string
+	}{
+		{"ChecksummedAccepted", good, nil, nil},
+		{"AllLowerCaseRefused", strings.ToLower(good), ErrChecksum, []string{"node.link_contract", "EIP-55", "write " + good}},
+		{"AllUpperCaseRefused", "0x" + strings.ToUpper(good[2:]), ErrChecksum, []string{"write " + good}},
+		{"OneLetterWrongCaseRefused", strings.Replace(good, "Dd", "dd", 1), ErrChecksum, []string{"write " + good}},
+		{"UpperCasePrefixRefused", "0X" + good[2:], ErrInvalid, []string{"0x and 40 hex digits"}},
+		{"TooShortRefused", good[:41], ErrInvalid, []string{"0x and 40 hex digits"}},
+		{"DigitsOnlyAccepted", "0x0000000000000000000000000000000000000001", nil, nil},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := Parse([]byte(minimal + "  chain_id: 11155111\n  link_contract: '" + tc.link + "'\n"))
+			if tc.sentinel == nil {
+				if err != nil {
+					t.Fatalf("refused: %v", err)
+				}
+				return
+			}
+			var fe *FieldError
+			if !errors.Is(err, tc.sentinel) || !errors.As(err, &fe) || fe.Field != "node.link_contract" || fe.ExitCode() != 2 {
+				t.Fatalf("got %v, want a node.link_contract error wrapping %v", err, tc.sentinel)
+			}
+			for _, s := range tc.says {
+				if !strings.Contains(err.Error(), s) {
+					t.Errorf("error %q does not say %q", err, s)
+				}
+			}
+		})
+	}
+}
+
+// TestExtraTOMLRules: extra_toml adds keys and tables; it never changes or replaces what the agent writes or relies
+// on, holds a secret, or gives an address out of EIP-55 case. Each refusal names the key and the rule.
+func TestExtraTOMLRules(t *testing.T) {
+	cases := []struct {
+		name, toml string
+		sentinel   error  // nil: accepted
+		key        string // named in the error
+	}{
+		{"AddsTable", "[Feature]\nLogPoller = true", nil, ""},
+		{"AddsKeyToAgentTable", "[WebServer]\nAllowOrigins = 'http://localhost:6688'", nil, ""},
+		{"SetsLogLevel", "[Log]\nLevel = 'debug'", nil, ""},
+		{"AddsKeyToAgentChain", "[[EVM]]\nMinContractPayment = '0.1 link'", nil, ""},
+		{"AddsKeyToAgentChainClient", "[[EVM]]\n[[EVM.Nodes]]\nOrder = 1", nil, ""},
+		{"AddsSecondChainClient", "[[EVM]]\n[[EVM.Nodes]]\n[[EVM.Nodes]]\nName = 'backup'\nWSURL = 'wss://b'\nHTTPURL = 'https://b'", nil, ""},
+		{"AddsSecondChain", "[[EVM]]\n[[EVM]]\nChainID = '137'\nLinkContractAddress = '0xb0897686c545045aFc77CF20eC7A532E3120E0F1'", nil, ""},
+		{"AddsDatabaseSetting", "[Database]\nMaxOpenConns = 20", nil, ""},
+		{"ChecksummedKeySpecific", "[[EVM]]\n[[EVM.KeySpecific]]\nKey = '0x5aAeb6053F3E94C9b9A09f33669435E7Ef1BeAed'", nil, ""},
+
+		{"ReplacesEVMWithString", "EVM = 'x'", ErrAgentOwned, "EVM"},
+		{"ReplacesEVMWithTable", "[EVM]\nChainID = '1'", ErrAgentOwned, "EVM"},
+		{"ReplacesEVMWithEmptyArray", "EVM = []", ErrAgentOwned, "EVM"},
+		{"ReplacesWebServerWithNumber", "WebServer = 5", ErrAgentOwned, "WebServer"},
+		{"ReplacesTLSTable", "[WebServer]\nTLS = 5", ErrAgentOwned, "WebServer.TLS"},
+		{"ReplacesChainClients", "[[EVM]]\nNodes = 'x'", ErrAgentOwned, "EVM[0].Nodes"},
+		{"SetsRootDir", "RootDir = '/data'", ErrAgentOwned, "RootDir"},
+		{"SetsHTTPPort", "[WebServer]\nHTTPPort = 8080", ErrAgentOwned, "WebServer.HTTPPort"},
+		{"EnablesTLS", "[WebServer.TLS]\nHTTPSPort = 6689", ErrAgentOwned, "WebServer.TLS.HTTPSPort"},
+		{"SetsSecureCookies", "[WebServer]\nSecureCookies = true", ErrAgentOwned, "WebServer.SecureCookies"},
+		{"SetsJSONConsole", "[Log]\nJSONConsole = false", ErrAgentOwned, "Log.JSONConsole"},
+		{"DisablesLease", "[Database.Lock]\nEnabled = false", ErrAgentOwned, "Database.Lock.Enabled"},
+		{"StretchesLease", "[Database.Lock]\nLeaseDuration = '1h'", ErrAgentOwned, "Database.Lock.LeaseDuration"},
+		{"SlowsLeaseRefresh", "[Database.Lock]\nLeaseRefreshInterval = '30s'", ErrAgentOwned, "Database.Lock.LeaseRefreshInterval"},
+		{"ReplacesLockTable", "[Database]\nLock = false", ErrAgentOwned, "Database.Lock"},
+		{"ChangesChainID", "[[EVM]]\nChainID = '5'", ErrAgentOwned, "EVM[0].ChainID"},
+		{"ChangesLinkContract", "[[EVM]]\nLinkContractAddress = '0x779877A7B0D9E8603169DdbD7836e478b4624789'", ErrAgentOwned, "EVM[0].LinkContractAddress"},
+		{"ChangesChainClientURL", "[[EVM]]\n[[EVM.Nodes]]\nWSURL = 'wss://other'", ErrAgentOwned, "EVM[0].Nodes[0].WSURL"},
+		{"HoldsDatabaseURL", "[Database]\nURL = 'postgres://u:p@h/d'", ErrInvalid, "Database.URL"},
+		{"HoldsKeystorePassword", "[Password]\nKeystore = 'x'", ErrInvalid, "Password"},
+		{"AllowsSimplePasswords", "[Database]\nAllowSimplePasswords = true", ErrInvalid, "Database.AllowSimplePasswords"},
+		{"SecondChainLowerCaseLink", "[[EVM]]\n[[EVM]]\nChainID = '137'\nLinkContractAddress = '0xb0897686c545045afc77cf20ec7a532e3120e0f1'", ErrChecksum, "EVM[1].LinkContractAddress"},
+		{"LowerCaseKeySpecific", "[[EVM]]\n[[EVM.KeySpecific]]\nKey = '0x5aaeb6053f3e94c9b9a09f33669435e7ef1beaed'", ErrChecksum, "EVM[0].KeySpecific[0].Key"},
+		{"LowerCaseOperatorFactory", "[[EVM]]\nOperatorFactoryAddress = '0x5aaeb6053f3e94c9b9a09f33669435e7ef1beaed'", ErrChecksum, "EVM[0].OperatorFactoryAddress"},
+		{"LowerCaseTransmitter", "[OCR]\nTransmitterAddress = '0x5aaeb6053f3e94c9b9a09f33669435e7ef1beaed'", ErrChecksum, "OCR.TransmitterAddress"},
+		{"Malformed", "[Log", ErrInvalid, "not valid TOML"},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			yaml := minimal + "  extra_toml: |\n    " + strings.ReplaceAll(tc.toml, "\n", "\n    ") + "\n"
+			_, err := Parse([]byte(yaml))
+			if tc.sentinel == nil {
+				if err != nil {
+					t.Fatalf("refused: %v", err)
+				}
+				return
+			}
+			var fe *FieldError
+			if !errors.Is(err, tc.sentinel) || !errors.As(err, &fe) || fe.Field != "node.extra_toml" || fe.Line != 6 || fe.ExitCode() != 2 {
+				t.Fatalf("got %v, want a node.extra_toml (line 6) error wrapping %v", err, tc.sentinel)
+			}
+			if !strings.Contains(err.Error(), tc.key) {
+				t.Errorf("error %q does not name %s", err, tc.key)
+			}
+		})
+	}
+}
+
+func TestExtraTOMLReportsEveryKey(t *testing.T) {
+	errs := ExtraTOMLProblems("RootDir = '/x'\n[WebServer]\nHTTPPort = 1\n[WebServer.TLS]\nHTTPSPort = 443\n")
+	if len(errs) != 3 {
+		t.Fatalf("%d problems, want 3: %v", len(errs), errs)
+	}
+	for i, key := range []string{"RootDir", "WebServer.HTTPPort", "WebServer.TLS.HTTPSPort"} {
+		if !strings.HasPrefix(errs[i].Error(), key+" is the agent's") {
+			t.Errorf("problem %d = %q, want it to start with %s", i, errs[i], key)
+		}
+	}
 }

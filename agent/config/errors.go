@@ -14,6 +14,10 @@ var (
 	ErrUnknownNetwork = errors.New("unknown network")
 	ErrTiming         = errors.New("breaks the timing invariant")
 	ErrSyntax         = errors.New("is not valid YAML")
+	// ErrChecksum: an EVM address whose letters are not in their EIP-55 checksum case, which the node refuses.
+	ErrChecksum = errors.New("is not in EIP-55 checksum case")
+	// ErrAgentOwned: node.extra_toml sets or replaces something the agent writes into config.toml or relies on.
+	ErrAgentOwned = errors.New("is the agent's")
 )
 
 // FieldError is one problem with one configuration key. Field is the dotted key ("node.database.port"), Line the

@@ -12,8 +12,6 @@ import (
 	"strconv"
 	"strings"
 	"time"
-
-	"github.com/pelletier/go-toml/v2"
 )
 
 // KillMargin is the time the invariant allows between SIGKILL and the node's process being gone.
@@ -23,7 +21,6 @@ var (
 	envNameRE       = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*$`)
 	containerNameRE = regexp.MustCompile(`^[a-zA-Z0-9][a-zA-Z0-9_.-]*$`)
 	imageTagRE      = regexp.MustCompile(`^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$`)
-	ethAddressRE    = regexp.MustCompile(`^0x[0-9a-fA-F]{40}$`)
 )
 
 // OwnedEnv are the .env variables the agent sets itself; extra_env may not override them.
@@ -164,8 +161,10 @@ func (v *validator) node(c *Config) {
 	n := c.Node
 	v.oneOf("node.format", n.Format, "auto", "env", "toml")
 	if n.ChainID != 0 {
-		if !ethAddressRE.MatchString(n.LinkContract) {
-			v.fail("node.link_contract", n.LinkContract, detail(ErrInvalid, "with node.chain_id set, must be the LINK contract address (0x and 40 hex digits)"))
+		if n.LinkContract == "" {
+			v.fail("node.link_contract", "", detail(ErrRequired, "with node.chain_id set, the LINK contract address (0x and 40 hex digits in EIP-55 checksum case)"))
+		} else if err := CheckAddress(n.LinkContract); err != nil {
+			v.fail("node.link_contract", n.LinkContract, err)
 		}
 	} else if n.LinkContract != "" {
 		v.fail("node.chain_id", "0", detail(ErrRequired, "node.link_contract is set, so node.chain_id must be too"))
@@ -194,10 +193,8 @@ func (v *validator) node(c *Config) {
 	if db.SSLRootCert != "" {
 		v.absPath("node.database.sslrootcert", db.SSLRootCert)
 	}
-	if n.ExtraTOML != "" {
-		if err := checkExtraTOML(n.ExtraTOML); err != nil {
-			v.fail("node.extra_toml", "", err)
-		}
+	for _, err := range ExtraTOMLProblems(n.ExtraTOML) {
+		v.fail("node.extra_toml", "", err)
 	}
 	for k, val := range n.ExtraEnv {
 		field := "node.extra_env." + k
@@ -210,40 +207,6 @@ func (v *validator) node(c *Config) {
 			v.fail(field, "", detail(ErrInvalid, "a value may not contain a newline or NUL"))
 		}
 	}
-}
-
-// ownedTOML are config.toml keys the agent sets; secretTOML are tables that belong in secrets.toml only.
-var (
-	ownedTOML  = []string{"RootDir", "WebServer.HTTPPort"}
-	secretTOML = []string{"Database.URL", "Database.BackupURL", "Password", "Mercury", "Threshold", "Pyroscope.AuthToken", "Prometheus.AuthToken"}
-)
-
-func checkExtraTOML(s string) error {
-	var m map[string]any
-	if err := toml.Unmarshal([]byte(s), &m); err != nil {
-		return detail(ErrInvalid, "is not valid TOML: %v", err)
-	}
-	for _, k := range ownedTOML {
-		if hasPath(m, k) {
-			return detail(ErrInvalid, "may not set %s: the agent sets it from the container settings", k)
-		}
-	}
-	for _, k := range secretTOML {
-		if hasPath(m, k) {
-			return detail(ErrInvalid, "may not set %s: secrets go to secrets.toml from Secrets Manager, never into config.toml", k)
-		}
-	}
-	return nil
-}
-
-func hasPath(m map[string]any, path string) bool {
-	head, rest, nested := strings.Cut(path, ".")
-	val, ok := m[head]
-	if !ok || !nested {
-		return ok
-	}
-	sub, isMap := val.(map[string]any)
-	return isMap && hasPath(sub, rest)
 }
 
 func (v *validator) image(c *Config) {
