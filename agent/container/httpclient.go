@@ -105,11 +105,30 @@ func newHTTPClient(timeout time.Duration, policy retryPolicy, log *zap.Logger) *
 	tr := http.DefaultTransport.(*http.Transport).Clone()
 	tr.ResponseHeaderTimeout = timeout
 	return &httpClient{
-		hc:      &http.Client{Transport: tr, Timeout: timeout},
+		hc:      &http.Client{Transport: tr, Timeout: timeout, CheckRedirect: sameHostRedirect},
 		timeout: timeout,
 		policy:  policy.withDefaults(),
 		log:     log,
 	}
+}
+
+// errRedirectRefused: the answer redirected to another host, or too often. Never retried.
+var errRedirectRefused = errors.New("redirect refused")
+
+// maxRedirects bounds a chain of redirects on one host.
+const maxRedirects = 5
+
+// sameHostRedirect follows a redirect only to the same scheme and host as the original request: a registry or
+// Hub answer that points elsewhere (http://169.254.169.254/…, an internal address) is refused, not fetched.
+func sameHostRedirect(req *http.Request, via []*http.Request) error {
+	first := via[0].URL
+	switch {
+	case len(via) >= maxRedirects:
+		return fmt.Errorf("%w: stopped after %d redirects", errRedirectRefused, len(via))
+	case req.URL.Scheme != first.Scheme || req.URL.Host != first.Host:
+		return fmt.Errorf("%w: refusing a redirect from %s://%s to another host: %s", errRedirectRefused, first.Scheme, first.Host, redactURL(req.URL.String()))
+	}
+	return nil
 }
 
 // do sends one request, retrying as the policy says. When the last answer is not retried it is returned
@@ -189,7 +208,7 @@ func (c *httpClient) checkRetry(ctx context.Context, resp *http.Response, err er
 		return false, ctx.Err()
 	}
 	if err != nil {
-		return !isCertError(err), nil
+		return !isCertError(err) && !errors.Is(err, errRedirectRefused), nil
 	}
 	switch s := resp.StatusCode; {
 	case s == http.StatusTooManyRequests, s >= 500 && s != http.StatusNotImplemented:

@@ -5,7 +5,9 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"net/http/httptest"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -128,5 +130,37 @@ func TestRedactURL(t *testing.T) {
 	t.Parallel()
 	if got := redactURL("https://user:hunter2@hub.example/v2/x?page=2"); strings.Contains(got, "hunter2") || strings.Contains(got, "user") {
 		t.Fatalf("redactURL kept the credentials: %s", got)
+	}
+}
+
+// TestRedirectsStayOnTheHost: a redirect on the same host is followed; one to another host (the metadata
+// service, say) is refused with an error naming both, and the other host is never asked.
+func TestRedirectsStayOnTheHost(t *testing.T) {
+	t.Parallel()
+	var asked atomic.Bool
+	elsewhere := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { asked.Store(true) }))
+	t.Cleanup(elsewhere.Close)
+	mux := http.NewServeMux()
+	mux.HandleFunc("/moved", func(w http.ResponseWriter, r *http.Request) { http.Redirect(w, r, "/here", http.StatusFound) })
+	mux.HandleFunc("/here", func(w http.ResponseWriter, r *http.Request) { _, _ = w.Write([]byte("ok")) })
+	mux.HandleFunc("/away", func(w http.ResponseWriter, r *http.Request) {
+		http.Redirect(w, r, elsewhere.URL+"/latest/meta-data/iam/security-credentials/", http.StatusFound)
+	})
+	srv := httptest.NewServer(mux)
+	t.Cleanup(srv.Close)
+	c := newHTTPClient(5*time.Second, retryPolicy{max: 0}, zap.NewNop())
+
+	resp, err := c.do(context.Background(), "test", http.MethodGet, srv.URL+"/moved", nil)
+	if err != nil || resp.StatusCode != http.StatusOK {
+		t.Fatalf("same-host redirect: %v %v", resp, err)
+	}
+	resp.Body.Close()
+	resp, err = c.do(context.Background(), "test", http.MethodGet, srv.URL+"/away", nil)
+	if err == nil {
+		resp.Body.Close()
+		t.Fatal("a redirect to another host was followed")
+	}
+	if !strings.Contains(err.Error(), "refusing a redirect") || asked.Load() {
+		t.Fatalf("error %v, other host asked %v; want a refusal naming the redirect and no request there", err, asked.Load())
 	}
 }

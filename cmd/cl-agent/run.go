@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"net"
 	"time"
 
 	"github.com/coreos/go-systemd/v22/daemon"
@@ -99,6 +100,16 @@ func runDaemon(ctx context.Context, args []string, out, errOut io.Writer) error 
 	return d.Run(ctx)
 }
 
+// reachableFromOtherHosts reports whether a listen address is more than loopback (0.0.0.0, "", a host's address).
+func reachableFromOtherHosts(listen string) bool {
+	host, _, err := net.SplitHostPort(listen)
+	if err != nil {
+		return false // the config loader refuses it before
+	}
+	ip := net.ParseIP(host)
+	return host != "localhost" && (ip == nil || !ip.IsLoopback())
+}
+
 // healthService builds /healthz, /readyz, /metrics, the checks and the CloudWatch publisher.
 func healthService(h *agent.Host, d *agent.Daemon) (*health.Service, error) {
 	c := h.Config
@@ -119,6 +130,11 @@ func healthService(h *agent.Host, d *agent.Daemon) (*health.Service, error) {
 	if hc.CloudWatch.Enabled {
 		o.CloudWatch = health.NewCloudWatchClient(h.AWS, c.AWS.EndpointURL, 10*time.Second)
 		o.CloudWatchInterval, o.Namespace = hc.CloudWatch.Interval, hc.CloudWatch.Namespace
+	}
+	if reachableFromOtherHosts(hc.Listen) {
+		h.Log.Warn("health.listen is reachable from other hosts: /healthz, /readyz and /metrics answer without "+
+			"authentication there; let only the load balancer reach it (the template's security group does)",
+			zap.String("listen", hc.Listen))
 	}
 	svc, err := health.New(o)
 	if err != nil {

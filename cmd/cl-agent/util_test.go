@@ -45,3 +45,14 @@ func pushStandin(t *testing.T, tags ...string) string {
 	}
 	return repo
 }
+
+func TestReachableFromOtherHosts(t *testing.T) {
+	for listen, want := range map[string]bool{
+		"127.0.0.1:9180": false, "[::1]:9180": false, "localhost:9180": false, "127.0.0.2:9180": false,
+		"0.0.0.0:9180": true, ":9180": true, "[::]:9180": true, "10.0.1.10:9180": true, "node.example:9180": true,
+	} {
+		if got := reachableFromOtherHosts(listen); got != want {
+			t.Errorf("reachableFromOtherHosts(%q) = %v, want %v", listen, got, want)
+		}
+	}
+}
