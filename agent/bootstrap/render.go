@@ -1,6 +1,7 @@
 package bootstrap
 
 import (
+	"errors"
 	"fmt"
 	"maps"
 	"net"
@@ -85,16 +86,12 @@ func (r *Rendered) Wipe() {
 	}
 }
 
-// Render produces the node's files for format f. It does not touch the disk.
+// Render produces the node's files for format f. It does not touch the disk. It checks the three passwords against
+// the node's rules first (CheckSecrets) and node.extra_toml against the agent's (config.ExtraTOMLProblems); the
+// keystore's strength rule, which depends on the node's database, is CheckKeystore's.
 func Render(c *config.Config, id Identity, s NodeSecrets, f Format) (*Rendered, error) {
-	if err := CheckAPIPassword(s.APIPassword.Reveal(), c.Node.APIEmail); err != nil {
-		return nil, &SecretError{Key: "api_password", ID: c.Secrets.APIPassword.ID, Terminal: true, Err: err}
-	}
-	if err := CheckKeystorePassword(s.KeystorePassword.Reveal()); err != nil {
-		return nil, &SecretError{Key: "keystore_password", ID: c.Secrets.KeystorePassword.ID, Terminal: true, Err: err}
-	}
-	if err := CheckDatabasePassword(s.DatabasePassword.Reveal()); err != nil {
-		return nil, &SecretError{Key: "database_password", ID: c.Secrets.DatabasePassword.ID, Terminal: true, Err: err}
+	if err := CheckSecrets(c, s); err != nil {
+		return nil, err
 	}
 	dbURL := DatabaseURL(c.Node.Database, s.DatabasePassword.Reveal(), id.InstanceID)
 	r := &Rendered{Format: f, Files: []fsutil.File{
@@ -197,15 +194,39 @@ func envSettings(c *config.Config, dbURL string) []string {
 	return env
 }
 
-// configTOML renders config.toml: the agent's settings with node.extra_toml merged over them.
+// configTOML renders config.toml: the agent's settings (exactly the written keys of config.AgentTOMLKeys) with
+// node.extra_toml merged over them. Log.Level is left to the node's default (info) so extra_toml may set it.
 func configTOML(c *config.Config) ([]byte, error) {
 	if c.Node.HTTPURL == "" {
 		return nil, &config.FieldError{Field: "node.http_url", Err: fmt.Errorf("%w: 2.x nodes need the chain client's HTTP URL ([[EVM.Nodes]] HTTPURL)", config.ErrRequired)}
 	}
+	base := agentTOML(c)
+	if c.Node.ExtraTOML != "" {
+		// Parse has checked it already; a Config built another way is held to the same rules here.
+		if errs := config.ExtraTOMLProblems(c.Node.ExtraTOML); len(errs) > 0 {
+			return nil, &config.FieldError{Field: "node.extra_toml", Err: errors.Join(errs...)}
+		}
+		var extra map[string]any
+		if err := toml.Unmarshal([]byte(c.Node.ExtraTOML), &extra); err != nil {
+			return nil, &config.FieldError{Field: "node.extra_toml", Err: fmt.Errorf("%w: %v", config.ErrInvalid, err)}
+		}
+		if err := mergeTOML(base, extra, ""); err != nil {
+			return nil, &config.FieldError{Field: "node.extra_toml", Err: fmt.Errorf("%w: %v", config.ErrAgentOwned, err)}
+		}
+	}
+	out, err := toml.Marshal(base)
+	if err != nil {
+		return nil, fmt.Errorf("encode %s: %w", ConfigFile, err)
+	}
+	return out, nil
+}
+
+// agentTOML is what the agent writes into config.toml before extra_toml.
+func agentTOML(c *config.Config) map[string]any {
 	chainID, link := c.Node.Chain()
-	base := map[string]any{
+	return map[string]any{
 		"RootDir": DataMount,
-		"Log":     map[string]any{"JSONConsole": true, "Level": "info"},
+		"Log":     map[string]any{"JSONConsole": true},
 		"WebServer": map[string]any{
 			"HTTPPort":      NodePort,
 			"SecureCookies": false,
@@ -221,24 +242,11 @@ func configTOML(c *config.Config) ([]byte, error) {
 			}},
 		}},
 	}
-	if c.Node.ExtraTOML != "" {
-		var extra map[string]any
-		if err := toml.Unmarshal([]byte(c.Node.ExtraTOML), &extra); err != nil {
-			return nil, &config.FieldError{Field: "node.extra_toml", Err: fmt.Errorf("%w: %v", config.ErrInvalid, err)}
-		}
-		if err := mergeTOML(base, extra, ""); err != nil {
-			return nil, &config.FieldError{Field: "node.extra_toml", Err: fmt.Errorf("%w: %v", config.ErrInvalid, err)}
-		}
-	}
-	out, err := toml.Marshal(base)
-	if err != nil {
-		return nil, fmt.Errorf("encode %s: %w", ConfigFile, err)
-	}
-	return out, nil
 }
 
 // mergeTOML merges src into dst: tables merge key by key, arrays of tables merge element by element (so
-// `[[EVM]]` in extra_toml adds to the first chain), and any other value in src replaces the one in dst.
+// `[[EVM]]` in extra_toml adds to the first chain), and any other value in src is added. A key of src that dst
+// already holds is never replaced (config.ExtraTOMLProblems refuses it first; this is the backstop).
 func mergeTOML(dst, src map[string]any, path string) error {
 	for k, sv := range src {
 		key := strings.TrimPrefix(path+"."+k, ".")
@@ -256,7 +264,10 @@ func mergeTOML(dst, src map[string]any, path string) error {
 			}
 		case []any:
 			d, isArray := dst[k].([]any)
-			if !isArray || !allTables(d) || !allTables(s) {
+			if _, held := dst[k]; held && (!isArray || !allTables(d) || !allTables(s)) {
+				return fmt.Errorf("%s is written by the agent; extra_toml may not replace it", key)
+			}
+			if !isArray {
 				dst[k] = s
 				continue
 			}
@@ -271,6 +282,9 @@ func mergeTOML(dst, src map[string]any, path string) error {
 			}
 			dst[k] = d
 		default:
+			if _, held := dst[k]; held {
+				return fmt.Errorf("%s is written by the agent; extra_toml may not replace it", key)
+			}
 			dst[k] = sv
 		}
 	}

@@ -212,16 +212,44 @@ func TestRenderTOMLNeedsHTTPURL(t *testing.T) {
 	}
 }
 
-func TestRenderRejectsBadPasswordsBeforeAnything(t *testing.T) {
-	s := testSecrets()
-	s.APIPassword = NewSecret("xx-ops@example.com-xx", "v")
-	_, err := Render(testConfig(t, ""), testID, s, FormatTOML)
-	var se *SecretError
-	if !errors.As(err, &se) || se.Key != "api_password" || se.ExitCode() != 5 || !errors.Is(err, ErrPasswordRule) {
-		t.Fatalf("got %v", err)
+// TestRenderChecksEachSecret: a password that breaks a node rule stops Render with a terminal error (exit 5) naming
+// the secret and the rule, never the value; what the node accepts renders.
+func TestRenderChecksEachSecret(t *testing.T) {
+	cases := []struct {
+		name   string
+		edit   func(*NodeSecrets)
+		key    string // "" when accepted
+		saying string
+	}{
+		{"APIPasswordContainingEmailAccepted", func(s *NodeSecrets) { s.APIPassword = NewSecret("xx-ops@example.com-xx", "v") }, "", ""},
+		{"WeakKeystoreAcceptedWithoutKnowingTheKeystore", func(s *NodeSecrets) { s.KeystorePassword = NewSecret("weak", "v") }, "", ""},
+		{"LongDatabasePasswordAccepted", func(s *NodeSecrets) { s.DatabasePassword = NewSecret(strings.Repeat("d", 200), "v") }, "", ""},
+		{"ShortDatabasePassword", func(s *NodeSecrets) { s.DatabasePassword = NewSecret("short-db-pw", "v") }, "database_password", "shorter than 16 bytes"},
+		{"DatabasePasswordEndsInSpace", func(s *NodeSecrets) { s.DatabasePassword = NewSecret("database-password-0123 ", "v") }, "database_password", "white space"},
+		{"LongAPIPassword", func(s *NodeSecrets) { s.APIPassword = NewSecret(strings.Repeat("a", 51), "v") }, "api_password", "longer than 50 bytes"},
+		{"KeystoreEndsInNewline", func(s *NodeSecrets) { s.KeystorePassword = NewSecret("keystore-Password-0123\n", "v") }, "keystore_password", "white space"},
 	}
-	if strings.Contains(err.Error(), "xx-ops") {
-		t.Errorf("the error quotes the password: %v", err)
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			s := testSecrets()
+			tc.edit(&s)
+			_, err := Render(testConfig(t, ""), testID, s, FormatTOML)
+			if tc.key == "" {
+				if err != nil {
+					t.Fatalf("refused: %v", err)
+				}
+				return
+			}
+			var se *SecretError
+			if !errors.As(err, &se) || se.Key != tc.key || se.ExitCode() != 5 || !errors.Is(err, ErrPasswordRule) || !strings.Contains(err.Error(), tc.saying) {
+				t.Fatalf("got %v, want a terminal %s error saying %q", err, tc.key, tc.saying)
+			}
+			for _, v := range s.Values() {
+				if strings.Contains(err.Error(), strings.TrimSpace(v)) {
+					t.Errorf("the error quotes a password: %v", err)
+				}
+			}
+		})
 	}
 }
 
@@ -248,25 +276,59 @@ func TestFormatFor(t *testing.T) {
 }
 
 func TestPasswordRules(t *testing.T) {
+	db := CheckDatabasePassword
+	api := CheckAPIPassword
+	change := func(p string) error { return CheckAPIPasswordChange(p, "ops@example.com") }
+	emptyKeystore := func(p string) error { return CheckKeystorePassword(p, true) }
+	keptKeystore := func(p string) error { return CheckKeystorePassword(p, false) }
+	eacute := "\u00e9" // é: 2 bytes of UTF-8
 	cases := []struct {
 		name, pw string
 		check    func(string) error
 		ok       bool
 	}{
-		{"KeystoreOK", "0123456789abcdef", CheckKeystorePassword, true},
-		{"KeystoreShort", "0123456789abcde", CheckKeystorePassword, false},
-		{"KeystoreLong", strings.Repeat("x", 51), CheckKeystorePassword, false},
-		{"KeystoreMax", strings.Repeat("x", 50), CheckKeystorePassword, true},
-		{"KeystoreLeadingSpace", " 0123456789abcdef", CheckKeystorePassword, false},
-		{"KeystoreTrailingTab", "0123456789abcdef\t", CheckKeystorePassword, false},
-		{"KeystoreNotUTF8", "000000000000\x8d0000000", CheckKeystorePassword, false},
-		{"APIContainsEmail", "xxOPS@example.comxx", func(p string) error { return CheckAPIPassword(p, "ops@example.com") }, false},
-		{"APINewline", "0123456789\nabcdef", func(p string) error { return CheckAPIPassword(p, "ops@example.com") }, false},
-		{"APIOK", "0123456789abcdefgh", func(p string) error { return CheckAPIPassword(p, "ops@example.com") }, true},
-		{"DBShort", "tiny-pw", CheckDatabasePassword, false},
-		{"DBNul", "db-password-0123456789\x00", CheckDatabasePassword, false},
-		{"KeystoreControl", "0123456789\x07abcdef", CheckKeystorePassword, false},
-		{"DBOK", testDBPassword, CheckDatabasePassword, true},
+		// Database URL password: 16+ bytes, no \t \n \f \r or space at either end, no maximum.
+		{"DBSixteenBytesAccepted", "0123456789abcdef", db, true},
+		{"DBFifteenBytesRefused", "0123456789abcde", db, false},
+		{"DBEightTwoByteCharactersAccepted", strings.Repeat(eacute, 8), db, true},
+		{"DBSevenTwoByteCharactersAndOneByteRefused", strings.Repeat(eacute, 7) + "x", db, false},
+		{"DBSixtyBytesAccepted", strings.Repeat("x", 60), db, true},
+		{"DBLeadingSpaceRefused", " 0123456789abcdef", db, false},
+		{"DBTrailingTabRefused", "0123456789abcdef\t", db, false},
+		{"DBTrailingNewlineRefused", "0123456789abcdef\n", db, false},
+		{"DBTrailingVerticalTabAccepted", "0123456789abcdef\v", db, true}, // not in RE2's \s
+		{"DBTrailingNoBreakSpaceAccepted", "0123456789abcdef\u00a0", db, true},
+		{"DBInnerSpaceAccepted", "0123 4567 89ab cdef", db, true},
+		{"DBNulRefused", "db-password-0123456789\x00", db, false},
+		{"DBControlCharacterAccepted", "db-password\x07-0123456789", db, true},
+		{"DBURLSpecialCharactersAccepted", testDBPassword, db, true},
+		// API password (.api): 16 to 50 bytes, no white space at either end, no line break; the e-mail is allowed.
+		{"APIFiftyBytesAccepted", strings.Repeat("x", 50), api, true},
+		{"APIFiftyOneBytesRefused", strings.Repeat("x", 51), api, false},
+		{"APITwentyFiveTwoByteCharactersAccepted", strings.Repeat(eacute, 25), api, true},
+		{"APITwentyFiveTwoByteCharactersAndOneByteRefused", strings.Repeat(eacute, 25) + "x", api, false},
+		{"APIFortyNineBytesAndATwoByteCharacterRefused", strings.Repeat("x", 49) + eacute, api, false},
+		{"APIFifteenBytesRefused", "0123456789abcde", api, false},
+		{"APIContainingEmailAccepted", "xxOPS@example.comxx", api, true},
+		{"APINewlineRefused", "0123456789\nabcdef", api, false},
+		{"APILeadingSpaceRefused", " 0123456789abcdefgh", api, false},
+		{"APITrailingNoBreakSpaceRefused", "0123456789abcdefgh\u00a0", api, false}, // the node's TrimSpace drops it
+		// API password change through the web API: the same plus the e-mail rule.
+		{"ChangeContainingEmailRefused", "xxOPS@example.comxx", change, false},
+		{"ChangeOK", "0123456789abcdefgh", change, true},
+		{"ChangeFiftyOneBytesRefused", strings.Repeat("x", 51), change, false},
+		// Keystore: strength only for an empty keystore; white space at either end always; no maximum.
+		{"KeystoreWeakAcceptedForExistingKeyRing", "weak", keptKeystore, true},
+		{"KeystoreWeakRefusedForEmptyKeystore", "weak", emptyKeystore, false},
+		{"KeystoreFifteenBytesRefusedForEmptyKeystore", "0123456789abcde", emptyKeystore, false},
+		{"KeystoreSixteenBytesAcceptedForEmptyKeystore", "0123456789abcdef", emptyKeystore, true},
+		{"KeystoreEightTwoByteCharactersAcceptedForEmptyKeystore", strings.Repeat(eacute, 8), emptyKeystore, true},
+		{"KeystoreTwoHundredBytesAccepted", strings.Repeat("k", 200), emptyKeystore, true},
+		{"KeystoreLeadingSpaceRefusedForExistingKeyRing", " 0123456789abcdef", keptKeystore, false},
+		{"KeystoreTrailingNoBreakSpaceRefused", "0123456789abcdef\u00a0", keptKeystore, false},
+		{"KeystoreEmptyRefused", "", keptKeystore, false},
+		{"KeystoreNotUTF8Refused", "000000000000\x8d0000000", keptKeystore, false},
+		{"KeystoreControlCharacterAccepted", "0123456789\x07abcdef", emptyKeystore, true},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -274,7 +336,7 @@ func TestPasswordRules(t *testing.T) {
 			if (err == nil) != tc.ok {
 				t.Fatalf("err = %v, want ok=%v", err, tc.ok)
 			}
-			if err != nil && (!errors.Is(err, ErrPasswordRule) || strings.Contains(err.Error(), strings.TrimSpace(tc.pw))) {
+			if err != nil && (!errors.Is(err, ErrPasswordRule) || (strings.TrimSpace(tc.pw) != "" && strings.Contains(err.Error(), strings.TrimSpace(tc.pw)))) {
 				t.Errorf("error %q must wrap ErrPasswordRule and not quote the password", err)
 			}
 		})

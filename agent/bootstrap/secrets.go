@@ -69,30 +69,56 @@ func NewSecretsClient(cfg aws.Config, endpoint string, maxAttempts int, attemptT
 	})
 }
 
-// FetchSecrets gets and checks the three secrets. Each fetch is bounded by timeout (retries included).
+// FetchSecrets gets the three secrets and checks them with CheckSecrets. Each fetch is bounded by timeout (retries
+// included). apiEmail is unused: the e-mail rule is the node's web API's, not a rule of the .api file the node
+// reads (see CheckAPIPasswordChange); the parameter stays for the callers.
 func FetchSecrets(ctx context.Context, api SecretsAPI, refs config.Secrets, apiEmail string, timeout time.Duration) (NodeSecrets, error) {
 	var out NodeSecrets
 	steps := []struct {
-		key   string
-		ref   config.SecretRef
-		dst   *Secret
-		check func(string) error
+		key string
+		ref config.SecretRef
+		dst *Secret
 	}{
-		{"database_password", refs.DatabasePassword, &out.DatabasePassword, CheckDatabasePassword},
-		{"api_password", refs.APIPassword, &out.APIPassword, func(pw string) error { return CheckAPIPassword(pw, apiEmail) }},
-		{"keystore_password", refs.KeystorePassword, &out.KeystorePassword, CheckKeystorePassword},
+		{"database_password", refs.DatabasePassword, &out.DatabasePassword},
+		{"api_password", refs.APIPassword, &out.APIPassword},
+		{"keystore_password", refs.KeystorePassword, &out.KeystorePassword},
 	}
 	for _, s := range steps {
 		sec, err := fetchOne(ctx, api, s.key, s.ref, timeout)
 		if err != nil {
 			return NodeSecrets{}, err
 		}
-		if err := s.check(sec.value); err != nil {
-			return NodeSecrets{}, &SecretError{Key: s.key, ID: s.ref.ID, Terminal: true, Err: err}
-		}
 		*s.dst = sec
 	}
+	if err := checkSecrets(refs, out); err != nil {
+		return NodeSecrets{}, err
+	}
 	return out, nil
+}
+
+// CheckSecrets applies the node's rules that do not depend on the node's state to the three passwords: the
+// database URL's (CheckDatabasePassword), the .api user's (CheckAPIPassword) and the keystore's that hold whether or
+// not its keystore is empty (CheckKeystorePassword with false; CheckKeystore adds the strength rule for an empty
+// one). A violation is a terminal *SecretError (exit 5) naming the secret's key, id and the rule, never the value.
+func CheckSecrets(c *config.Config, s NodeSecrets) error {
+	return checkSecrets(c.Secrets, s)
+}
+
+func checkSecrets(refs config.Secrets, s NodeSecrets) error {
+	for _, r := range []struct {
+		key string
+		ref config.SecretRef
+		err error
+	}{
+		{"database_password", refs.DatabasePassword, CheckDatabasePassword(s.DatabasePassword.Reveal())},
+		{"api_password", refs.APIPassword, CheckAPIPassword(s.APIPassword.Reveal())},
+		{"keystore_password", refs.KeystorePassword, CheckKeystorePassword(s.KeystorePassword.Reveal(), false)},
+	} {
+		if r.err != nil {
+			return &SecretError{Key: r.key, ID: r.ref.ID, Terminal: true, Err: r.err}
+		}
+	}
+	return nil
 }
 
 func fetchOne(ctx context.Context, api SecretsAPI, key string, ref config.SecretRef, timeout time.Duration) (Secret, error) {

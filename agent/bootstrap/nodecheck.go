@@ -1,0 +1,95 @@
+package bootstrap
+
+import (
+	"context"
+	"errors"
+	"fmt"
+
+	"github.com/cl-agent/cl-agent/agent/config"
+)
+
+// The agent's checks mirror the node's rules it can know without the node: the password rules, the EIP-55 case of
+// addresses, what extra_toml may not touch. The node's TOML decoding is strict (an unknown key in extra_toml is
+// refused) and its schema changes from release to release, so the last word is the node's own
+// `chainlink node -config … -secrets … validate`, run in the node's image on the files as written. A NodeValidator
+// is the hook for that; the agent ships none, a caller plugs one in (a test harness running the real image, or a
+// deployment that wants the check before every start).
+
+// ErrNodeRefused is wrapped by NodeRefusedError.
+var ErrNodeRefused = errors.New("the node's own validate refuses the rendered configuration")
+
+// NodeFiles is what a NodeValidator gets: the files as WriteNodeFiles wrote them, and how to run the node on them.
+type NodeFiles struct {
+	Format Format
+	// SecretsDir is the host directory holding config.toml and secrets.toml (0400, owned by the node's user);
+	// mount it read-only at SecretsMount.
+	SecretsDir string
+	// ReadOnly are further host paths the node reads at the same path (node.database.sslrootcert).
+	ReadOnly []string
+	// User is the node's uid:gid (container.user).
+	User string
+	// Args follow the image's `chainlink` entrypoint: `node -config … -secrets … validate`.
+	Args []string
+}
+
+// NodeValidator runs the node's own validation on written files. It returns nil when the node accepts them, and
+// otherwise an error carrying the node's reason (the node prints secrets as ***** or xxxxx; the agent's log
+// redactor masks any value that slips through). It owns its deadline within ctx.
+type NodeValidator interface {
+	ValidateNode(ctx context.Context, files NodeFiles) error
+}
+
+// NodeValidatorFunc makes a function a NodeValidator.
+type NodeValidatorFunc func(ctx context.Context, files NodeFiles) error
+
+// ValidateNode calls f.
+func (f NodeValidatorFunc) ValidateNode(ctx context.Context, files NodeFiles) error {
+	return f(ctx, files)
+}
+
+// NodeRefusedError is the node's refusal of the rendered files: a configuration error (exit 2), since the agent's
+// own checks have passed the secrets.
+type NodeRefusedError struct {
+	Err error
+}
+
+func (e *NodeRefusedError) Error() string { return fmt.Sprintf("%v: %v", ErrNodeRefused, e.Err) }
+
+// Unwrap gives both the sentinel and the validator's error.
+func (e *NodeRefusedError) Unwrap() []error { return []error{ErrNodeRefused, e.Err} }
+
+// ExitCode is 2: bad configuration (DESIGN.md §7).
+func (e *NodeRefusedError) ExitCode() int { return 2 }
+
+// ValidateArgs is the node's command line, after its entrypoint, that validates the files in SecretsMount.
+func ValidateArgs() []string {
+	return []string{"node", "-config", SecretsMount + "/" + ConfigFile, "-secrets", SecretsMount + "/" + SecretsFile, "validate"}
+}
+
+// NodeFilesFor describes the files of format f that WriteNodeFiles wrote into dir for configuration c.
+func NodeFilesFor(c *config.Config, f Format, dir string) NodeFiles {
+	files := NodeFiles{Format: f, SecretsDir: dir, User: c.Container.User, Args: ValidateArgs()}
+	if c.Node.Database.SSLRootCert != "" {
+		files.ReadOnly = []string{c.Node.Database.SSLRootCert}
+	}
+	return files
+}
+
+// ValidateWithNode runs v on written files (see NodeFilesFor). A nil v, or the 1.x format (whose nodes have no
+// validate), checks nothing. A refusal is a *NodeRefusedError; the caller decides whether to shred the files. A
+// validator cut short by ctx is not a refusal.
+func ValidateWithNode(ctx context.Context, v NodeValidator, files NodeFiles) error {
+	if v == nil || files.Format != FormatTOML {
+		return nil
+	}
+	if files.Args == nil {
+		files.Args = ValidateArgs()
+	}
+	if err := v.ValidateNode(ctx, files); err != nil {
+		if ctx.Err() != nil {
+			return fmt.Errorf("validate the rendered files with the node: %w", err)
+		}
+		return &NodeRefusedError{Err: err}
+	}
+	return nil
+}
