@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"path/filepath"
@@ -12,9 +13,16 @@ import (
 	"github.com/cl-agent/cl-agent/agent/logging"
 )
 
+// renderValidator, when set, runs the node's own `validate` on the files render wrote (bootstrap.NodeValidator);
+// a refusal shreds them and exits 2. None is set in the shipped binary: the agent does not carry the node's image.
+// Tests set it (a fake, or internal/realnode's run of the real image).
+var renderValidator bootstrap.NodeValidator
+
 // runRender writes the node's files once, exactly as the daemon would (modes, owner, all or nothing), and exits.
 // It replaces the old create-env / create-password / create-api scripts. Everything is fetched and checked
-// before the first byte is written.
+// before the first byte is written: the configuration (node.link_contract's EIP-55 case, extra_toml's rules) at
+// load, the passwords against the node's rules that do not depend on its database. The keystore password's strength
+// rule applies only to an empty keystore, which render does not look at (the daemon does, bootstrap.CheckKeystore).
 func runRender(ctx context.Context, args []string, out, errOut io.Writer) error {
 	f := newFlags("render", errOut)
 	dir := f.String("out", "", "directory to write the files into (created 0700, owned by container.user)")
@@ -56,6 +64,12 @@ func runRender(ctx context.Context, args []string, out, errOut io.Writer) error 
 		}
 	}
 	if err := bootstrap.WriteNodeFiles(*dir, r, bootstrap.NodeOwner(h.Config.Container)); err != nil {
+		return err
+	}
+	if err := bootstrap.ValidateWithNode(ctx, renderValidator, bootstrap.NodeFilesFor(h.Config, r.Format, *dir)); err != nil {
+		if serr := bootstrap.ShredNodeFiles(*dir); serr != nil {
+			return errors.Join(err, fmt.Errorf("shred the refused files in %s: %w", *dir, serr))
+		}
 		return err
 	}
 	fmt.Fprintf(out, "rendered %s files into %s:\n", r.Format, *dir)

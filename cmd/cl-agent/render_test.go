@@ -2,20 +2,27 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net/http"
 	"net/http/httptest"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"syscall"
 	"testing"
 	"time"
 
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/credentials"
+	"github.com/aws/aws-sdk-go-v2/service/secretsmanager"
+	smtypes "github.com/aws/aws-sdk-go-v2/service/secretsmanager/types"
 	"github.com/jackc/pgx/v5"
 	"github.com/pelletier/go-toml/v2"
 
+	"github.com/cl-agent/cl-agent/agent/bootstrap"
 	"github.com/cl-agent/cl-agent/agent/logging"
 	"github.com/cl-agent/cl-agent/internal/standin"
 	"github.com/cl-agent/cl-agent/internal/testenv"
@@ -110,9 +117,14 @@ func TestBadInputs(t *testing.T) {
 	}{
 		{"MissingSecret", []string{"  api_password: {id: NoSuchSecret}"}, 5, []string{"api_password", "NoSuchSecret", "not found"}},
 		{"AccessDenied", []string{"aws: {endpoint_url: " + denied.URL + ", imds_endpoint: " + fx.imds.URL + "}"}, 5, []string{"database_password", "access denied"}},
-		{"ShortPassword", []string{"  keystore_password: {id: ShortSecret}"}, 5, []string{"keystore_password", "ShortSecret", "shorter than 16"}},
-		{"PasswordHasEmail", []string{"  api_password: {id: EmailSecret}"}, 5, []string{"api_password", "contains the API e-mail"}},
+		{"ShortPassword", []string{"  api_password: {id: ShortSecret}"}, 5, []string{"api_password", "ShortSecret", "shorter than 16 bytes"}},
+		{"ShortDatabasePassword", []string{"  database_password: {id: ShortSecret}"}, 5, []string{"database_password", "ShortSecret", "shorter than 16 bytes"}},
+		{"APIPasswordOverFiftyBytes", []string{"  api_password: {id: " + secret(t, "API51Bytes", strings.Repeat("\u00e9", 25)+"x") + "}"}, 5, []string{"api_password", "longer than 50 bytes"}},
 		{"PasswordLeadingSpace", []string{"  keystore_password: {id: SpaceSecret}"}, 5, []string{"keystore_password", "white space"}},
+		{"LinkContractLowerCase", []string{"  network: Ethereum-Sepolia\n  chain_id: 11155111\n  link_contract: '0x779877a7b0d9e8603169ddbd7836e478b4624789'"}, 2,
+			[]string{"node.link_contract", "EIP-55", "write 0x779877A7B0D9E8603169DdbD7836e478b4624789"}},
+		{"ExtraTOMLEnablesTLS", []string{"  network: Ethereum-Sepolia\n  extra_toml: \"[WebServer.TLS]\\nHTTPSPort = 6689\""}, 2, []string{"node.extra_toml", "WebServer.TLS.HTTPSPort", "is the agent's"}},
+		{"ExtraTOMLDisablesLease", []string{"  network: Ethereum-Sepolia\n  extra_toml: \"[Database.Lock]\\nEnabled = false\""}, 2, []string{"node.extra_toml", "Database.Lock.Enabled", "lease"}},
 		{"JSONKeyOnPlainSecret", []string{"  database_password: {id: PlainDB, json_key: password}"}, 5, []string{"database_password", "not a JSON object"}},
 		{"UnknownConfigKey", []string{"image: {repository: standin-chainlink, tga: 2.10.0}"}, 2, []string{"image.tga", "line 13", "unknown key"}},
 		{"UnknownNetwork", []string{"  network: Ethereum-Mainet"}, 2, []string{"node.network", "unknown network", "Ethereum-Sepolia"}},
@@ -240,5 +252,89 @@ func TestOutputIsRedacted(t *testing.T) {
 	}
 	if strings.Contains(stdout+stderr, "leaky-secret-value-42") || !strings.Contains(stderr, `unknown command "[REDACTED]"`) {
 		t.Errorf("the value was not masked:\n%s\n%s", stdout, stderr)
+	}
+}
+
+// secret creates a Secrets Manager secret in the fixture's moto (once per name) and returns its id.
+func secret(t *testing.T, name, value string) string {
+	t.Helper()
+	sm := secretsmanager.New(secretsmanager.Options{
+		Region: "us-east-1", BaseEndpoint: aws.String(fx.moto.URL),
+		Credentials: credentials.NewStaticCredentialsProvider("test", "test", ""),
+	})
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	_, err := sm.CreateSecret(ctx, &secretsmanager.CreateSecretInput{Name: aws.String(name), SecretString: aws.String(value)})
+	var exists *smtypes.ResourceExistsException
+	if err != nil && !errors.As(err, &exists) {
+		t.Fatalf("create secret %s: %v", name, err)
+	}
+	return name
+}
+
+// TestRenderAcceptsWhatTheNodeAccepts: values the node takes render (exit 0), where the old rules refused them.
+func TestRenderAcceptsWhatTheNodeAccepts(t *testing.T) {
+	cases := []struct {
+		name string
+		edit string
+	}{
+		{"APIPasswordContainingEmail", "  api_password: {id: EmailSecret}"},
+		{"APIPasswordOfFiftyBytes", "  api_password: {id: " + secret(t, "API50Bytes", strings.Repeat("\u00e9", 25)) + "}"},
+		{"WeakKeystoreOfAnExistingKeyRing", "  keystore_password: {id: ShortSecret}"},
+		{"DatabasePasswordOverFiftyBytes", "  database_password: {id: " + secret(t, "DB60Bytes", strings.Repeat("d", 60)) + "}"},
+		{"DatabasePasswordOfMultiByteCharacters", "  database_password: {id: " + secret(t, "DB8Chars16Bytes", strings.Repeat("\u00e9", 8)) + "}"},
+		{"ChecksummedLinkContract", "  network: Ethereum-Sepolia\n  chain_id: 11155111\n  link_contract: '0x779877A7B0D9E8603169DdbD7836e478b4624789'"},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			dir := outDir(t)
+			if code, _, stderr := cli(t, "render", "--config", writeConfig(t, "toml", tc.edit), "--out", dir); code != 0 {
+				t.Fatalf("exit %d: %s", code, stderr)
+			}
+			if _, err := os.Stat(filepath.Join(dir, "secrets.toml")); err != nil {
+				t.Error(err)
+			}
+		})
+	}
+}
+
+// TestRenderRunsTheNodeValidator: with a validator hooked in, render hands it the written files; a refusal exits 2
+// with the node's reason and leaves no file behind.
+func TestRenderRunsTheNodeValidator(t *testing.T) {
+	var seen []bootstrap.NodeFiles
+	refuse := errors.New("Invalid configuration: Log.Colour: missing field")
+	validate := func(answer error) bootstrap.NodeValidator {
+		return bootstrap.NodeValidatorFunc(func(_ context.Context, f bootstrap.NodeFiles) error {
+			if _, err := os.Stat(filepath.Join(f.SecretsDir, "config.toml")); err != nil {
+				t.Errorf("the validator runs before the files are written: %v", err)
+			}
+			seen = append(seen, f)
+			return answer
+		})
+	}
+	t.Cleanup(func() { renderValidator = nil })
+
+	renderValidator = validate(nil)
+	dir := outDir(t)
+	if code, _, stderr := cli(t, "render", "--config", writeConfig(t, "toml"), "--out", dir); code != 0 {
+		t.Fatalf("accepted: exit %d: %s", code, stderr)
+	}
+	if len(seen) != 1 || seen[0].SecretsDir != dir || !slices.Equal(seen[0].Args, bootstrap.ValidateArgs()) {
+		t.Fatalf("validator saw %+v", seen)
+	}
+
+	renderValidator = validate(refuse)
+	dir = outDir(t)
+	code, _, stderr := cli(t, "render", "--config", writeConfig(t, "toml"), "--out", dir)
+	if code != 2 || !strings.Contains(stderr, "Log.Colour") || !strings.Contains(stderr, "the node's own validate refuses") {
+		t.Errorf("refused: exit %d: %s", code, stderr)
+	}
+	if entries, _ := os.ReadDir(dir); len(entries) != 0 {
+		t.Errorf("files left behind after the node refused them: %v", entries)
+	}
+
+	seen = nil
+	if code, _, stderr := cli(t, "render", "--config", writeConfig(t, "env"), "--out", outDir(t)); code != 0 || len(seen) != 0 {
+		t.Errorf("1.x files (no validate in 1.x nodes): exit %d, %d validations: %s", code, len(seen), stderr)
 	}
 }
