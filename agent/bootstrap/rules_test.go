@@ -36,16 +36,14 @@ func leafPaths(m map[string]any, prefix string) []string {
 	return out
 }
 
-// TestAgentTOMLIsWhatConfigProtects: the renderer writes exactly the written keys of config.AgentTOMLKeys, so the
-// extra_toml rules protect every key the agent writes (the rest of the table are keys it relies on unwritten).
+// TestAgentTOMLIsWhatConfigProtects: the renderer writes exactly config.AgentTOMLKeys, so the extra_toml rules
+// protect every key the agent writes.
 func TestAgentTOMLIsWhatConfigProtects(t *testing.T) {
 	written := leafPaths(agentTOML(testConfig(t, "")), "")
 	slices.Sort(written)
 	var protected []string
 	for k := range config.AgentTOMLKeys {
-		if !strings.HasPrefix(k, "Database.Lock.") {
-			protected = append(protected, k)
-		}
+		protected = append(protected, k)
 	}
 	slices.Sort(protected)
 	if !slices.Equal(written, protected) {

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"regexp"
 	"slices"
+	"time"
 
 	"github.com/pelletier/go-toml/v2"
 )
@@ -16,8 +17,8 @@ import (
 //
 // A path is dotted; "[0]" is an element of an array of tables, "[]" any element.
 
-// AgentTOMLKeys are the config.toml keys the agent writes, or relies on at the node's defaults, with the reason.
-// Package bootstrap's renderer writes exactly the written ones (its test holds it to this table).
+// AgentTOMLKeys are the config.toml keys the agent writes, with the reason. Package bootstrap's renderer writes
+// exactly these (its test holds it to this table).
 var AgentTOMLKeys = map[string]string{
 	"RootDir":                    "the node's root is container.data_dir, mounted at /chainlink",
 	"Log.JSONConsole":            "the log driver's multi-line pattern reads the node's log as JSON lines",
@@ -29,11 +30,6 @@ var AgentTOMLKeys = map[string]string{
 	"EVM[0].Nodes[0].Name":       "it names the agent's chain client (primary)",
 	"EVM[0].Nodes[0].WSURL":      "it comes from node.ws_url",
 	"EVM[0].Nodes[0].HTTPURL":    "it comes from node.http_url",
-	// Not written: the node's defaults (Enabled = true, LeaseDuration = '10s', LeaseRefreshInterval = '1s') are the
-	// node's own guard against a second node on the database, under the agent's election (DESIGN.md §2).
-	"Database.Lock.Enabled":              "the agent's failover relies on the node's database lease at its defaults (Enabled = true, LeaseDuration = '10s', LeaseRefreshInterval = '1s')",
-	"Database.Lock.LeaseDuration":        "the agent's failover relies on the node's database lease at its defaults (Enabled = true, LeaseDuration = '10s', LeaseRefreshInterval = '1s')",
-	"Database.Lock.LeaseRefreshInterval": "the agent's failover relies on the node's database lease at its defaults (Enabled = true, LeaseDuration = '10s', LeaseRefreshInterval = '1s')",
 }
 
 // agentTables are the tables (and arrays of tables) that hold AgentTOMLKeys: extra_toml may add to them, never
@@ -68,6 +64,50 @@ func ExtraTOMLProblems(extra string) []error {
 	}
 	var errs []error
 	walkExtra(m, "", &errs)
+	return append(errs, leaseProblems(m)...)
+}
+
+// The node's lease defaults (chainlink v2.19.0 docs/CONFIG.md [Database.Lock]).
+const (
+	nodeLeaseDuration        = 10 * time.Second
+	nodeLeaseRefreshInterval = time.Second
+)
+
+// leaseProblems refuses Database.Lock settings that undo the node's database lease, the node's own guard against
+// a second node on its database under the agent's election (DESIGN.md §2): turning it off, a lease of no length,
+// or a refresh slower than half the lease (which the node refuses too: core/config/toml/types.go
+// DatabaseLock.ValidateConfig). A shorter or longer lease is allowed; a longer one makes a successor wait longer
+// after a node is killed.
+func leaseProblems(m map[string]any) []error {
+	db, _ := m["Database"].(map[string]any)
+	lock, _ := db["Lock"].(map[string]any)
+	if lock == nil {
+		return nil
+	}
+	const why = "the node's database lease guards the database against a second node under the agent's election"
+	var errs []error
+	if v, set := lock["Enabled"]; set && v != true {
+		errs = append(errs, keyError("Database.Lock.Enabled", ErrAgentOwned, "must stay true: %s", why))
+	}
+	duration := func(key string, def time.Duration) (time.Duration, bool) {
+		v, set := lock[key]
+		if !set {
+			return def, true
+		}
+		s, _ := v.(string)
+		d, err := time.ParseDuration(s)
+		if err != nil || d <= 0 {
+			errs = append(errs, keyError("Database.Lock."+key, ErrInvalid, "must be a positive duration such as '10s': %s", why))
+			return 0, false
+		}
+		return d, true
+	}
+	lease, leaseOK := duration("LeaseDuration", nodeLeaseDuration)
+	refresh, refreshOK := duration("LeaseRefreshInterval", nodeLeaseRefreshInterval)
+	if leaseOK && refreshOK && refresh > lease/2 {
+		errs = append(errs, keyError("Database.Lock.LeaseRefreshInterval", ErrInvalid,
+			"%s must be at most half of LeaseDuration (%s), or the lease lapses between refreshes (the node refuses it too)", refresh, lease))
+	}
 	return errs
 }
 
