@@ -2,6 +2,8 @@ package realnode
 
 import (
 	"context"
+	"os"
+	"path/filepath"
 	"regexp"
 	"strings"
 	"testing"
@@ -9,6 +11,7 @@ import (
 
 	"github.com/jackc/pgx/v5"
 
+	"github.com/cl-agent/cl-agent/agent/config"
 	"github.com/cl-agent/cl-agent/agent/leader"
 	"github.com/cl-agent/cl-agent/internal/realnode"
 	"github.com/cl-agent/cl-agent/internal/testenv"
@@ -35,6 +38,8 @@ func TestValidate(t *testing.T) {
 		opts     []realnode.SetupOption
 		wantOK   bool
 		wantText string // in the node's output
+		// lowercase: an address the agent renders, written in lower case before the node sees it.
+		lowercase string
 	}{
 		{name: "RenderedFilesAccepted", wantOK: true, wantText: "Valid configuration."},
 		{
@@ -43,15 +48,27 @@ func TestValidate(t *testing.T) {
 			wantText: "Colour = true\n  | ~~~~~~ missing field",
 		},
 		{
+			// The agent refuses it at load (TestAgentRefusesWhatTheNodeRefuses); the node, given it anyway, too.
 			name: "LinkContractWithoutChecksumRefused",
 			opts: []realnode.SetupOption{realnode.ExtraConfig(
-				"  chain_id: 11155111\n  link_contract: \"0x779877a7b0d9e8603169ddbd7836e478b4624789\"\n")},
-			wantText: "is not a valid EIP55 formatted address",
+				"  chain_id: 11155111\n  link_contract: \"" + sepoliaLink + "\"\n")},
+			lowercase: sepoliaLink,
+			wantText:  "is not a valid EIP55 formatted address",
 		},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
 			s := realnode.Render(t, pg, tc.opts...)
+			if tc.lowercase != "" {
+				path := filepath.Join(s.Files.SecretsDir, "config.toml")
+				raw, err := os.ReadFile(path)
+				if err != nil || !strings.Contains(string(raw), tc.lowercase) {
+					t.Fatalf("config.toml lacks %s: %v", tc.lowercase, err)
+				}
+				if err := os.WriteFile(path, []byte(strings.ReplaceAll(string(raw), tc.lowercase, strings.ToLower(tc.lowercase))), 0o400); err != nil {
+					t.Fatal(err)
+				}
+			}
 			out, err := realnode.Validate(t, image, realnode.Files{SecretsDir: s.Files.SecretsDir, ReadOnly: s.Files.ReadOnly})
 			if (err == nil) != tc.wantOK {
 				t.Fatalf("validate: err = %v, want ok = %t; output:\n%s", err, tc.wantOK, out)
@@ -66,6 +83,19 @@ func TestValidate(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// sepoliaLink is Sepolia's LINK contract with its EIP-55 checksum.
+const sepoliaLink = "0x779877A7B0D9E8603169DdbD7836e478b4624789"
+
+// TestAgentRefusesWhatTheNodeRefuses: what TestValidate shows the node refusing, the agent refuses at load (exit 2),
+// naming the field and the checksummed form.
+func TestAgentRefusesWhatTheNodeRefuses(t *testing.T) {
+	t.Parallel()
+	_, err := config.Parse([]byte("node: {ws_url: ws://x, chain_id: 11155111, link_contract: \"" + strings.ToLower(sepoliaLink) + "\"}\n"))
+	if err == nil || !strings.Contains(err.Error(), "node.link_contract") || !strings.Contains(err.Error(), sepoliaLink) {
+		t.Fatalf("config.Parse of a lower-case link_contract: %v; want a refusal naming the field and %s", err, sepoliaLink)
 	}
 }
 
