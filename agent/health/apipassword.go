@@ -1,9 +1,7 @@
 package health
 
 import (
-	"bytes"
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"net/http"
@@ -29,16 +27,7 @@ func ChangeAPIPassword(ctx context.Context, baseURL, email, held, rotated string
 		}
 		return fmt.Errorf("change the node's API password: %w", ErrAPIPasswordRefused)
 	}
-	body, err := json.Marshal(map[string]string{"oldPassword": held, "newPassword": rotated})
-	if err != nil {
-		return fmt.Errorf("change the node's API password: %w", err)
-	}
-	req, err := http.NewRequestWithContext(ctx, http.MethodPatch, base+"/v2/user/password", bytes.NewReader(body))
-	if err != nil {
-		return fmt.Errorf("change the node's API password: %w", err)
-	}
-	req.Header.Set("Content-Type", "application/json")
-	code, answer, err := do(api.client, req)
+	code, answer, err := api.sendJSON(ctx, http.MethodPatch, "/v2/user/password", map[string]string{"oldPassword": held, "newPassword": rotated})
 	switch {
 	case err != nil:
 		return fmt.Errorf("change the node's API password: PATCH /v2/user/password: %w", err)

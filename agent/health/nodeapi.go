@@ -69,16 +69,7 @@ func (a *NodeAPI) login(ctx context.Context) error {
 	if !ok {
 		return fmt.Errorf("log in to the node's API: %w", ErrNoCredentials)
 	}
-	body, err := json.Marshal(map[string]string{"email": email, "password": password})
-	if err != nil {
-		return fmt.Errorf("log in to the node's API: %w", err)
-	}
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, a.base+"/sessions", bytes.NewReader(body))
-	if err != nil {
-		return fmt.Errorf("log in to the node's API: %w", err)
-	}
-	req.Header.Set("Content-Type", "application/json")
-	code, _, err := do(a.client, req)
+	code, _, err := a.sendJSON(ctx, http.MethodPost, "/sessions", map[string]string{"email": email, "password": password})
 	switch {
 	case err != nil:
 		return fmt.Errorf("log in to the node's API: %w", err)
@@ -90,6 +81,21 @@ func (a *NodeAPI) login(ctx context.Context) error {
 		return fmt.Errorf("log in to the node's API: POST /sessions answered %d", code)
 	}
 	return nil
+}
+
+// sendJSON sends body as JSON with the session and returns the answer. The body may hold a password: the error
+// names the request, never the body.
+func (a *NodeAPI) sendJSON(ctx context.Context, method, path string, body any) (int, []byte, error) {
+	raw, err := json.Marshal(body)
+	if err != nil {
+		return 0, nil, fmt.Errorf("%s %s: %w", method, path, err)
+	}
+	req, err := http.NewRequestWithContext(ctx, method, a.base+path, bytes.NewReader(raw))
+	if err != nil {
+		return 0, nil, fmt.Errorf("%s %s: %w", method, path, err)
+	}
+	req.Header.Set("Content-Type", "application/json")
+	return do(a.client, req)
 }
 
 // apiErrorDetail is the first error of a JSON:API error document, or a note that there was none.

@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"fmt"
-	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
@@ -12,6 +11,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/cl-agent/cl-agent/internal/testenv"
 )
 
 // Version is the node version the tests run unless they ask for another: v2.19.0, the release this project's
@@ -72,7 +73,7 @@ func BuildImage(ctx context.Context, version string) (string, error) {
 	if ref, ok := images.refs[version]; ok {
 		return ref, nil
 	}
-	root, err := moduleRoot(ctx)
+	root, err := testenv.ModuleRoot(ctx)
 	if err != nil {
 		return "", err
 	}
@@ -98,19 +99,4 @@ func BuildImage(ctx context.Context, version string) (string, error) {
 	}
 	images.refs[version] = ref
 	return ref, nil
-}
-
-// moduleRoot is the directory of the go.mod governing the working directory (the package directory under go test).
-func moduleRoot(ctx context.Context) (string, error) {
-	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
-	defer cancel()
-	out, err := exec.CommandContext(ctx, "go", "env", "GOMOD").Output()
-	if err != nil {
-		return "", fmt.Errorf("go env GOMOD (bound 30s): %w", err)
-	}
-	gomod := strings.TrimSpace(string(out))
-	if gomod == "" || gomod == os.DevNull {
-		return "", fmt.Errorf("no go.mod above the working directory: run inside the cl-agent module")
-	}
-	return filepath.Dir(gomod), nil
 }

@@ -20,6 +20,9 @@ var toolCache struct {
 	paths map[string]string
 }
 
+// ModuleRoot is the cl-agent module's directory, for tests that run its scripts.
+func ModuleRoot(ctx context.Context) (string, error) { return moduleRoot(ctx) }
+
 // ToolPath is toolPath for tests that run a pinned tool elsewhere (inside a system-test host).
 func ToolPath(ctx context.Context, name string) (string, error) { return toolPath(ctx, name) }
 
