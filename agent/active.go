@@ -168,7 +168,8 @@ func (a *activeTerm) waitNode() error {
 
 // fenceBeforeRelease keeps the lock while it retries the fence: until the fence succeeds, the lock is lost anyway,
 // or, once the agent is stopping, stopHoldBudget has passed (systemd's stop timeout would kill it next, and its
-// ExecStopPost fence tries again).
+// ExecStopPost fence tries again). Each attempt runs off the loop (a hung engine holds a call for its whole bound),
+// so the loop beats throughout.
 func (a *activeTerm) fenceBeforeRelease(stopErr error) error {
 	a.d.host.Log.Error("the node could not be proven stopped: keeping the lock until it is", zap.Error(stopErr))
 	a.d.setProblem(fmt.Errorf("node not proven stopped, lock kept: %w", stopErr))
@@ -178,10 +179,17 @@ func (a *activeTerm) fenceBeforeRelease(stopErr error) error {
 	beat := time.NewTicker(a.d.tick)
 	defer beat.Stop()
 	stopping := a.ctx.Done()
+	fenced := make(chan error, 1) // buffered: an attempt still running when we give up can end
+	inFlight := false
 	for {
 		select {
 		case <-retry.C:
-			err := a.d.fence(context.WithoutCancel(a.ctx))
+			if !inFlight {
+				inFlight = true
+				go func() { fenced <- a.d.fence(context.WithoutCancel(a.ctx)) }()
+			}
+		case err := <-fenced:
+			inFlight = false
 			if err == nil {
 				a.d.host.Log.Info("node fenced; releasing the lock")
 				return nil
