@@ -402,13 +402,7 @@ func TestTakeoverWaitsForProofOrGuard(t *testing.T) {
 }
 
 func TestStepdownReleasesAndHolds(t *testing.T) {
-	h := start(t, true, nil, nil)
-	h.takeover.gone.Store(true)
-	testenv.WaitFor(t, 5*time.Second, "campaigning", func() bool { return h.elector.acquires.Load() == 1 })
-	term := newFakeTerm()
-	h.elector.grant <- term
-	node := <-h.nodes
-	testenv.WaitFor(t, 5*time.Second, "active", func() bool { return h.role() == RoleActive })
+	h, term, node := activate(t, nil)
 
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
@@ -493,7 +487,7 @@ func TestRotatedSecretRestartsTheActiveNode(t *testing.T) {
 // TestRotatedDatabasePasswordReachesTheActiveLogins: after a rotation on the active, the takeover that runs before
 // the node's next start logs in with the new password (RDS managed rotation locked it out before).
 func TestRotatedDatabasePasswordReachesTheActiveLogins(t *testing.T) {
-	h, _ := activate(t, nil)
+	h, _, _ := activate(t, nil)
 	if got := h.elections.Load(); got != 1 {
 		t.Fatalf("%d elections built before the rotation, want 1", got)
 	}
@@ -668,23 +662,23 @@ func TestHostsReportTheirHealth(t *testing.T) {
 	testenv.WaitFor(t, 5*time.Second, "a health report", func() bool { return h.takeover.reports.Load() >= 1 })
 }
 
-// activate starts a leader-enabled daemon and makes it active with a fresh term.
-func activate(t *testing.T, nodeSetup func(*fakeNode)) (*harness, *fakeTerm) {
+// activate starts a leader-enabled daemon and makes it active with a fresh term; it returns the term's node too.
+func activate(t *testing.T, nodeSetup func(*fakeNode)) (*harness, *fakeTerm, *fakeNode) {
 	t.Helper()
 	h := startWith(t, true, nil, nil, nodeSetup)
 	h.takeover.gone.Store(true)
 	testenv.WaitFor(t, 5*time.Second, "campaigning", func() bool { return h.elector.acquires.Load() == 1 })
 	term := newFakeTerm()
 	h.elector.grant <- term
-	<-h.nodes
+	node := <-h.nodes
 	testenv.WaitFor(t, 5*time.Second, "active", func() bool { return h.role() == RoleActive })
-	return h, term
+	return h, term, node
 }
 
 // TestNodeNotProvenStoppedKeepsTheLock: when the engine cannot prove the node stopped (dockerd down), a stepdown
 // keeps the lock, beating, until a fence succeeds; only then may the peer take over.
 func TestNodeNotProvenStoppedKeepsTheLock(t *testing.T) {
-	h, term := activate(t, func(n *fakeNode) { n.stopErr = errors.New("stop container: engine unreachable") })
+	h, term, _ := activate(t, func(n *fakeNode) { n.stopErr = errors.New("stop container: engine unreachable") })
 	h.fenceFails.Store(2)
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
@@ -708,7 +702,7 @@ func TestNodeNotProvenStoppedKeepsTheLock(t *testing.T) {
 // TestLoopBeatsWhileTheNodeStops: a planned stop of a slow node never starves systemd's watchdog or /healthz.
 func TestLoopBeatsWhileTheNodeStops(t *testing.T) {
 	gate := make(chan struct{})
-	h, term := activate(t, func(n *fakeNode) { n.stopGate = gate })
+	h, term, _ := activate(t, func(n *fakeNode) { n.stopGate = gate })
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	done := make(chan error, 1)

@@ -121,10 +121,7 @@ func (h *host) stageFiles(stage string, spec hostSpec, imdsURL string) {
 	if err != nil {
 		h.t.Fatal(err)
 	}
-	files := map[string]struct {
-		data string
-		mode os.FileMode
-	}{
+	files := map[string]stagedFile{
 		"usr/local/bin/cl-agent":                   {mustRead(h.t, fx.agentBin), 0o755},
 		"etc/systemd/system/cl-agent.service":      {mustRead(h.t, fx.unitFile), 0o644},
 		"etc/cl-agent/config.yaml":                 {strings.Join(config, "\n") + "\n", 0o600},
@@ -133,10 +130,7 @@ func (h *host) stageFiles(stage string, spec hostSpec, imdsURL string) {
 		"etc/systemd/system/test-registry.service": {registryUnit, 0o644},
 	}
 	if spec.dropIn != "" {
-		files["etc/systemd/system/cl-agent.service.d/test.conf"] = struct {
-			data string
-			mode os.FileMode
-		}{spec.dropIn, 0o644}
+		files["etc/systemd/system/cl-agent.service.d/test.conf"] = stagedFile{spec.dropIn, 0o644}
 	}
 	for path, f := range files {
 		full := filepath.Join(stage, path)
@@ -154,6 +148,12 @@ func (h *host) stageFiles(stage string, spec hostSpec, imdsURL string) {
 	if err := os.Symlink("/etc/systemd/system/test-registry.service", filepath.Join(wants, "test-registry.service")); err != nil {
 		h.t.Fatal(err)
 	}
+}
+
+// stagedFile is one file laid into the host before it boots.
+type stagedFile struct {
+	data string
+	mode os.FileMode
 }
 
 // registryUnit serves the node image on the host's loopback, from this machine's registry storage (read-only).
