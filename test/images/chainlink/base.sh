@@ -9,33 +9,21 @@ set -euo pipefail
 
 here=$(cd "$(dirname "$0")" && pwd)
 repo=cl-agent-test/chainlink-base
-mirror=${DEBIAN_MIRROR:-http://deb.debian.org/debian}
 packages=ca-certificates,curl,passwd
-key=$(sha256sum "$here/base.sh" | cut -c1-16)
+key=$(cat "$here/base.sh" "$here/../lib.sh" | sha256sum | cut -c1-16)
 ref=$repo:$key
 
 say() { printf 'chainlink base image: %s\n' "$*" >&2; }
 
-if [ "$(docker image inspect -f '{{index .Config.Labels "cl-agent.build-key"}}' "$ref" 2>/dev/null)" = "$key" ]; then
-	echo "$ref"
-	exit 0
-fi
-
-command -v debootstrap >/dev/null 2>&1 || {
-	say "installing debootstrap"
-	DEBIAN_FRONTEND=noninteractive apt-get update -qq
-	DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends debootstrap >/dev/null
-}
+# shellcheck source=../lib.sh
+. "$here/../lib.sh"
+exit_if_cached "$ref" "$key"
 
 work=$(mktemp -d /var/tmp/cl-agent-chainlink-base.XXXXXX)
 trap 'rm -rf "$work"' EXIT
 root=$work/root
 start=$(date +%s)
-say "debootstrap bookworm into $root (packages: $packages)"
-debootstrap --variant=minbase --include="$packages" bookworm "$root" "$mirror" >"$work/debootstrap.log" 2>&1 || {
-	tail -n 30 "$work/debootstrap.log" >&2
-	exit 1
-}
+debootstrap_root "$root" "$packages"
 chroot "$root" /bin/sh -euc '
 	groupadd --gid 14933 chainlink
 	useradd --uid 14933 --gid 14933 --create-home --home-dir /home/chainlink --shell /bin/sh chainlink

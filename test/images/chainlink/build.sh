@@ -44,7 +44,7 @@ export GOFLAGS=-buildvcs=false GOTOOLCHAIN=local GONOSUMDB=github.com/smartcontr
 say() { printf 'chainlink %s: %s\n' "$version" "$*" >&2; }
 
 files_hash() {
-	(cd "$here" && find build.sh base.sh wrapper -type f | LC_ALL=C sort | xargs sha256sum) | sha256sum | cut -c1-64
+	(cd "$here" && find build.sh base.sh ../lib.sh wrapper -type f | LC_ALL=C sort | xargs sha256sum) | sha256sum | cut -c1-64
 }
 
 # commit_of prints the git commit of the version (the module proxy's Origin record; fetched once, then cached).

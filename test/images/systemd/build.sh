@@ -7,33 +7,21 @@ set -euo pipefail
 
 here=$(cd "$(dirname "$0")" && pwd)
 repo=cl-agent-test/systemd-host
-mirror=${DEBIAN_MIRROR:-http://deb.debian.org/debian}
 packages=systemd,systemd-sysv,dbus,ca-certificates,curl,iproute2,procps,docker.io,iptables,psmisc
-key=$(cd "$here" && find build.sh rootfs -type f | LC_ALL=C sort | xargs sha256sum | sha256sum | cut -c1-16)
+key=$(cd "$here" && find build.sh rootfs ../lib.sh -type f | LC_ALL=C sort | xargs sha256sum | sha256sum | cut -c1-16)
 ref=$repo:$key
 
 say() { printf 'systemd-host image: %s\n' "$*" >&2; }
 
-if [ "$(docker image inspect -f '{{index .Config.Labels "cl-agent.build-key"}}' "$ref" 2>/dev/null)" = "$key" ]; then
-	echo "$ref"
-	exit 0
-fi
-
-command -v debootstrap >/dev/null 2>&1 || {
-	say "installing debootstrap"
-	DEBIAN_FRONTEND=noninteractive apt-get update -qq
-	DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends debootstrap >/dev/null
-}
+# shellcheck source=../lib.sh
+. "$here/../lib.sh"
+exit_if_cached "$ref" "$key"
 
 work=$(mktemp -d /var/tmp/cl-agent-systemd-host.XXXXXX)
 trap 'rm -rf "$work"' EXIT
 root=$work/root
 start=$(date +%s)
-say "debootstrap bookworm into $root (packages: $packages)"
-debootstrap --variant=minbase --include="$packages" bookworm "$root" "$mirror" >"$work/debootstrap.log" 2>&1 || {
-	tail -n 30 "$work/debootstrap.log" >&2
-	exit 1
-}
+debootstrap_root "$root" "$packages"
 
 # What a fresh EC2 host of the template has and what the rig needs: the node's uid, no services that would compete
 # with the test (no getty, no timers), and the inner dockerd's own settings.
