@@ -55,7 +55,7 @@ func LeaseState(ctx context.Context, conn *pgx.Conn) (LeaseInfo, error) {
 	var remainingUS int64
 	err := conn.QueryRow(ctx, leaseStateSQL).Scan(&li.ClientID, &li.ExpiresAt, &li.Expired, &remainingUS)
 	switch {
-	case errors.Is(err, pgx.ErrNoRows), isUndefinedTable(err):
+	case errors.Is(err, pgx.ErrNoRows), IsUndefinedTable(err):
 		return LeaseInfo{}, nil
 	case err != nil:
 		return LeaseInfo{}, fmt.Errorf("read the node's lease (bound %s): %w", leaseCallTimeout, err)
@@ -74,7 +74,7 @@ func ExpireLease(ctx context.Context, conn *pgx.Conn) (bool, error) {
 	defer cancel()
 	tag, err := conn.Exec(ctx, `UPDATE lease_lock SET expires_at = now() WHERE expires_at > now()`)
 	switch {
-	case isUndefinedTable(err):
+	case IsUndefinedTable(err):
 		return false, nil
 	case err != nil:
 		return false, fmt.Errorf("expire the node's lease (bound %s): %w", leaseCallTimeout, err)
@@ -105,7 +105,8 @@ WHERE datname = current_database() AND pid <> pg_backend_pid() AND backend_type 
 	return n, nil
 }
 
-func isUndefinedTable(err error) bool {
+// IsUndefinedTable reports SQLSTATE 42P01: a table the query reads does not exist (yet).
+func IsUndefinedTable(err error) bool {
 	var pgErr *pgconn.PgError
 	return errors.As(err, &pgErr) && pgErr.Code == undefinedTable
 }
