@@ -1,13 +1,15 @@
-package agent
+package takeover
 
 import (
 	"context"
+	"fmt"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/jackc/pgx/v5"
 
+	"github.com/cl-agent/cl-agent/agent/state"
 	"github.com/cl-agent/cl-agent/internal/testenv"
 )
 
@@ -61,17 +63,18 @@ func TestTakeoverProof(t *testing.T) {
 		}
 		return c
 	}
-	check := func(guard time.Duration) func(context.Context) (bool, string, error) {
+	check := func(guard time.Duration) *Watch {
 		t.Helper()
-		c, err := NewTakeover(connConfig, "i-0self", guard, 5*time.Second).Watch(ctx)
+		w, err := New(connConfig, "i-0self", guard, 5*time.Second).Watch(ctx)
 		if err != nil {
 			t.Fatal(err)
 		}
-		return c
+		t.Cleanup(w.Close)
+		return w
 	}
-	expect := func(name string, c func(context.Context) (bool, string, error), want bool) {
+	expect := func(name string, w *Watch, want bool) {
 		t.Helper()
-		gone, why, err := c(ctx)
+		gone, why, err := w.Check(ctx)
 		if err != nil || gone != want {
 			t.Errorf("%s: gone=%v (%s), %v; want gone=%v", name, gone, why, err, want)
 		}
@@ -92,11 +95,11 @@ func TestTakeoverProof(t *testing.T) {
 	expect("LapsedAndNoSessions", check(time.Millisecond), true)
 	expect("ServerRestartedWithinTheGuard", check(time.Hour), false)
 
-	if err := NewTakeover(connConfig, "i-0self", time.Second, 5*time.Second).ExpireStaleLease(ctx); err != nil {
+	if err := New(connConfig, "i-0self", time.Second, 5*time.Second).ExpireStaleLease(ctx); err != nil {
 		t.Fatal(err)
 	}
 	setLease("now() + interval '10 seconds'")
-	if err := NewTakeover(connConfig, "i-0self", time.Second, 5*time.Second).ExpireStaleLease(ctx); err != nil {
+	if err := New(connConfig, "i-0self", time.Second, 5*time.Second).ExpireStaleLease(ctx); err != nil {
 		t.Fatal(err)
 	}
 	var expired bool
@@ -105,21 +108,21 @@ func TestTakeoverProof(t *testing.T) {
 	}
 
 	// Health reports: the active sees a healthy standby only while it reports, healthy, within peerFresh.
-	self := NewTakeover(connConfig, "i-0self", time.Second, 5*time.Second)
-	other := NewTakeover(connConfig, "i-0peer", time.Second, 5*time.Second)
+	self := New(connConfig, "i-0self", time.Second, 5*time.Second)
+	other := New(connConfig, "i-0peer", time.Second, 5*time.Second)
 	if ready, why, err := self.PeerReady(ctx); err != nil || ready {
 		t.Errorf("PeerReady before any report = %v (%s), %v", ready, why, err)
 	}
-	if err := self.PublishHealth(ctx, "active", false, "node backoff"); err != nil {
+	if err := self.PublishHealth(ctx, state.Active, false, "node backoff"); err != nil {
 		t.Fatal(err)
 	}
-	if err := other.PublishHealth(ctx, "standby", false, "failing: chain_http"); err != nil {
+	if err := other.PublishHealth(ctx, state.Standby, false, "failing: chain_http"); err != nil {
 		t.Fatal(err)
 	}
 	if ready, _, _ := self.PeerReady(ctx); ready {
 		t.Error("an unhealthy standby counted as ready")
 	}
-	if err := other.PublishHealth(ctx, "standby", true, "warm"); err != nil {
+	if err := other.PublishHealth(ctx, state.Standby, true, "warm"); err != nil {
 		t.Fatal(err)
 	}
 	if ready, why, err := self.PeerReady(ctx); err != nil || !ready || !strings.Contains(why, "i-0peer") {
@@ -134,4 +137,63 @@ func TestTakeoverProof(t *testing.T) {
 	if ready, _, _ := self.PeerReady(ctx); ready {
 		t.Error("a standby that stopped reporting counted as ready")
 	}
+}
+
+// TestWatchHoldsOneConnection: a new active polls its watch every 100 ms for up to the takeover guard; every poll
+// runs on the one session the watch opened, and the health reports on one session of their own. Measured on the
+// server: the backends named for this host's takeover, and their pids, across many calls.
+func TestWatchHoldsOneConnection(t *testing.T) {
+	pg := testenv.PostgresT(t)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	connConfig, err := pgx.ParseConfig(pg.URL("postgres"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	id := fmt.Sprintf("i-0%x", time.Now().UnixNano()) // its own sessions, whatever else runs
+	sessions := func() map[int]bool {
+		t.Helper()
+		rows, err := pgx.ConnectConfig(ctx, connConfig)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer rows.Close(ctx)
+		pids := map[int]bool{}
+		r, err := rows.Query(ctx, `SELECT pid FROM pg_stat_activity WHERE application_name = $1`, "cl-agent-takeover/"+id)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for r.Next() {
+			var pid int
+			if err := r.Scan(&pid); err != nil {
+				t.Fatal(err)
+			}
+			pids[pid] = true
+		}
+		return pids
+	}
+	db := New(connConfig, id, time.Millisecond, 5*time.Second)
+	defer db.Close()
+	w, err := db.Watch(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	seen := map[int]bool{}
+	for range 50 {
+		if _, _, err := w.Check(ctx); err != nil {
+			t.Fatal(err)
+		}
+		if err := db.PublishHealth(ctx, state.Standby, true, "warm"); err != nil {
+			t.Fatal(err)
+		}
+		for pid := range sessions() {
+			seen[pid] = true
+		}
+	}
+	if len(seen) != 2 {
+		t.Fatalf("50 checks and 50 reports used %d sessions %v; want 2: the watch's and the reports'", len(seen), seen)
+	}
+	w.Close()
+	db.Close()
+	testenv.WaitFor(t, 5*time.Second, "the sessions to end after Close", func() bool { return len(sessions()) == 0 })
 }
