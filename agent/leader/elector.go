@@ -168,8 +168,13 @@ func validate(o Options) error {
 //
 // Cancelling ctx later does not end the returned Term: the caller stops its node first and then calls Release
 // (a process that exits frees the lock anyway, when the server sees its socket close).
-func (e *Elector) Acquire(ctx context.Context) (*Term, error) {
-	c := campaign{e: e, backoff: backoff{initial: e.o.RetryInterval, max: max(maxRetryBackoff, e.o.RetryInterval)}}
+func (e *Elector) Acquire(ctx context.Context) (*Term, error) { return e.AcquireWatching(ctx, nil) }
+
+// AcquireWatching is Acquire that also tells onHolder who holds the lock after every attempt another session won,
+// from the campaign's own session: the standby learns the holder without a connection of its own. onHolder runs on
+// the campaign's goroutine and must not block.
+func (e *Elector) AcquireWatching(ctx context.Context, onHolder func(Holder)) (*Term, error) {
+	c := campaign{e: e, onHolder: onHolder, backoff: backoff{initial: e.o.RetryInterval, max: max(maxRetryBackoff, e.o.RetryInterval)}}
 	defer c.closeSession(ctx)
 	for {
 		t, wait, err := c.attempt(ctx)
@@ -194,6 +199,7 @@ type campaign struct {
 	sess       *session
 	backoff    backoff
 	lastHolder string
+	onHolder   func(Holder) // nil: nobody
 }
 
 // attempt makes one try. It returns the Term when the lock was taken, else how long to wait before the next try.
@@ -235,12 +241,18 @@ func (c *campaign) attempt(ctx context.Context) (*Term, time.Duration, error) {
 	return t, 0, nil
 }
 
-// logHolder says who holds the key when that changes (standby's view; errors only skip the line).
+// logHolder tells onHolder who holds the key, and logs it when that changes (standby's view; errors skip both).
 func (c *campaign) logHolder(ctx context.Context) {
 	ctx, cancel := context.WithTimeout(ctx, c.e.o.CallTimeout)
 	defer cancel()
 	h, err := HolderOf(ctx, c.sess.conn, c.e.o.Key)
-	if err != nil || h.ApplicationName == c.lastHolder {
+	if err != nil {
+		return
+	}
+	if c.onHolder != nil {
+		c.onHolder(h)
+	}
+	if h.ApplicationName == c.lastHolder {
 		return
 	}
 	c.lastHolder = h.ApplicationName
