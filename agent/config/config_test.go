@@ -77,6 +77,34 @@ func TestParseRejects(t *testing.T) {
 		{"BadUser", minimal + "container: {user: chainlink}\n", "container.user", ErrInvalid, 6},
 		{"SecretsDirOnDataDisk", minimal + "container: {secrets_dir: /var/lib/cl-agent/node/secrets}\n", "container.secrets_dir", ErrInvalid, 6},
 		{"RelativeStateDir", minimal + "state_dir: var/lib\n", "state_dir", ErrInvalid, 6},
+		{"RelativeDataDir", minimal + "container: {data_dir: node}\n", "container.data_dir", ErrInvalid, 6},
+		{"RelativeSocket", minimal + "control: {socket: control.sock}\n", "control.socket", ErrInvalid, 6},
+		{"SecretsDirIsRun", minimal + "container: {secrets_dir: /run}\n", "container.secrets_dir", ErrInvalid, 6},
+		{"SecretsDirIsTmp", minimal + "container: {secrets_dir: /tmp/}\n", "container.secrets_dir", ErrInvalid, 6},
+		{"SecretsDirIsDevShm", minimal + "container: {secrets_dir: /dev/shm}\n", "container.secrets_dir", ErrInvalid, 6},
+		{"SecretsDirInDev", minimal + "container: {secrets_dir: /dev/cl-agent}\n", "container.secrets_dir", ErrInvalid, 6},
+		{"DataDirIsRoot", minimal + "container: {data_dir: /}\n", "container.data_dir", ErrInvalid, 6},
+		{"DataDirIsVarLib", minimal + "container: {data_dir: /var/lib/}\n", "container.data_dir", ErrInvalid, 6},
+		{"DataDirIsVarLibByDots", minimal + "container: {data_dir: /var/lib/cl-agent/..}\n", "container.data_dir", ErrInvalid, 6},
+		{"DataDirIsHome", minimal + "container: {data_dir: /home}\n", "container.data_dir", ErrInvalid, 6},
+		{"DataDirIsRootsHome", minimal + "container: {data_dir: /root}\n", "container.data_dir", ErrInvalid, 6},
+		{"DataDirIsLib64", minimal + "container: {data_dir: /lib64}\n", "container.data_dir", ErrInvalid, 6},
+		{"DataDirInUsr", minimal + "container: {data_dir: /usr/local/chainlink}\n", "container.data_dir", ErrInvalid, 6},
+		{"DataDirInEtc", minimal + "container: {data_dir: /etc/chainlink}\n", "container.data_dir", ErrInvalid, 6},
+		{"DataDirInProc", minimal + "container: {data_dir: /proc/1}\n", "container.data_dir", ErrInvalid, 6},
+		{"StateDirIsVar", minimal + "state_dir: /var\n", "state_dir", ErrInvalid, 6},
+		{"StateDirIsVarRun", minimal + "state_dir: /var/run\n", "state_dir", ErrInvalid, 6},
+		{"StateDirInSys", minimal + "state_dir: /sys/fs/cl-agent\n", "state_dir", ErrInvalid, 6},
+		{"StateDirInBoot", minimal + "state_dir: /boot/cl-agent\n", "state_dir", ErrInvalid, 6},
+		{"SocketInEtc", minimal + "control: {socket: /etc/cl-agent/control.sock}\n", "control.socket", ErrInvalid, 6},
+		{"SocketIsRun", minimal + "control: {socket: /run}\n", "control.socket", ErrInvalid, 6},
+		{"SocketInBin", minimal + "control: {socket: /bin/cl.sock}\n", "control.socket", ErrInvalid, 6},
+		{"SocketInSbin", minimal + "control: {socket: /sbin/cl.sock}\n", "control.socket", ErrInvalid, 6},
+		{"DataDirInsideSecretsDir", minimal + "container: {data_dir: /run/cl-agent/node/data}\n", "container.data_dir", ErrInvalid, 6},
+		{"StateDirInsideSecretsDir", minimal + "state_dir: /run/cl-agent/node/state\n", "state_dir", ErrInvalid, 6},
+		{"StateDirIsSecretsDir", minimal + "state_dir: /run/cl-agent/node\n", "state_dir", ErrInvalid, 6},
+		{"SocketInsideSecretsDir", minimal + "control: {socket: /run/cl-agent/node/control.sock}\n", "control.socket", ErrInvalid, 6},
+		{"SecretsDirIsDataDir", minimal + "container: {secrets_dir: /var/lib/cl-agent/node}\n", "container.secrets_dir", ErrInvalid, 6},
 		{"ChainIDWithoutLink", minimal + "  chain_id: 5\n", "node.link_contract", ErrRequired, 0},
 		{"LinkContractLowerCase", minimal + "  chain_id: 11155111\n  link_contract: '0x779877a7b0d9e8603169ddbd7836e478b4624789'\n", "node.link_contract", ErrChecksum, 7},
 		{"ExtraTOMLSetsRootDir", minimal + "  extra_toml: \"RootDir = '/x'\"\n", "node.extra_toml", ErrAgentOwned, 6},
@@ -115,6 +143,39 @@ func TestParseRejects(t *testing.T) {
 				t.Errorf("message %q does not name the field", err)
 			}
 		})
+	}
+}
+
+// TestDedicatedDirectoriesAccepted: a subdirectory of a system directory is the agent's to use.
+func TestDedicatedDirectoriesAccepted(t *testing.T) {
+	for _, extra := range []string{
+		"container: {secrets_dir: /dev/shm/cl-agent}\n",
+		"container: {data_dir: /home/ubuntu/chainlink}\n",
+		"container: {data_dir: /var/lib/chainlink, secrets_dir: /run/chainlink}\n",
+		"container: {data_dir: /librarian/node}\n" + "state_dir: /tmp/cl-agent\n",
+		"control: {socket: /run/cl-agent.sock}\n",
+		"control: {socket: /var/run/cl-agent/control.sock}\n",
+		"state_dir: /root/cl-agent\n",
+	} {
+		if _, err := Parse([]byte(minimal + extra)); err != nil {
+			t.Errorf("%q refused: %v", extra, err)
+		}
+	}
+}
+
+// TestSystemPathErrorSaysTheRule: the message names the field, the path and what to use instead.
+func TestSystemPathErrorSaysTheRule(t *testing.T) {
+	_, err := Parse([]byte(minimal + "container: {data_dir: /var/lib}\n"))
+	for _, want := range []string{"container.data_dir (line 6)", "must not be a system path", "/var/lib/cl-agent", `"/var/lib"`} {
+		if err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("error %v does not say %q", err, want)
+		}
+	}
+	_, err = Parse([]byte(minimal + "state_dir: /run/cl-agent/node/state\n"))
+	for _, want := range []string{"state_dir (line 6)", "inside container.secrets_dir (/run/cl-agent/node)", "lost at reboot"} {
+		if err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("error %v does not say %q", err, want)
+		}
 	}
 }
 

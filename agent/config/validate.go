@@ -93,8 +93,7 @@ func validate(c *Config, lines lineMap) error {
 	v.container(c)
 	v.leader(c)
 	v.health(c)
-	v.absPath("control.socket", c.Control.Socket)
-	v.absPath("state_dir", c.StateDir)
+	v.paths(c)
 	v.oneOf("log_level", c.LogLevel, "debug", "info", "warn", "error")
 	return errors.Join(v.errs...)
 }
@@ -228,11 +227,6 @@ func (v *validator) container(c *Config) {
 	v.port("container.host_port", k.HostPort)
 	if _, _, err := k.UIDGID(); err != nil {
 		v.fail("container.user", k.User, err)
-	}
-	v.absPath("container.data_dir", k.DataDir)
-	v.absPath("container.secrets_dir", k.SecretsDir)
-	if filepath.IsAbs(k.DataDir) && filepath.IsAbs(k.SecretsDir) && within(k.SecretsDir, k.DataDir) {
-		v.fail("container.secrets_dir", k.SecretsDir, detail(ErrInvalid, "must not be inside container.data_dir (%s): that is persistent disk", k.DataDir))
 	}
 	v.positive("container.stop_timeout", k.StopTimeout)
 	if v.required("container.log.driver", k.Log.Driver) && k.Log.Driver == "awslogs" {
