@@ -76,3 +76,8 @@ func (v *validator) paths(c *Config) {
 		}
 	}
 }
+
+// OlderUnitDataDir is the node's data directory that an older cl-agent unit (StateDirectory=cl-agent/node)
+// re-owned recursively to root at every start. Only there does the agent give root's entries back to the node
+// (fsutil.PrepareNodeDir's reclaimRoot); anywhere else a non-empty directory that is not the node's is refused.
+const OlderUnitDataDir = "/var/lib/cl-agent/node"
