@@ -8,7 +8,9 @@ import (
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/feature/ec2/imds"
+	"github.com/jonboulle/clockwork"
 
+	"github.com/cl-agent/cl-agent/agent/backoff"
 	"github.com/cl-agent/cl-agent/agent/config"
 )
 
@@ -65,7 +67,8 @@ func ResolveIdentity(ctx context.Context, api IMDSAPI, inst config.Instance, tim
 func identityDocument(ctx context.Context, api IMDSAPI, timeout time.Duration) (imds.InstanceIdentityDocument, error) {
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
-	backoff := 100 * time.Millisecond
+	retry := backoff.New(100*time.Millisecond, 2*time.Second)
+	clock := clockwork.NewRealClock()
 	for {
 		attempt, cancelAttempt := context.WithTimeout(ctx, 2*time.Second)
 		out, err := api.GetInstanceIdentityDocument(attempt, &imds.GetInstanceIdentityDocumentInput{})
@@ -76,11 +79,8 @@ func identityDocument(ctx context.Context, api IMDSAPI, timeout time.Duration) (
 			}
 			return out.InstanceIdentityDocument, nil
 		}
-		select {
-		case <-ctx.Done():
-			return imds.InstanceIdentityDocument{}, err
-		case <-time.After(jitter(backoff)):
+		if retry.Wait(ctx, clock) != nil {
+			return imds.InstanceIdentityDocument{}, err // the last attempt's error says more than the deadline
 		}
-		backoff = min(2*backoff, 2*time.Second)
 	}
 }

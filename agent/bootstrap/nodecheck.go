@@ -6,6 +6,7 @@ import (
 	"fmt"
 
 	"github.com/cl-agent/cl-agent/agent/config"
+	"github.com/cl-agent/cl-agent/agent/exitcode"
 )
 
 // The agent's checks mirror the node's rules it can know without the node: the password rules, the EIP-55 case of
@@ -58,8 +59,8 @@ func (e *NodeRefusedError) Error() string { return fmt.Sprintf("%v: %v", ErrNode
 // Unwrap gives both the sentinel and the validator's error.
 func (e *NodeRefusedError) Unwrap() []error { return []error{ErrNodeRefused, e.Err} }
 
-// ExitCode is 2: bad configuration (DESIGN.md §7).
-func (e *NodeRefusedError) ExitCode() int { return 2 }
+// ExitCode is exitcode.Config: bad configuration (DESIGN.md §7).
+func (e *NodeRefusedError) ExitCode() int { return exitcode.Config }
 
 // ValidateArgs is the node's command line, after its entrypoint, that validates the files in SecretsMount.
 func ValidateArgs() []string {

@@ -15,6 +15,7 @@ import (
 	"github.com/aws/smithy-go"
 
 	"github.com/cl-agent/cl-agent/agent/config"
+	"github.com/cl-agent/cl-agent/agent/exitcode"
 )
 
 // Sentinels for secret failures; test with errors.Is.
@@ -40,12 +41,12 @@ func (e *SecretError) Error() string {
 
 func (e *SecretError) Unwrap() error { return e.Err }
 
-// ExitCode is 5 for a terminal failure and 1 for one worth retrying.
+// ExitCode is exitcode.Terminal for a terminal failure and exitcode.Retry for one worth retrying.
 func (e *SecretError) ExitCode() int {
 	if e.Terminal {
-		return 5
+		return exitcode.Terminal
 	}
-	return 1
+	return exitcode.Retry
 }
 
 // SecretsAPI is the one Secrets Manager call the agent makes.
