@@ -10,6 +10,7 @@ import (
 
 	"github.com/cl-agent/cl-agent/agent"
 	"github.com/cl-agent/cl-agent/agent/bootstrap"
+	"github.com/cl-agent/cl-agent/agent/fsutil"
 	"github.com/cl-agent/cl-agent/agent/logging"
 )
 
@@ -25,13 +26,19 @@ var renderValidator bootstrap.NodeValidator
 // rule applies only to an empty keystore, which render does not look at (the daemon does, bootstrap.CheckKeystore).
 func runRender(ctx context.Context, args []string, out, errOut io.Writer) error {
 	f := newFlags("render", errOut)
-	dir := f.String("out", "", "directory to write the files into (created 0700, owned by container.user)")
+	dir := f.String("out", "", "a new or empty directory to write the files into (made 0700, owned by container.user)")
 	print := f.Bool("print", false, "also print the files, with secret values masked")
 	if err := f.parse(args); err != nil {
 		return err
 	}
 	if *dir == "" {
 		return usagef("render: --out DIR is required")
+	}
+	// render gives the directory to the node's uid with mode 0700 and shreds what it finds there: it must be new
+	// or empty, never someone's directory (--out /tmp). Checked before anything is fetched, and again just before
+	// the first write.
+	if err := checkOutDir(*dir); err != nil {
+		return err
 	}
 	h, err := agent.Open(*f.configPath, errOut)
 	if err != nil {
@@ -63,6 +70,10 @@ func runRender(ctx context.Context, args []string, out, errOut io.Writer) error 
 			}
 		}
 	}
+	if err := checkOutDir(*dir); err != nil {
+		r.Wipe()
+		return err
+	}
 	if err := bootstrap.WriteNodeFiles(*dir, r, bootstrap.NodeOwner(h.Config.Container)); err != nil {
 		return err
 	}
@@ -75,6 +86,15 @@ func runRender(ctx context.Context, args []string, out, errOut io.Writer) error 
 	fmt.Fprintf(out, "rendered %s files into %s:\n", r.Format, *dir)
 	for _, file := range files {
 		fmt.Fprintf(out, "  %s (0400, %s)\n", filepath.Join(*dir, file.Name), h.Config.Container.User)
+	}
+	return nil
+}
+
+// checkOutDir refuses an --out that exists and is not an empty directory (exit 2); nothing in it changes.
+func checkOutDir(dir string) error {
+	if err := fsutil.CheckNewOrEmptyDir(dir, "render writes only into a new or empty directory, which it gives to "+
+		"container.user with mode 0700: name a new directory with --out"); err != nil {
+		return fmt.Errorf("render --out: %w", err)
 	}
 	return nil
 }

@@ -155,6 +155,47 @@ func TestBadInputs(t *testing.T) {
 	}
 }
 
+// TestRenderRefusesANonEmptyDirectory: --out names a directory that holds something (as /tmp would): render
+// exits 2 saying so, and the directory keeps its files, owner and mode (it used to be chowned to the node and
+// made 0700). A plain file is refused alike; an existing empty directory is used.
+func TestRenderRefusesANonEmptyDirectory(t *testing.T) {
+	dir := t.TempDir()
+	if err := os.WriteFile(filepath.Join(dir, "someone-elses"), []byte("x"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chmod(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	plain := filepath.Join(t.TempDir(), "plain")
+	if err := os.WriteFile(plain, []byte("x"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	for out, says := range map[string]string{dir: `is not empty (it holds "someone-elses")`, plain: "is not a directory"} {
+		code, stdout, stderr := cli(t, "render", "--config", writeConfig(t, "toml"), "--out", out)
+		if code != 2 {
+			t.Errorf("--out %s: exit %d, want 2\n%s\n%s", out, code, stdout, stderr)
+		}
+		for _, want := range []string{"render --out", out, says, "new or empty directory"} {
+			if !strings.Contains(stderr, want) {
+				t.Errorf("stderr does not say %q:\n%s", want, stderr)
+			}
+		}
+	}
+	fi, err := os.Stat(dir)
+	if err != nil || fi.Mode().Perm() != 0o755 || fi.Sys().(*syscall.Stat_t).Uid != 0 {
+		t.Errorf("the directory changed: %v %v", fi.Mode(), err)
+	}
+	entries, _ := os.ReadDir(dir)
+	if len(entries) != 1 || entries[0].Name() != "someone-elses" {
+		t.Errorf("the directory holds %v, want only someone-elses", entries)
+	}
+
+	empty := t.TempDir()
+	if code, stdout, stderr := cli(t, "render", "--config", writeConfig(t, "toml"), "--out", empty); code != 0 {
+		t.Fatalf("an empty directory: exit %d\n%s\n%s", code, stdout, stderr)
+	}
+}
+
 func TestCheck(t *testing.T) {
 	// The image check resolves against a real registry holding the stand-in under a release tag.
 	repo := pushStandin(t, "2.10.0")
