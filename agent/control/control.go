@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"net"
 	"net/http"
 	"os"
@@ -71,8 +72,8 @@ func Serve(ctx context.Context, path string, h Handler) error {
 	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
 		return fmt.Errorf("control socket directory: %w", err)
 	}
-	if err := os.Remove(path); err != nil && !errors.Is(err, os.ErrNotExist) {
-		return fmt.Errorf("remove stale control socket %s: %w", path, err)
+	if err := removeStaleSocket(path); err != nil {
+		return err
 	}
 	old := syscall.Umask(0o177) // the socket is born 0600: no window in which others could connect
 	l, err := net.Listen("unix", path)
@@ -110,6 +111,56 @@ func Serve(ctx context.Context, path string, h Handler) error {
 		return nil
 	}
 	return err
+}
+
+// SocketPathError is a control.socket path the daemon will not take: something other than a socket is there,
+// or another daemon still answers on it. Nothing was removed. Exit code 2: the configuration must change.
+type SocketPathError struct {
+	Path   string
+	Reason string
+}
+
+func (e *SocketPathError) Error() string {
+	return fmt.Sprintf("control socket %s: %s; cl-agent did not remove it: set control.socket to a path of its own", e.Path, e.Reason)
+}
+
+// ExitCode is 2 (bad configuration): restarting cannot help.
+func (e *SocketPathError) ExitCode() int { return 2 }
+
+// removeStaleSocket removes the socket an earlier daemon left at path. Anything else there (a file, a
+// directory, a link) is not the agent's, and a socket that still answers belongs to a running daemon: both are
+// refused with a *SocketPathError and left alone.
+func removeStaleSocket(path string) error {
+	fi, err := os.Lstat(path)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("control socket %s: %w", path, err)
+	}
+	if fi.Mode().Type() != fs.ModeSocket {
+		return &SocketPathError{Path: path, Reason: fmt.Sprintf("the path exists and is not a socket (%s)", describeMode(fi.Mode()))}
+	}
+	if conn, err := net.DialTimeout("unix", path, time.Second); err == nil {
+		_ = conn.Close()
+		return &SocketPathError{Path: path, Reason: "another process (a running cl-agent?) answers on it"}
+	}
+	if err := os.Remove(path); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return fmt.Errorf("remove the stale control socket %s: %w", path, err)
+	}
+	return nil
+}
+
+func describeMode(m fs.FileMode) string {
+	switch {
+	case m.IsRegular():
+		return "a regular file"
+	case m.IsDir():
+		return "a directory"
+	case m&fs.ModeSymlink != 0:
+		return "a symbolic link"
+	}
+	return "mode " + m.String()
 }
 
 type message struct {

@@ -3,8 +3,10 @@ package control
 import (
 	"context"
 	"errors"
+	"net"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -28,6 +30,11 @@ func (f *fakeHandler) Stepdown(ctx context.Context, w bool) (string, error) {
 func serve(t *testing.T, h Handler) (*Client, string) {
 	t.Helper()
 	path := filepath.Join(t.TempDir(), "control.sock")
+	return serveAt(t, path, h), path
+}
+
+func serveAt(t *testing.T, path string, h Handler) *Client {
+	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- Serve(ctx, path, h) }()
@@ -45,7 +52,7 @@ func serve(t *testing.T, h Handler) (*Client, string) {
 		_, err := c.Status(ctx)
 		return err == nil
 	})
-	return c, path
+	return c
 }
 
 func TestStatusRoundTripAndSocketMode(t *testing.T) {
@@ -85,4 +92,110 @@ func TestClientSaysWhenTheDaemonIsNotRunning(t *testing.T) {
 	if _, err := c.Status(context.Background()); !errors.Is(err, ErrNotRunning) {
 		t.Fatalf("got %v", err)
 	}
+}
+
+// TestServeTakesOnlyAStaleSocket: Serve replaces a socket an earlier daemon left behind, but a file, a
+// directory or a link at control.socket is not the agent's (it used to be deleted), and a socket that still
+// answers is another daemon's: each is refused with exit code 2 and left where it was.
+func TestServeTakesOnlyAStaleSocket(t *testing.T) {
+	h := &fakeHandler{status: Status{Role: "standby"}}
+	t.Run("StaleSocketIsReplaced", func(t *testing.T) {
+		path := filepath.Join(t.TempDir(), "control.sock")
+		l, err := net.Listen("unix", path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		l.(*net.UnixListener).SetUnlinkOnClose(false) // as a killed daemon leaves it
+		l.Close()
+		c := serveAt(t, path, h)
+		if s, err := c.Status(context.Background()); err != nil || s.Role != "standby" {
+			t.Fatalf("got %+v, %v", s, err)
+		}
+	})
+	refusals := []struct {
+		name  string
+		setup func(t *testing.T, path string)
+		says  string
+	}{
+		{"RegularFile", func(t *testing.T, path string) { writeFile(t, path) }, "is not a socket (a regular file)"},
+		{"Directory", func(t *testing.T, path string) {
+			if err := os.Mkdir(path, 0o755); err != nil {
+				t.Fatal(err)
+			}
+			writeFile(t, filepath.Join(path, "inside"))
+		}, "is not a socket (a directory)"},
+		{"LinkToAFile", func(t *testing.T, path string) {
+			target := filepath.Join(t.TempDir(), "target")
+			writeFile(t, target)
+			if err := os.Symlink(target, path); err != nil {
+				t.Fatal(err)
+			}
+		}, "is not a socket (a symbolic link)"},
+		{"LiveSocket", func(t *testing.T, path string) {
+			l, err := net.Listen("unix", path)
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(func() { l.Close() })
+			go func() {
+				for {
+					c, err := l.Accept()
+					if err != nil {
+						return
+					}
+					c.Close()
+				}
+			}()
+		}, "answers on it"},
+	}
+	for _, tc := range refusals {
+		t.Run(tc.name, func(t *testing.T) {
+			path := filepath.Join(t.TempDir(), "control.sock")
+			tc.setup(t, path)
+			before := describe(t, path)
+			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			defer cancel()
+			err := Serve(ctx, path, h)
+			var se *SocketPathError
+			if !errors.As(err, &se) || se.ExitCode() != 2 {
+				t.Fatalf("Serve: %v (%T), want a *SocketPathError", err, err)
+			}
+			for _, want := range []string{path, tc.says, "did not remove it", "control.socket"} {
+				if !strings.Contains(err.Error(), want) {
+					t.Errorf("error %q does not say %q", err, want)
+				}
+			}
+			if after := describe(t, path); after != before {
+				t.Errorf("the path changed: %s, then %s", before, after)
+			}
+		})
+	}
+}
+
+func writeFile(t *testing.T, path string) {
+	t.Helper()
+	if err := os.WriteFile(path, []byte("not the agent's"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// describe is what must not change: the entry's type and mode, and a file's bytes or a directory's names.
+func describe(t *testing.T, path string) string {
+	t.Helper()
+	fi, err := os.Lstat(path)
+	if err != nil {
+		return err.Error()
+	}
+	d := fi.Mode().String()
+	if fi.Mode().IsRegular() {
+		b, _ := os.ReadFile(path)
+		d += " " + string(b)
+	}
+	if fi.IsDir() {
+		entries, _ := os.ReadDir(path)
+		for _, e := range entries {
+			d += " " + e.Name()
+		}
+	}
+	return d
 }
