@@ -4,6 +4,8 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"os"
+	"path/filepath"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -12,6 +14,7 @@ import (
 	"github.com/cl-agent/cl-agent/agent/bootstrap"
 	"github.com/cl-agent/cl-agent/agent/config"
 	"github.com/cl-agent/cl-agent/agent/container"
+	"github.com/cl-agent/cl-agent/agent/fsutil"
 )
 
 // checkTimeout bounds the checks that have no configured bound of their own (Docker, the database).
@@ -58,9 +61,14 @@ func runCheck(ctx context.Context, args []string, out, errOut io.Writer) error {
 		skip("imds", "secrets", "database", "docker", "image", "chain-http", "chain-ws")
 		return done()
 	}
+	note(out, "tmpfs", secretsDirNote(h.Config.Container.SecretsDir))
 	line("docker", checkDocker(ctx), "engine answers")
 	img, err := h.ResolveImage(ctx)
-	line("image", err, img.String())
+	if line("image", err, img.String()) || h.Config.Node.Format != "auto" {
+		if format, err := bootstrap.FormatFor(h.Config.Node.Format, img.Tag); err == nil {
+			note(out, "format", formatNote(format, h.Config.Container.Name))
+		}
+	}
 	checkChain(ctx, h.Config, line, out)
 
 	if err := h.Learn(ctx); !line("imds", err, fmt.Sprintf("%s %s %s %s", h.Identity.InstanceID, h.Identity.Region, h.Identity.AZ, h.Identity.PrivateIP)) {
@@ -75,6 +83,62 @@ func runCheck(ctx context.Context, args []string, out, errOut io.Writer) error {
 	version, err := checkDatabase(ctx, h.Config, secrets.DatabasePassword)
 	line("database", err, version)
 	return done()
+}
+
+// note prints a line that informs or warns without failing the check: "note" or "WARN" with the text.
+func note(out io.Writer, name string, n checkNote) {
+	if n.text == "" {
+		return
+	}
+	tag := "note"
+	if n.warn {
+		tag = "WARN"
+	}
+	fmt.Fprintf(out, "%-5s %-9s %s\n", tag, name, n.text)
+}
+
+type checkNote struct {
+	warn bool
+	text string
+}
+
+// secretsDirNote says whether container.secrets_dir is on tmpfs, where shredding the node's files destroys them.
+// A directory that does not exist yet (systemd's RuntimeDirectory= makes it when the unit starts) is judged by the
+// nearest directory above it that does.
+func secretsDirNote(dir string) checkNote {
+	at := dir
+	for {
+		if _, err := os.Stat(at); err == nil || filepath.Dir(at) == at {
+			break
+		}
+		at = filepath.Dir(at)
+	}
+	where := dir
+	if at != dir {
+		where = fmt.Sprintf("%s (not created yet; judged by %s)", dir, at)
+	}
+	onTmpfs, err := fsutil.IsTmpfs(at)
+	switch {
+	case err != nil:
+		return checkNote{warn: true, text: fmt.Sprintf("cannot tell whether container.secrets_dir %s is on tmpfs: %v", where, err)}
+	case !onTmpfs:
+		return checkNote{warn: true, text: fmt.Sprintf("container.secrets_dir %s is not on tmpfs: the node's secrets reach a disk "+
+			"while it starts, and shredding a disk file is only best effort; mount a tmpfs there (the unit's "+
+			"RuntimeDirectory= under /run is one)", where)}
+	}
+	return checkNote{text: fmt.Sprintf("container.secrets_dir %s is on tmpfs", where)}
+}
+
+// formatNote warns about what the 1.x format cannot avoid: the node reads its settings only from its environment,
+// so the database URL, password included, is part of the container's configuration.
+func formatNote(format bootstrap.Format, container string) checkNote {
+	if format != bootstrap.FormatEnv {
+		return checkNote{}
+	}
+	return checkNote{text: fmt.Sprintf("1.x .env format: the node reads its settings only from its environment, so "+
+		"DATABASE_URL, with the database password, shows in `docker inspect %s` to anyone who can use the Docker "+
+		"socket; a 2.x image with node.format toml (or auto) keeps it in secrets.toml on the tmpfs, shredded once "+
+		"the node is up", container)}
 }
 
 func checkDocker(ctx context.Context) error {

@@ -205,7 +205,7 @@ func TestCheck(t *testing.T) {
 	if code != 0 {
 		t.Fatalf("exit %d\n%s\n%s", code, stdout, stderr)
 	}
-	for _, want := range []string{"ok    config", "ok    docker", "ok    image", "ok    chain-http", "ok    chain-ws", "ok    imds      i-0123456789abcdef0 us-east-1 us-east-1a 10.0.1.10", "ok    secrets", "ok    database  PostgreSQL 15"} {
+	for _, want := range []string{"ok    config", "WARN  tmpfs     container.secrets_dir", "ok    docker", "ok    image", "ok    chain-http", "ok    chain-ws", "ok    imds      i-0123456789abcdef0 us-east-1 us-east-1a 10.0.1.10", "ok    secrets", "ok    database  PostgreSQL 15"} {
 		if !strings.Contains(stdout, want) {
 			t.Errorf("check output lacks %q:\n%s", want, stdout)
 		}
@@ -213,6 +213,14 @@ func TestCheck(t *testing.T) {
 	code, stdout, _ = cli(t, "check", "--config", writeConfig(t, "toml", image, "  api_password: {id: ShortSecret}"))
 	if code != 5 || !strings.Contains(stdout, "FAIL  secrets") || !strings.Contains(stdout, "skip  database") {
 		t.Errorf("exit %d:\n%s", code, stdout)
+	}
+	if strings.Contains(stdout, "docker inspect") {
+		t.Errorf("a 2.x check warns about the 1.x environment:\n%s", stdout)
+	}
+	// 1.x: the database URL is in the container's environment, and check says so.
+	_, stdout, _ = cli(t, "check", "--config", writeConfig(t, "env", image, "  api_password: {id: ShortSecret}"))
+	if !strings.Contains(stdout, "note  format    1.x .env format") || !strings.Contains(stdout, "docker inspect chainlink") {
+		t.Errorf("no note about the 1.x environment:\n%s", stdout)
 	}
 }
 
