@@ -81,5 +81,6 @@ func Jitter(d time.Duration) time.Duration {
 }
 
 func jitter(d time.Duration, rand func() float64) time.Duration {
-	return time.Duration(float64(d) * (0.8 + 0.4*rand()))
+	// In integers around the random part, so the largest rand() stays below 1.2d after rounding.
+	return d - d/5 + time.Duration(rand()*float64(d/5*2))
 }
