@@ -184,7 +184,11 @@ type Health struct {
 	// UnhealthyStepdown: an active whose node fails its checks this long hands over to a healthy standby.
 	// Default 5m; 0 turns the policy off.
 	UnhealthyStepdown time.Duration `yaml:"unhealthy_stepdown"`
-	CloudWatch        CloudWatch    `yaml:"cloudwatch"`
+	// MetricsTokenFile is the path of a file holding a bearer token (see ReadTokenFile): when set, /metrics answers
+	// only requests with "Authorization: Bearer <token>" (401 otherwise); /healthz and /readyz stay open for the
+	// load balancer. Read at start. Default "": /metrics is open to whoever reaches health.listen.
+	MetricsTokenFile string     `yaml:"metrics_token_file"`
+	CloudWatch       CloudWatch `yaml:"cloudwatch"`
 }
 
 // CloudWatch is where the agent's metrics go (PutMetricData), besides /metrics.

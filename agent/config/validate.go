@@ -120,6 +120,12 @@ func (v *validator) health(c *Config) {
 	if h.UnhealthyStepdown < 0 {
 		v.fail("health.unhealthy_stepdown", h.UnhealthyStepdown.String(), detail(ErrOutOfRange, "must be 0 (off) or a positive duration"))
 	}
+	if h.MetricsTokenFile != "" {
+		v.absPath("health.metrics_token_file", h.MetricsTokenFile)
+		if _, err := ReadTokenFile(h.MetricsTokenFile); err != nil {
+			v.fail("health.metrics_token_file", h.MetricsTokenFile, err)
+		}
+	}
 	if h.CloudWatch.Enabled {
 		v.positive("health.cloudwatch.interval", h.CloudWatch.Interval)
 		v.required("health.cloudwatch.namespace", h.CloudWatch.Namespace)
