@@ -4,7 +4,10 @@ import (
 	"context"
 	"time"
 
+	"github.com/jonboulle/clockwork"
 	"go.uber.org/zap"
+
+	"github.com/cl-agent/cl-agent/agent/backoff"
 )
 
 // Resubscription to Docker events after the stream broke (the engine restarted).
@@ -18,7 +21,8 @@ const (
 // does no harm. When the stream breaks it waits for the engine to answer a ping (backing off), subscribes
 // again and wakes the supervisor, which then sees through an inspect whatever happened while it was blind.
 func (s *Supervisor) watchEvents(ctx context.Context) {
-	b := newBackoff(eventsRetryInitial, eventsRetryMax)
+	b := backoff.New(eventsRetryInitial, eventsRetryMax)
+	clock := clockwork.NewRealClock()
 	for first := true; ; first = false {
 		events, errc := s.o.Engine.ContainerEvents(ctx, s.name)
 		if !first {
@@ -31,7 +35,7 @@ func (s *Supervisor) watchEvents(ctx context.Context) {
 		s.log.Warn("the Docker events stream broke; subscribing again", zap.Error(err))
 		s.wakeUp()
 		for {
-			if !sleep(ctx, b.Delay()) {
+			if b.Wait(ctx, clock) != nil {
 				return
 			}
 			if err := s.o.Engine.Ping(ctx); err == nil {
@@ -65,17 +69,5 @@ func (s *Supervisor) wakeUp() {
 	select {
 	case s.wake <- struct{}{}:
 	default:
-	}
-}
-
-// sleep waits d and reports false when ctx ended first.
-func sleep(ctx context.Context, d time.Duration) bool {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-		return false
-	case <-t.C:
-		return true
 	}
 }

@@ -12,8 +12,10 @@ import (
 
 	"go.uber.org/zap"
 
+	"github.com/cl-agent/cl-agent/agent/backoff"
 	"github.com/cl-agent/cl-agent/agent/bootstrap"
 	"github.com/cl-agent/cl-agent/agent/config"
+	"github.com/cl-agent/cl-agent/agent/exitcode"
 	"github.com/cl-agent/cl-agent/agent/fsutil"
 )
 
@@ -60,7 +62,8 @@ type Options struct {
 	// the polls (default 100ms) and ReadyRequest bounds each (default 2s).
 	ReadyTimeout, ReadyPoll, ReadyRequest time.Duration
 	// BackoffInitial and BackoffMax bound the delay before a start after a failure (default 1s and 1m; it
-	// doubles, with jitter). A node that stayed up StableAfter (default 10m) starts over from BackoffInitial.
+	// doubles, jittered as agent/backoff does; BackoffMax below BackoffInitial is refused). A node that stayed
+	// up StableAfter (default 10m) starts over from BackoffInitial.
 	BackoffInitial, BackoffMax, StableAfter time.Duration
 	// ReconcileInterval is how often the container is checked against the desired state besides on Docker
 	// events (default 30s).
@@ -135,6 +138,9 @@ func NewSupervisor(o Options) (*Supervisor, error) {
 	setDefault(&o.BackoffInitial, DefaultBackoffInitial)
 	setDefault(&o.BackoffMax, DefaultBackoffMax)
 	setDefault(&o.StableAfter, DefaultStableAfter)
+	if o.BackoffMax < o.BackoffInitial {
+		return nil, fmt.Errorf("node supervisor: BackoffMax %s is below BackoffInitial %s", o.BackoffMax, o.BackoffInitial)
+	}
 	setDefault(&o.ReconcileInterval, DefaultReconcileInterval)
 	setDefault(&o.PullInactivity, DefaultPullInactivity)
 	setDefault(&o.PullTimeout, DefaultPullTimeout)
@@ -186,7 +192,7 @@ func (s *Supervisor) Run(ctx context.Context) error {
 	} else {
 		s.log.Info("node stopped and removed; files shredded")
 	}
-	if isTerminal(err) {
+	if exitcode.IsTerminal(err) {
 		s.update(func(st *Status) { st.State, st.LastError = StateFailed, err.Error() })
 		return err
 	}
@@ -196,7 +202,7 @@ func (s *Supervisor) Run(ctx context.Context) error {
 
 // loop alternates bringing the node up, watching it, and backing off after a failure.
 func (s *Supervisor) loop(ctx context.Context) error {
-	b := newBackoff(s.o.BackoffInitial, s.o.BackoffMax)
+	b := backoff.New(s.o.BackoffInitial, s.o.BackoffMax)
 	var reply chan error // a Restart waiting for the outcome of the next start
 	for ctx.Err() == nil {
 		node, err := s.bringUp(ctx, reply != nil)
@@ -217,11 +223,11 @@ func (s *Supervisor) loop(ctx context.Context) error {
 		if ctx.Err() != nil {
 			return nil
 		}
-		if isTerminal(err) {
+		if exitcode.IsTerminal(err) {
 			s.log.Error("the node cannot start until the configuration or secrets are fixed", zap.Error(err))
 			return err
 		}
-		reply = s.backOff(ctx, b.Delay(), err)
+		reply = s.backOff(ctx, b.Next(), err)
 	}
 	return nil
 }
@@ -325,13 +331,6 @@ func (s *Supervisor) Restart(ctx context.Context) error {
 	case <-ctx.Done():
 		return ctx.Err()
 	}
-}
-
-// isTerminal: errors that carry an exit code other than 1 (configuration: 2, secrets that break the node's
-// rules: 5) cannot be fixed by retrying.
-func isTerminal(err error) bool {
-	var coded interface{ ExitCode() int }
-	return errors.As(err, &coded) && coded.ExitCode() != 1
 }
 
 // shred destroys the node's files; a failure is logged (the next write shreds again).

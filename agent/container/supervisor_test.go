@@ -334,7 +334,10 @@ func TestSupervisorExitBeforeReady(t *testing.T) {
 	m.ready.Store(http.StatusServiceUnavailable)
 	m.onStart = func(c *memContainer) { m.exit(c, 1); m.emit(c, "die") }
 	start := time.Now()
-	u := startUnit(t, m, f, func(o *Options) { o.ReadyTimeout = time.Minute; o.BackoffInitial = time.Minute })
+	u := startUnit(t, m, f, func(o *Options) {
+		o.ReadyTimeout = time.Minute
+		o.BackoffInitial, o.BackoffMax = time.Minute, time.Minute
+	})
 	st := u.waitState(t, StateBackoff)
 	if !strings.Contains(st.LastError, "exited with code 1 before it was ready") || time.Since(start) > 3*time.Second {
 		t.Errorf("after %s: %q; want the exit noticed at once", time.Since(start), st.LastError)
