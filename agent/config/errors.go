@@ -3,6 +3,8 @@ package config
 import (
 	"errors"
 	"fmt"
+
+	"github.com/cl-agent/cl-agent/agent/exitcode"
 )
 
 // Sentinels wrapped by FieldError; test with errors.Is.
@@ -43,8 +45,8 @@ func (e *FieldError) Error() string {
 
 func (e *FieldError) Unwrap() error { return e.Err }
 
-// ExitCode makes every configuration error exit 2 (bad usage or configuration, DESIGN.md §7).
-func (e *FieldError) ExitCode() int { return 2 }
+// ExitCode makes every configuration error exit exitcode.Config (bad usage or configuration, DESIGN.md §7).
+func (e *FieldError) ExitCode() int { return exitcode.Config }
 
 // detail wraps a sentinel with a sentence that says what the rule is.
 func detail(sentinel error, format string, args ...any) error {
