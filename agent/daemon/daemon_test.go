@@ -1,4 +1,4 @@
-package agent
+package daemon
 
 import (
 	"context"
@@ -10,13 +10,18 @@ import (
 	"testing"
 	"time"
 
+	"github.com/jonboulle/clockwork"
 	"go.uber.org/zap"
 
+	"github.com/cl-agent/cl-agent/agent"
 	"github.com/cl-agent/cl-agent/agent/bootstrap"
 	"github.com/cl-agent/cl-agent/agent/config"
 	"github.com/cl-agent/cl-agent/agent/container"
 	"github.com/cl-agent/cl-agent/agent/control"
+	"github.com/cl-agent/cl-agent/agent/health"
+	"github.com/cl-agent/cl-agent/agent/image"
 	"github.com/cl-agent/cl-agent/agent/leader"
+	"github.com/cl-agent/cl-agent/agent/state"
 	"github.com/cl-agent/cl-agent/internal/testenv"
 )
 
@@ -46,6 +51,7 @@ func (t *fakeTerm) Release(context.Context) error {
 
 // fakeElector hands out the terms the test sends on grant.
 type fakeElector struct {
+	now      func() time.Time // the daemon's clock
 	grant    chan *fakeTerm
 	acquires atomic.Int32
 	lastCall atomic.Int64 // unix nanos of the last Acquire call
@@ -53,12 +59,12 @@ type fakeElector struct {
 
 var _ Elector = (*fakeElector)(nil)
 
-func (e *fakeElector) Acquire(ctx context.Context) (Term, error) {
+func (e *fakeElector) Acquire(ctx context.Context, _ func(leader.Holder)) (Term, error) {
 	e.acquires.Add(1)
 	e.lastCall.Store(time.Now().UnixNano())
 	select {
 	case t := <-e.grant:
-		t.at = time.Now()
+		t.at = e.now()
 		return t, nil
 	case <-ctx.Done():
 		return nil, ctx.Err()
@@ -77,10 +83,14 @@ type fakeNode struct {
 	stopErr  error
 	// startErr plays a start that keeps failing: the node never gets ready, with this as its last error.
 	startErr string
-	mu       sync.Mutex
-	status   container.Status
-	restarts int
-	running  atomic.Bool
+	// stopTakes plays a node slow to stop, on clock; stopTimed is closed once that wait began.
+	stopTakes time.Duration
+	clock     clockwork.Clock
+	stopTimed chan struct{}
+	mu        sync.Mutex
+	status    container.Status
+	restarts  int
+	running   atomic.Bool
 }
 
 var _ Node = (*fakeNode)(nil)
@@ -101,6 +111,11 @@ func (n *fakeNode) Run(ctx context.Context) error {
 	<-ctx.Done()
 	if n.stopGate != nil {
 		<-n.stopGate
+	}
+	if n.stopTakes > 0 {
+		stopped := n.clock.After(n.stopTakes)
+		close(n.stopTimed)
+		<-stopped
 	}
 	n.set(container.Status{State: container.StateStopped})
 	return n.stopErr
@@ -131,10 +146,17 @@ type fakeTakeover struct {
 	peerReady atomic.Bool
 	asked     atomic.Int32
 	reports   atomic.Int32
+	checks    atomic.Int32
+	// lastReport is the last health published ("healthy: detail"); expiredBy the password version of the
+	// takeover that expired the stale lease last.
+	lastReport atomic.Pointer[string]
+	expiredBy  atomic.Pointer[string]
 }
 
-func (f *fakeTakeover) PublishHealth(context.Context, string, bool, string) error {
+func (f *fakeTakeover) PublishHealth(_ context.Context, _ state.Role, healthy bool, detail string) error {
 	f.reports.Add(1)
+	r := fmt.Sprintf("%v: %s", healthy, detail)
+	f.lastReport.Store(&r)
 	return nil
 }
 func (f *fakeTakeover) PeerReady(context.Context) (bool, string, error) {
@@ -142,10 +164,28 @@ func (f *fakeTakeover) PeerReady(context.Context) (bool, string, error) {
 	return f.peerReady.Load(), "test", nil
 }
 
-func (f *fakeTakeover) Watch(context.Context) (func(context.Context) (bool, string, error), error) {
-	return func(context.Context) (bool, string, error) { return f.gone.Load(), "test", nil }, nil
-}
+func (f *fakeTakeover) Watch(context.Context) (Watch, error)   { return fakeWatch{f}, nil }
 func (f *fakeTakeover) ExpireStaleLease(context.Context) error { f.expired.Add(1); return nil }
+func (f *fakeTakeover) Close()                                 {}
+
+type fakeWatch struct{ f *fakeTakeover }
+
+func (w fakeWatch) Check(context.Context) (bool, string, error) {
+	w.f.checks.Add(1)
+	return w.f.gone.Load(), "test", nil
+}
+func (w fakeWatch) Close() {}
+
+// versionedTakeover is the harness's takeover as built for one database password version.
+type versionedTakeover struct {
+	*fakeTakeover
+	version string
+}
+
+func (v versionedTakeover) ExpireStaleLease(ctx context.Context) error {
+	v.expiredBy.Store(&v.version)
+	return v.fakeTakeover.ExpireStaleLease(ctx)
+}
 
 type recorder struct {
 	mu    sync.Mutex
@@ -216,35 +256,43 @@ type harness struct {
 	takeover     *fakeTakeover
 	notes        *recorder
 	nodes        chan *fakeNode
-	nodeSetup    func(*fakeNode)
 	cancel       context.CancelFunc
 	done         chan error
 }
 
-func start(t *testing.T, leaderEnabled bool, edit func(*config.Config), warmErr error) *harness {
-	t.Helper()
-	return startWith(t, leaderEnabled, edit, warmErr, nil)
+// setup is what a test changes before the daemon starts.
+type setup struct {
+	leader bool
+	config func(*config.Config)
+	warm   error
+	node   func(*fakeNode) // applied to every node the daemon makes
+	clock  clockwork.Clock // nil: the real clock
 }
 
-// startWith is start with a setup for every node the daemon makes.
-func startWith(t *testing.T, leaderEnabled bool, edit func(*config.Config), warmErr error, nodeSetup func(*fakeNode)) *harness {
+func start(t *testing.T, leaderEnabled bool, edit func(*config.Config), warmErr error) *harness {
+	t.Helper()
+	return startWith(t, setup{leader: leaderEnabled, config: edit, warm: warmErr})
+}
+
+// startWith starts a daemon on fakes, as set up.
+func startWith(t *testing.T, su setup) *harness {
 	t.Helper()
 	cfg := config.Default()
-	cfg.Leader.Enabled = leaderEnabled
+	cfg.Leader.Enabled = su.leader
 	cfg.Leader.TakeoverGuard = 300 * time.Millisecond
 	cfg.Leader.StepdownHold = 300 * time.Millisecond
 	cfg.Secrets.PollInterval = 0
-	if edit != nil {
-		edit(&cfg)
+	if su.config != nil {
+		su.config(&cfg)
 	}
-	h := &harness{notes: &recorder{}, nodes: make(chan *fakeNode, 10), done: make(chan error, 1), nodeSetup: nodeSetup,
-		apiChanges: make(chan string, 10)}
-	o := DaemonOptions{
-		Host:   &Host{Config: &cfg, Log: zap.NewNop(), Identity: bootstrap.Identity{InstanceID: "i-0aaa"}},
+	h := &harness{notes: &recorder{}, nodes: make(chan *fakeNode, 10), done: make(chan error, 1), apiChanges: make(chan string, 10)}
+	o := Options{
+		Host:   &agent.Host{Config: &cfg, Log: zap.NewNop(), Identity: bootstrap.Identity{InstanceID: "i-0aaa"}},
 		Notify: h.notes,
 		Tick:   10 * time.Millisecond,
-		Warm: func(context.Context) (container.Image, bootstrap.NodeSecrets, error) {
-			return container.Image{Repository: "r", Tag: "2.10.0", Digest: "sha256:" + strings.Repeat("a", 64)}, h.secrets(), warmErr
+		Clock:  su.clock,
+		Warm: func(context.Context) (image.Image, bootstrap.NodeSecrets, error) {
+			return image.Image{Repository: "r", Tag: "2.10.0", Digest: "sha256:" + strings.Repeat("a", 64)}, h.secrets(), su.warm
 		},
 		Fetch: func(context.Context) (bootstrap.NodeSecrets, error) {
 			h.fetches.Add(1)
@@ -254,12 +302,12 @@ func startWith(t *testing.T, leaderEnabled bool, edit func(*config.Config), warm
 			return h.secrets(), nil
 		},
 		Checks: func() []control.Check {
-			return []control.Check{{Name: "node_health", OK: !h.nodeSick.Load(), Detail: "207: EVM.1 failing"}}
+			return []control.Check{{Name: string(state.NodeHealth), OK: !h.nodeSick.Load(), Detail: "207: EVM.1 failing"}}
 		},
-		NewNode: func(_ container.Image, hooks NodeHooks) (Node, error) {
+		NewNode: func(_ image.Image, hooks NodeHooks) (Node, error) {
 			n := &fakeNode{beforeStart: hooks.BeforeStart, onStatus: hooks.OnStatus}
-			if h.nodeSetup != nil {
-				h.nodeSetup(n)
+			if su.node != nil {
+				su.node(n)
 			}
 			h.nodes <- n
 			return n, nil
@@ -279,15 +327,18 @@ func startWith(t *testing.T, leaderEnabled bool, edit func(*config.Config), warm
 			return nil
 		},
 	}
-	if leaderEnabled {
-		h.elector = &fakeElector{grant: make(chan *fakeTerm)}
+	if su.leader {
+		h.elector = &fakeElector{grant: make(chan *fakeTerm), now: time.Now}
+		if su.clock != nil {
+			h.elector.now = su.clock.Now
+		}
 		h.takeover = &fakeTakeover{}
-		o.Election = func(bootstrap.Secret) (Elector, Takeover, error) {
+		o.Election = func(pw bootstrap.Secret) (Elector, Takeover, error) {
 			h.elections.Add(1)
-			return h.elector, h.takeover, nil
+			return h.elector, versionedTakeover{h.takeover, pw.VersionID}, nil
 		}
 	}
-	d, err := NewDaemon(o)
+	d, err := New(o)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -320,12 +371,19 @@ func (h *harness) secrets() bootstrap.NodeSecrets {
 	}
 }
 
-func (h *harness) role() Role { return Role(h.d.Status().Role) }
+// held is the secrets the daemon holds, as its loop last published them.
+func (h *harness) held() bootstrap.NodeSecrets {
+	h.d.pub.mu.Lock()
+	defer h.d.pub.mu.Unlock()
+	return h.d.pub.secrets
+}
+
+func (h *harness) role() state.Role { return state.Role(h.d.Status().Role) }
 
 func TestLeaderDisabledRunsTheNodeAndStopsCleanly(t *testing.T) {
 	h := start(t, false, nil, nil)
 	node := <-h.nodes
-	testenv.WaitFor(t, 5*time.Second, "active", func() bool { return h.role() == RoleActive })
+	testenv.WaitFor(t, 5*time.Second, "active", func() bool { return h.role() == state.Active })
 	testenv.WaitFor(t, 5*time.Second, "systemd told READY=1 and WATCHDOG=1", func() bool {
 		return h.notes.has("READY=1") && h.notes.has("WATCHDOG=1")
 	})
@@ -345,18 +403,18 @@ func TestLeaderDisabledRunsTheNodeAndStopsCleanly(t *testing.T) {
 func TestGainLoseRegain(t *testing.T) {
 	h := start(t, true, nil, nil)
 	testenv.WaitFor(t, 5*time.Second, "campaigning", func() bool { return h.elector.acquires.Load() == 1 })
-	if h.role() != RoleStandby || !h.notes.has("READY=1") {
+	if h.role() != state.Standby || !h.notes.has("READY=1") {
 		t.Fatalf("a warm standby is %s and READY must be sent: %v", h.role(), h.notes.notes)
 	}
 	h.takeover.gone.Store(true)
 	term := newFakeTerm()
 	h.elector.grant <- term
 	node := <-h.nodes
-	testenv.WaitFor(t, 5*time.Second, "active", func() bool { return h.role() == RoleActive && h.d.Status().Lock.Held })
+	testenv.WaitFor(t, 5*time.Second, "active", func() bool { return h.role() == state.Active && h.d.Status().Lock.Held })
 
 	term.cancel(errors.New("lock session closed"))
 	testenv.WaitFor(t, 5*time.Second, "back to standby and campaigning", func() bool {
-		return h.role() == RoleStandby && h.elector.acquires.Load() == 2
+		return h.role() == state.Standby && h.elector.acquires.Load() == 2
 	})
 	if node.running.Load() {
 		t.Error("the node of a lost term still runs")
@@ -366,57 +424,90 @@ func TestGainLoseRegain(t *testing.T) {
 	}
 	h.elector.grant <- newFakeTerm()
 	<-h.nodes
-	testenv.WaitFor(t, 5*time.Second, "active again", func() bool { return h.role() == RoleActive })
+	testenv.WaitFor(t, 5*time.Second, "active again", func() bool { return h.role() == state.Active })
 }
 
+// TestTakeoverWaitsForProofOrGuard: the first start of a term waits for proof that the previous node is gone, or
+// for the takeover guard, on the daemon's clock (a fake one here: no wall-time windows).
 func TestTakeoverWaitsForProofOrGuard(t *testing.T) {
-	cases := []struct {
-		name      string
-		proofIn   time.Duration // <0: never
-		wantAtLst time.Duration
-		wantBelow time.Duration
-	}{
-		{"ProofArrivesBeforeGuard", 50 * time.Millisecond, 50 * time.Millisecond, 250 * time.Millisecond},
-		{"NoProofWaitsOutGuard", -1, 300 * time.Millisecond, 2 * time.Second},
-	}
-	for _, tc := range cases {
-		t.Run(tc.name, func(t *testing.T) {
-			h := start(t, true, nil, nil)
-			testenv.WaitFor(t, 5*time.Second, "campaigning", func() bool { return h.elector.acquires.Load() == 1 })
-			term := newFakeTerm()
-			h.elector.grant <- term
-			if tc.proofIn >= 0 {
-				time.AfterFunc(tc.proofIn, func() { h.takeover.gone.Store(true) })
-			}
-			node := <-h.nodes
-			testenv.WaitFor(t, 5*time.Second, "node ready", func() bool { return node.Status().Ready })
-			took := time.Since(term.AcquiredAt())
-			if took < tc.wantAtLst || took > tc.wantBelow {
-				t.Errorf("node started %s after the lock, want between %s and %s", took, tc.wantAtLst, tc.wantBelow)
-			}
-			if h.takeover.expired.Load() != 1 {
-				t.Errorf("stale lease expired %d times before the start, want 1", h.takeover.expired.Load())
-			}
+	t.Run("ProofStartsAtOnce", func(t *testing.T) {
+		clock := clockwork.NewFakeClock()
+		h := startWith(t, setup{leader: true, clock: clock, config: func(c *config.Config) { c.Leader.TakeoverGuard = time.Hour }})
+		testenv.WaitFor(t, 5*time.Second, "campaigning", func() bool { return h.elector.acquires.Load() == 1 })
+		h.takeover.gone.Store(true)
+		h.elector.grant <- newFakeTerm()
+		node := <-h.nodes
+		testenv.WaitFor(t, 5*time.Second, "node ready", func() bool { return node.Status().Ready })
+		if h.takeover.expired.Load() != 1 {
+			t.Errorf("stale lease expired %d times before the start, want 1", h.takeover.expired.Load())
+		}
+	})
+	t.Run("ProofArrivesLater", func(t *testing.T) {
+		clock := clockwork.NewFakeClock()
+		h := startWith(t, setup{leader: true, clock: clock, config: func(c *config.Config) { c.Leader.TakeoverGuard = time.Hour }})
+		testenv.WaitFor(t, 5*time.Second, "campaigning", func() bool { return h.elector.acquires.Load() == 1 })
+		h.elector.grant <- newFakeTerm()
+		testenv.WaitFor(t, 5*time.Second, "three checks without proof", func() bool {
+			clock.Advance(takeoverPoll)
+			return h.takeover.checks.Load() >= 3
 		})
-	}
+		if len(h.nodes) != 0 {
+			t.Fatal("the node started without proof, before the guard")
+		}
+		h.takeover.gone.Store(true)
+		testenv.WaitFor(t, 5*time.Second, "the node started on proof", func() bool {
+			clock.Advance(takeoverPoll)
+			return len(h.nodes) == 1
+		})
+	})
+	t.Run("NoProofWaitsOutTheGuard", func(t *testing.T) {
+		clock := clockwork.NewFakeClock()
+		h := startWith(t, setup{leader: true, clock: clock})
+		testenv.WaitFor(t, 5*time.Second, "campaigning", func() bool { return h.elector.acquires.Load() == 1 })
+		h.elector.grant <- newFakeTerm()
+		testenv.WaitFor(t, 5*time.Second, "the first check", func() bool { return h.takeover.checks.Load() >= 1 })
+		clock.Advance(h.d.host.Config.Leader.TakeoverGuard - time.Millisecond)
+		testenv.WaitFor(t, 5*time.Second, "a check just before the guard", func() bool { return h.takeover.checks.Load() >= 2 })
+		if len(h.nodes) != 0 {
+			t.Fatal("the node started before the guard passed, without proof")
+		}
+		clock.Advance(time.Millisecond)
+		select {
+		case <-h.nodes:
+		case <-time.After(5 * time.Second):
+			t.Fatal("the node did not start once the guard passed")
+		}
+	})
 }
 
+// TestStepdownReleasesAndHolds: a stepdown stops the node, releases the lock, and keeps this host out of the
+// election for leader.stepdown_hold on the daemon's clock.
 func TestStepdownReleasesAndHolds(t *testing.T) {
-	h, term, node := activate(t, nil)
+	clock := clockwork.NewFakeClock()
+	h := startWith(t, setup{leader: true, clock: clock})
+	h.takeover.gone.Store(true)
+	testenv.WaitFor(t, 5*time.Second, "campaigning", func() bool { return h.elector.acquires.Load() == 1 })
+	term := newFakeTerm()
+	h.elector.grant <- term
+	node := <-h.nodes
+	testenv.WaitFor(t, 5*time.Second, "active", func() bool { return h.role() == state.Active })
 
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
-	steppedAt := time.Now()
 	if _, err := h.d.Stepdown(ctx, false); err != nil {
 		t.Fatal(err)
 	}
 	if !term.released.Load() || node.running.Load() {
 		t.Fatalf("stepdown: released=%v node running=%v", term.released.Load(), node.running.Load())
 	}
-	testenv.WaitFor(t, 5*time.Second, "campaigning again after the hold", func() bool { return h.elector.acquires.Load() == 2 })
-	if back := time.Unix(0, h.elector.lastCall.Load()).Sub(steppedAt); back < 300*time.Millisecond {
-		t.Errorf("campaigned again %s after stepping down, before the 300ms hold", back)
+	testenv.WaitFor(t, 5*time.Second, "holding", func() bool { return strings.Contains(h.d.Status().Message, "out of the election") })
+	clock.Advance(h.d.host.Config.Leader.StepdownHold - time.Millisecond)
+	testenv.WaitFor(t, 5*time.Second, "a beat just before the hold ends", func() bool { return h.d.HealthState().LastBeat.Equal(clock.Now()) })
+	if got := h.elector.acquires.Load(); got != 1 {
+		t.Fatalf("campaigned again (%d campaigns) before the hold passed", got)
 	}
+	clock.Advance(time.Millisecond)
+	testenv.WaitFor(t, 5*time.Second, "campaigning again after the hold", func() bool { return h.elector.acquires.Load() == 2 })
 }
 
 func TestCommandsOnStandbyAreRefused(t *testing.T) {
@@ -433,7 +524,7 @@ func TestCommandsOnStandbyAreRefused(t *testing.T) {
 func TestRestartOnActive(t *testing.T) {
 	h := start(t, false, nil, nil)
 	node := <-h.nodes
-	testenv.WaitFor(t, 5*time.Second, "active", func() bool { return h.role() == RoleActive })
+	testenv.WaitFor(t, 5*time.Second, "active", func() bool { return h.role() == state.Active })
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 
@@ -453,7 +544,7 @@ func TestRestartOnActive(t *testing.T) {
 	if node.restarts != 1 {
 		t.Errorf("node restarted %d times, want 1", node.restarts)
 	}
-	if h.d.secrets.APIPassword.VersionID != "v2" {
+	if h.held().APIPassword.VersionID != "v2" {
 		t.Errorf("the restart did not take the fresh secrets")
 	}
 }
@@ -461,7 +552,7 @@ func TestRestartOnActive(t *testing.T) {
 func TestRotatedSecretRestartsTheActiveNode(t *testing.T) {
 	h := start(t, false, func(c *config.Config) { c.Secrets.PollInterval = 20 * time.Millisecond }, nil)
 	node := <-h.nodes
-	testenv.WaitFor(t, 5*time.Second, "active", func() bool { return h.role() == RoleActive })
+	testenv.WaitFor(t, 5*time.Second, "active", func() bool { return h.role() == state.Active })
 	polled := h.fetches.Load()
 	testenv.WaitFor(t, 5*time.Second, "three rotation checks with unchanged versions", func() bool { return h.fetches.Load() >= polled+3 })
 	node.mu.Lock()
@@ -476,10 +567,7 @@ func TestRotatedSecretRestartsTheActiveNode(t *testing.T) {
 		defer node.mu.Unlock()
 		return node.restarts == 1
 	})
-	h.d.mu.Lock()
-	got := h.d.secrets.KeystorePassword.VersionID
-	h.d.mu.Unlock()
-	if got != "v7" {
+	if got := h.held().KeystorePassword.VersionID; got != "v7" {
 		t.Errorf("held version %s after the rotation, want v7", got)
 	}
 }
@@ -497,17 +585,14 @@ func TestRotatedDatabasePasswordReachesTheActiveLogins(t *testing.T) {
 	if err := h.d.Restart(ctx); err != nil { // fetches the rotated secrets and starts the node again
 		t.Fatal(err)
 	}
-	if err := h.d.beforeStart(newFakeTerm())(ctx); err != nil { // what the supervisor runs before that start
+	if err := h.d.beforeStart(ctx); err != nil { // what the supervisor runs before that start
 		t.Fatal(err)
 	}
 	if got := h.elections.Load(); got != 2 {
 		t.Fatalf("%d elections built after the rotation, want 2: the takeover still logs in with the old password", got)
 	}
-	h.d.mu.Lock()
-	got := h.d.electionVersion
-	h.d.mu.Unlock()
-	if got != "v3" {
-		t.Fatalf("the logins follow password version %s, want v3", got)
+	if by := h.takeover.expiredBy.Load(); by == nil || *by != "v3" {
+		t.Fatalf("the stale lease was expired by the takeover of password version %v, want v3", by)
 	}
 }
 
@@ -517,12 +602,8 @@ func TestRotatedDatabasePasswordReachesTheActiveLogins(t *testing.T) {
 func TestRotatedAPIPasswordGoesThroughTheNode(t *testing.T) {
 	h := start(t, false, func(c *config.Config) { c.Secrets.PollInterval = 20 * time.Millisecond }, nil)
 	node := <-h.nodes
-	testenv.WaitFor(t, 5*time.Second, "active", func() bool { return h.role() == RoleActive })
-	held := func() string {
-		h.d.mu.Lock()
-		defer h.d.mu.Unlock()
-		return h.d.secrets.APIPassword.VersionID
-	}
+	testenv.WaitFor(t, 5*time.Second, "active", func() bool { return h.role() == state.Active })
+	held := func() string { return h.held().APIPassword.VersionID }
 
 	failure := errors.New("PATCH /v2/user/password answered 500")
 	h.apiChangeErr.Store(&failure)
@@ -560,9 +641,7 @@ func TestRotatedSecretRefreshesTheStandby(t *testing.T) {
 	}
 	h.version.Store(3)
 	testenv.WaitFor(t, 5*time.Second, "standby holds the rotated secrets", func() bool {
-		h.d.mu.Lock()
-		defer h.d.mu.Unlock()
-		return h.d.secrets.DatabasePassword.VersionID == "v3"
+		return h.held().DatabasePassword.VersionID == "v3"
 	})
 	testenv.WaitFor(t, 5*time.Second, "campaigning again with an elector for the new database password", func() bool {
 		return h.elections.Load() == 2 && h.elector.acquires.Load() == 2
@@ -600,7 +679,7 @@ func TestUnhealthyNodeHandover(t *testing.T) {
 			term := newFakeTerm()
 			h.elector.grant <- term
 			node := <-h.nodes
-			testenv.WaitFor(t, 5*time.Second, "active", func() bool { return h.role() == RoleActive })
+			testenv.WaitFor(t, 5*time.Second, "active", func() bool { return h.role() == state.Active })
 			h.nodeSick.Store(true)
 			testenv.WaitFor(t, 5*time.Second, "the standby's health asked twice", func() bool { return h.takeover.asked.Load() >= 2 || term.released.Load() })
 			if term.released.Load() != tc.wantHandover {
@@ -609,7 +688,7 @@ func TestUnhealthyNodeHandover(t *testing.T) {
 			if tc.wantHandover && node.running.Load() {
 				t.Error("the unhealthy node still runs after the handover")
 			}
-			if !tc.wantHandover && h.role() != RoleActive {
+			if !tc.wantHandover && h.role() != state.Active {
 				t.Errorf("role %s, want active: there is nobody to hand over to", h.role())
 			}
 		})
@@ -619,8 +698,8 @@ func TestUnhealthyNodeHandover(t *testing.T) {
 // TestStuckStartHandsOver: a host that holds the lock but cannot start its node (a foreign container under its
 // name) hands over to a healthy standby once the bound has passed, and says why.
 func TestStuckStartHandsOver(t *testing.T) {
-	h := startWith(t, true, func(c *config.Config) { c.Health.UnhealthyStepdown = 50 * time.Millisecond }, nil,
-		func(n *fakeNode) { n.startErr = `container "chainlink" is not managed by cl-agent` })
+	h := startWith(t, setup{leader: true, config: func(c *config.Config) { c.Health.UnhealthyStepdown = 50 * time.Millisecond },
+		node: func(n *fakeNode) { n.startErr = `container "chainlink" is not managed by cl-agent` }})
 	h.takeover.gone.Store(true)
 	h.takeover.peerReady.Store(true)
 	testenv.WaitFor(t, 5*time.Second, "campaigning", func() bool { return h.elector.acquires.Load() == 1 })
@@ -665,13 +744,13 @@ func TestHostsReportTheirHealth(t *testing.T) {
 // activate starts a leader-enabled daemon and makes it active with a fresh term; it returns the term's node too.
 func activate(t *testing.T, nodeSetup func(*fakeNode)) (*harness, *fakeTerm, *fakeNode) {
 	t.Helper()
-	h := startWith(t, true, nil, nil, nodeSetup)
+	h := startWith(t, setup{leader: true, node: nodeSetup})
 	h.takeover.gone.Store(true)
 	testenv.WaitFor(t, 5*time.Second, "campaigning", func() bool { return h.elector.acquires.Load() == 1 })
 	term := newFakeTerm()
 	h.elector.grant <- term
 	node := <-h.nodes
-	testenv.WaitFor(t, 5*time.Second, "active", func() bool { return h.role() == RoleActive })
+	testenv.WaitFor(t, 5*time.Second, "active", func() bool { return h.role() == state.Active })
 	return h, term, node
 }
 
@@ -707,13 +786,96 @@ func TestLoopBeatsWhileTheNodeStops(t *testing.T) {
 	defer cancel()
 	done := make(chan error, 1)
 	go func() { _, err := h.d.Stepdown(ctx, false); done <- err }()
-	testenv.WaitFor(t, 5*time.Second, "the stop under way", func() bool { return h.role() == RoleStopping })
+	testenv.WaitFor(t, 5*time.Second, "the stop under way", func() bool { return h.role() == state.Stopping })
 	beats := h.notes.count("WATCHDOG=1")
 	testenv.WaitFor(t, 5*time.Second, "beats while the node stops", func() bool { return h.notes.count("WATCHDOG=1") > beats+5 })
 	if term.released.Load() {
 		t.Fatal("the lock was released before the node stopped")
 	}
 	close(gate)
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	if !term.released.Load() {
+		t.Fatal("the lock was not released after the node stopped")
+	}
+}
+
+// TestStandbyProblemClearsAfterAGoodFetch: one throttled Secrets Manager call on the standby is a problem until the
+// next good fetch, and the health it publishes says healthy again then (it used to stay unhealthy for the term,
+// which disabled the unhealthy-active handover).
+func TestStandbyProblemClearsAfterAGoodFetch(t *testing.T) {
+	clock := clockwork.NewFakeClock()
+	h := startWith(t, setup{leader: true, clock: clock, config: func(c *config.Config) { c.Secrets.PollInterval = time.Minute }})
+	testenv.WaitFor(t, 5*time.Second, "campaigning", func() bool { return h.elector.acquires.Load() == 1 })
+	report := func() string {
+		if r := h.takeover.lastReport.Load(); r != nil {
+			return *r
+		}
+		return ""
+	}
+	throttled := error(errors.New("ThrottlingException: Rate exceeded"))
+	h.fetchErr.Store(&throttled)
+	testenv.WaitFor(t, 5*time.Second, "the failed fetch published as unhealthy", func() bool {
+		clock.Advance(healthReportEvery)
+		return strings.Contains(h.d.Status().LastError, "ThrottlingException") && strings.HasPrefix(report(), "false: problem: ")
+	})
+	h.fetchErr.Store(nil)
+	testenv.WaitFor(t, 5*time.Second, "the next good fetch clears it and the standby reports healthy", func() bool {
+		clock.Advance(healthReportEvery)
+		return h.d.Status().LastError == "" && report() == "true: warm"
+	})
+}
+
+// TestLostTheLockSurvivesTheFence: the problem that the lock was lost stays in the status after the fence stopped
+// the node (the supervisor's status used to overwrite it), until the next term.
+func TestLostTheLockSurvivesTheFence(t *testing.T) {
+	h, term, node := activate(t, nil)
+	term.cancel(errors.New("lock session closed"))
+	testenv.WaitFor(t, 5*time.Second, "fenced and campaigning again", func() bool {
+		return h.role() == state.Standby && h.elector.acquires.Load() == 2
+	})
+	if node.running.Load() {
+		t.Fatal("the node of a lost term still runs")
+	}
+	if got := h.d.Status().LastError; got != "lost the lock: lock session closed" {
+		t.Fatalf("last_error after the fence = %q, want the lost lock", got)
+	}
+	h.elector.grant <- newFakeTerm()
+	<-h.nodes
+	testenv.WaitFor(t, 5*time.Second, "the next term clears it", func() bool { return h.d.Status().LastError == "" })
+}
+
+// TestHealthzStaysUpThroughASlowStop: a planned stop of a node that takes 20 s to stop keeps the loop beating, so
+// /healthz answers 200 throughout and systemd's watchdog is fed; the lock is released only once the node stopped.
+func TestHealthzStaysUpThroughASlowStop(t *testing.T) {
+	clock := clockwork.NewFakeClock()
+	const stopTakes = 20 * time.Second
+	timed := make(chan struct{})
+	h := startWith(t, setup{leader: true, clock: clock, node: func(n *fakeNode) { n.clock, n.stopTakes, n.stopTimed = clock, stopTakes, timed }})
+	h.takeover.gone.Store(true)
+	testenv.WaitFor(t, 5*time.Second, "campaigning", func() bool { return h.elector.acquires.Load() == 1 })
+	term := newFakeTerm()
+	h.elector.grant <- term
+	<-h.nodes
+	testenv.WaitFor(t, 5*time.Second, "active", func() bool { return h.role() == state.Active })
+
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	done := make(chan error, 1)
+	go func() { _, err := h.d.Stepdown(ctx, false); done <- err }()
+	<-timed
+	bound := h.d.host.Config.Health.BeatBound
+	for elapsed := time.Second; elapsed <= stopTakes; elapsed += time.Second {
+		clock.Advance(time.Second)
+		testenv.WaitFor(t, 5*time.Second, "a beat", func() bool { return h.d.HealthState().LastBeat.Equal(clock.Now()) })
+		if ok, why := health.Live(h.d.HealthState(), clock.Now(), bound); !ok {
+			t.Fatalf("/healthz %s into the stop: %s", elapsed, why)
+		}
+		if elapsed < stopTakes && term.released.Load() {
+			t.Fatalf("the lock was released %s into the stop, before the node stopped", elapsed)
+		}
+	}
 	if err := <-done; err != nil {
 		t.Fatal(err)
 	}

@@ -1,0 +1,169 @@
+package daemon
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"time"
+
+	"go.uber.org/zap"
+
+	"github.com/cl-agent/cl-agent/agent/bootstrap"
+)
+
+// The secrets' keys, as the log names them.
+const (
+	databasePasswordKey = "database_password"
+	apiPasswordKey      = "api_password"
+	keystorePasswordKey = "keystore_password"
+)
+
+// apiNotApplied starts the problem of a rotated API password not yet carried over to the node.
+const apiNotApplied = "rotated API password not applied yet"
+
+// rotationCheck is the result of looking for rotated secrets: the fresh values and which of them changed.
+type rotationCheck struct {
+	fresh   bootstrap.NodeSecrets
+	changed []string
+	err     error // the fetch failed: nothing changed
+	// apiErr: api_password rotated but the node's user could not be moved to it yet (fresh holds the old value).
+	apiErr error
+}
+
+// rotationTicker ticks every secrets.poll_interval; with rotation checks off it never ticks.
+func (d *Daemon) rotationTicker() interface {
+	Chan() <-chan time.Time
+	Stop()
+} {
+	every := d.host.Config.Secrets.PollInterval
+	if every <= 0 {
+		return never{}
+	}
+	return d.clock.NewTicker(every)
+}
+
+// checkRotation fetches the secrets off the loop and compares their versions with the ones held. On the active
+// (r not nil) a rotated API password is first carried over to the node through its API: the node ignores .api once
+// its user exists, so holding the new one alone would lock the agent out.
+func (d *Daemon) checkRotation(r *running) {
+	held, fetch, change := d.secrets, d.o.Fetch, d.o.ChangeAPIPassword
+	nodeReady := r != nil && r.node != nil && d.node.Ready
+	d.spawn(func(ctx context.Context) event {
+		fresh, err := fetch(ctx)
+		if err != nil {
+			return rotationChecked{err: err}
+		}
+		rc := rotationCheck{fresh: fresh, changed: rotated(held, fresh)}
+		if r == nil || !slices.Contains(rc.changed, apiPasswordKey) {
+			return rotationChecked(rc)
+		}
+		err = errors.New("the node is not ready")
+		if nodeReady {
+			err = change(ctx, held.APIPassword, fresh.APIPassword)
+		}
+		if err != nil {
+			rc.fresh.APIPassword, rc.apiErr = held.APIPassword, err
+			rc.changed = slices.DeleteFunc(rc.changed, func(k string) bool { return k == apiPasswordKey })
+		}
+		return rotationChecked(rc)
+	})
+}
+
+// tookRotation records the outcome of a rotation check in the problems, on every host: a failed fetch is a
+// problem until the next good one.
+func (d *Daemon) tookRotation(rc rotationCheck) {
+	if rc.err != nil {
+		d.host.Log.Warn("checking for rotated secrets failed; keeping the values held", zap.Error(rc.err))
+		d.problems.set(problemSecrets, rc.err)
+		return
+	}
+	d.problems.clear(problemSecrets)
+}
+
+// rotated takes rotated secrets on the active: the API password alone is only held (the node's user was moved to
+// it); the database or keystore password restarts the node with the new values, once.
+func (r *running) rotated(rc rotationCheck) {
+	d := r.d
+	d.tookRotation(rc)
+	if rc.apiErr != nil {
+		d.host.Log.Warn("the API password was rotated in Secrets Manager, but the node's user is not moved to it yet: "+
+			"keeping the held one, which the node still takes; trying again at the next check", zap.Error(rc.apiErr))
+		d.problems.set(problemAPI, fmt.Errorf("%s: %w", apiNotApplied, rc.apiErr))
+	} else if rc.err == nil {
+		d.problems.clear(problemAPI)
+	}
+	if len(rc.changed) == 0 || r.restarting {
+		return
+	}
+	d.secrets = rc.fresh
+	if slices.Equal(rc.changed, []string{apiPasswordKey}) {
+		d.host.Log.Info("the node's API password was changed to the rotated one; no restart needed")
+		return
+	}
+	d.host.Log.Info("secrets rotated: restarting the node with the new values", zap.Strings("secrets", rc.changed))
+	r.restartNode(nil)
+}
+
+// restartWith goes on with the operator's restart once the secrets are fetched again.
+func (r *running) restartWith(ev restartFetched) {
+	d := r.d
+	if ev.err != nil {
+		r.restartDone(restarted{gen: r.gen, reply: ev.reply, err: fmt.Errorf("restart: fetch the secrets again: %w", ev.err)})
+		return
+	}
+	d.secrets = ev.secrets
+	r.restartNode(ev.reply)
+}
+
+// restartNode re-renders and recreates the node with the secrets held, with logins that follow them first: the
+// supervisor's BeforeStart expires the stale lease with the takeover's login.
+func (r *running) restartNode(reply chan error) {
+	d := r.d
+	if err := d.ensureElection(); err != nil {
+		d.host.Log.Warn("rebuilding the database logins for the current password", zap.Error(err))
+	}
+	d.publish() // the supervisor renders from the published secrets
+	r.restarting, r.restartReply = true, reply
+	node, gen := r.node, r.gen
+	ctx := r.term.Context()
+	go func() { d.post(restarted{gen: gen, reply: reply, err: node.Restart(ctx)}) }()
+}
+
+func (r *running) restartDone(ev restarted) {
+	d := r.d
+	r.restarting, r.restartReply = false, nil
+	if r.node != nil {
+		d.observe(r.node.Status()) // the operator's next status must show the restart
+	}
+	switch {
+	case ev.reply != nil:
+		ev.reply <- ev.err
+	case ev.err != nil:
+		d.host.Log.Error("restart after a secret rotation failed", zap.Error(ev.err))
+	}
+}
+
+// rotated lists the secrets whose version changed.
+func rotated(held, fresh bootstrap.NodeSecrets) []string {
+	var changed []string
+	for _, s := range []struct {
+		key        string
+		old, fresh bootstrap.Secret
+	}{
+		{databasePasswordKey, held.DatabasePassword, fresh.DatabasePassword},
+		{apiPasswordKey, held.APIPassword, fresh.APIPassword},
+		{keystorePasswordKey, held.KeystorePassword, fresh.KeystorePassword},
+	} {
+		if s.old.VersionID != s.fresh.VersionID {
+			changed = append(changed, s.key)
+		}
+	}
+	return changed
+}
+
+// never is the ticker of rotation checks when they are off.
+type never struct{}
+
+func (never) Chan() <-chan time.Time { return nil }
+func (never) Stop()                  {}
