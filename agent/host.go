@@ -13,8 +13,8 @@ import (
 
 	"github.com/cl-agent/cl-agent/agent/bootstrap"
 	"github.com/cl-agent/cl-agent/agent/config"
-	"github.com/cl-agent/cl-agent/agent/container"
 	"github.com/cl-agent/cl-agent/agent/fsutil"
+	"github.com/cl-agent/cl-agent/agent/image"
 	"github.com/cl-agent/cl-agent/agent/logging"
 )
 
@@ -91,9 +91,9 @@ func (h *Host) FetchSecrets(ctx context.Context) (bootstrap.NodeSecrets, error) 
 
 // ResolveImage picks the image the node runs, pinned by digest, falling back to the last good choice in
 // state_dir when the source cannot be reached.
-func (h *Host) ResolveImage(ctx context.Context) (container.Image, error) {
+func (h *Host) ResolveImage(ctx context.Context) (image.Image, error) {
 	c := h.Config.Image
-	return container.ResolveImage(ctx, container.ImageOptions{
+	return image.Resolve(ctx, image.Options{
 		Repository: c.Repository, Tag: c.Tag, Major: c.Major, HubURL: c.HubURL,
 		StateDir: h.Config.StateDir, Logger: h.Log,
 	})
@@ -101,18 +101,18 @@ func (h *Host) ResolveImage(ctx context.Context) (container.Image, error) {
 
 // ImageForFormat returns just enough of the image to choose the node's format without the network when it can:
 // nothing when node.format is explicit, the pinned tag when image.tag is set, else a full resolution.
-func (h *Host) ImageForFormat(ctx context.Context) (container.Image, error) {
+func (h *Host) ImageForFormat(ctx context.Context) (image.Image, error) {
 	switch {
 	case h.Config.Node.Format != "auto":
-		return container.Image{}, nil
+		return image.Image{}, nil
 	case h.Config.Image.Tag != "":
-		return container.Image{Repository: h.Config.Image.Repository, Tag: h.Config.Image.Tag}, nil
+		return image.Image{Repository: h.Config.Image.Repository, Tag: h.Config.Image.Tag}, nil
 	}
 	return h.ResolveImage(ctx)
 }
 
 // Render fetches nothing: it renders the node's files for img from secrets already held.
-func (h *Host) Render(img container.Image, s bootstrap.NodeSecrets) (*bootstrap.Rendered, error) {
+func (h *Host) Render(img image.Image, s bootstrap.NodeSecrets) (*bootstrap.Rendered, error) {
 	format, err := bootstrap.FormatFor(h.Config.Node.Format, img.Tag)
 	if err != nil {
 		return nil, err

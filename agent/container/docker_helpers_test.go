@@ -21,6 +21,7 @@ import (
 
 	"github.com/cl-agent/cl-agent/agent/bootstrap"
 	"github.com/cl-agent/cl-agent/agent/config"
+	"github.com/cl-agent/cl-agent/agent/image"
 	"github.com/cl-agent/cl-agent/internal/standin"
 	"github.com/cl-agent/cl-agent/internal/testenv"
 )
@@ -45,7 +46,7 @@ func randomHex(n int) string {
 type nodeEnv struct {
 	cfg     *config.Config
 	id      bootstrap.Identity
-	img     Image
+	img     image.Image
 	secrets bootstrap.NodeSecrets
 	engine  *DockerEngine
 	pg      *testenv.Postgres
@@ -170,7 +171,7 @@ func (e *nodeEnv) secretValues() []string { return e.secrets.Values() }
 
 // pushStandin pushes the stand-in image to a fresh repository under several tags, removes every local
 // reference to that repository (so the supervisor's pull really happens), and resolves the newest release.
-func pushStandin(t testing.TB, ctx context.Context, reg *testenv.Registry) Image {
+func pushStandin(t testing.TB, ctx context.Context, reg *testenv.Registry) image.Image {
 	t.Helper()
 	repo := fmt.Sprintf("%s/%s%s/chainlink", reg.Addr, testPrefix, randomHex(4))
 	var refs []string
@@ -184,7 +185,7 @@ func pushStandin(t testing.TB, ctx context.Context, reg *testenv.Registry) Image
 		dockerT(t, ctx, "push", ref)
 	}
 	dockerT(t, ctx, append([]string{"rmi"}, refs...)...) // the last tag of the repository takes its digest along
-	img, err := ResolveImage(ctx, ImageOptions{Repository: repo, StateDir: t.TempDir(), Timeout: 10 * time.Second})
+	img, err := image.Resolve(ctx, image.Options{Repository: repo, StateDir: t.TempDir(), Timeout: 10 * time.Second})
 	if err != nil {
 		t.Fatal(err)
 	}

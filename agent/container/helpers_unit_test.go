@@ -10,10 +10,11 @@ import (
 	"github.com/cl-agent/cl-agent/agent/bootstrap"
 	"github.com/cl-agent/cl-agent/agent/config"
 	"github.com/cl-agent/cl-agent/agent/fsutil"
+	"github.com/cl-agent/cl-agent/agent/image"
 )
 
 // testImage is a pinned image for unit tests.
-var testImage = Image{Repository: "smartcontract/chainlink", Tag: "2.10.0",
+var testImage = image.Image{Repository: "smartcontract/chainlink", Tag: "2.10.0",
 	Digest: "sha256:" + fmt.Sprintf("%064x", 0xc1a9e47)}
 
 var testIdentity = bootstrap.Identity{InstanceID: "i-0123456789abcdef0", Region: "eu-west-1", AZ: "eu-west-1a"}

@@ -19,6 +19,7 @@ import (
 
 	"github.com/cl-agent/cl-agent/agent/bootstrap"
 	"github.com/cl-agent/cl-agent/agent/config"
+	"github.com/cl-agent/cl-agent/agent/image"
 )
 
 // Labels on the node's container. A container without LabelManaged=true is never touched.
@@ -53,12 +54,12 @@ type ContainerSpec struct {
 // mounted read-write at /chainlink, secrets_dir read-only at /run/chainlink, the database CA (if any)
 // read-only at its own path, the instance id as host name, the managed labels, the log driver, restart policy
 // "no" (the agent restarts the node itself, after rendering the files again) and the stop timeout.
-func Spec(cfg *config.Config, id bootstrap.Identity, img Image, r *bootstrap.Rendered) (ContainerSpec, error) {
+func Spec(cfg *config.Config, id bootstrap.Identity, img image.Image, r *bootstrap.Rendered) (ContainerSpec, error) {
 	k := cfg.Container
 	switch {
 	case r == nil:
 		return ContainerSpec{}, errors.New("container spec: no rendered node files")
-	case img.Repository == "" || checkDigest(img.Digest) != nil:
+	case !img.Pinned():
 		return ContainerSpec{}, fmt.Errorf("container spec: image %q is not pinned to a sha256 digest", img.String())
 	case id.InstanceID == "":
 		return ContainerSpec{}, errors.New("container spec: the instance id is unknown")

@@ -12,6 +12,7 @@ import (
 	"github.com/moby/moby/api/types/mount"
 
 	"github.com/cl-agent/cl-agent/agent/bootstrap"
+	"github.com/cl-agent/cl-agent/agent/image"
 )
 
 func TestSpec(t *testing.T) {
@@ -91,13 +92,13 @@ func TestSpecRefuses(t *testing.T) {
 	cfg := unitConfig(t)
 	cases := []struct {
 		name string
-		img  Image
+		img  image.Image
 		id   bootstrap.Identity
 		r    *bootstrap.Rendered
 		want string
 	}{
 		{"NoRendering", testImage, testIdentity, nil, "no rendered"},
-		{"TagNotDigest", Image{Repository: "smartcontract/chainlink", Tag: "2.10.0"}, testIdentity, tomlRendered(), "not pinned"},
+		{"TagNotDigest", image.Image{Repository: "smartcontract/chainlink", Tag: "2.10.0"}, testIdentity, tomlRendered(), "not pinned"},
 		{"NoInstanceID", testImage, bootstrap.Identity{Region: "eu-west-1"}, tomlRendered(), "instance id"},
 		{"NoRegionForAwslogs", testImage, bootstrap.Identity{InstanceID: "i-1"}, tomlRendered(), "region"},
 	}
@@ -121,7 +122,7 @@ func TestConfigHash(t *testing.T) {
 		r.Env = []string{"ROOT=/chainlink", "LOG_LEVEL=" + level, "DATABASE_URL=" + dbURL, "ETH_URL=wss://user:pw-secret@eth.example/ws"}
 		return r
 	}
-	hash := func(img Image, r *bootstrap.Rendered, mutate func(s *ContainerSpec)) string {
+	hash := func(img image.Image, r *bootstrap.Rendered, mutate func(s *ContainerSpec)) string {
 		s, err := Spec(cfg, testIdentity, img, r)
 		if err != nil {
 			t.Fatal(err)

@@ -17,6 +17,7 @@ import (
 	"github.com/cl-agent/cl-agent/agent/config"
 	"github.com/cl-agent/cl-agent/agent/exitcode"
 	"github.com/cl-agent/cl-agent/agent/fsutil"
+	"github.com/cl-agent/cl-agent/agent/image"
 )
 
 // Supervision defaults.
@@ -44,7 +45,7 @@ type Options struct {
 	Config   *config.Config
 	Identity bootstrap.Identity
 	// Image is what runs, by digest.
-	Image Image
+	Image image.Image
 	// Render produces the node's files for one start. It is called before every start (and to check a
 	// running container against the desired spec); the supervisor writes the files, and shreds them once
 	// the node is ready or the start failed. It never sees the configuration's secret ids.
@@ -123,7 +124,7 @@ func NewSupervisor(o Options) (*Supervisor, error) {
 		return nil, errors.New("node supervisor: no configuration")
 	case o.Render == nil:
 		return nil, errors.New("node supervisor: no Render function")
-	case checkDigest(o.Image.Digest) != nil:
+	case !o.Image.Pinned():
 		return nil, fmt.Errorf("node supervisor: image %s is not pinned to a digest", o.Image)
 	}
 	if o.Logger == nil {

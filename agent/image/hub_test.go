@@ -1,4 +1,4 @@
-package container
+package image
 
 import (
 	"context"
@@ -137,8 +137,8 @@ func writeJSON(w http.ResponseWriter, v any) {
 }
 
 // hubOptions are options for the fake hub with short retry waits, on linux/amd64.
-func hubOptions(t *testing.T, hubURL string) ImageOptions {
-	return ImageOptions{
+func hubOptions(t *testing.T, hubURL string) Options {
+	return Options{
 		Repository: "smartcontract/chainlink",
 		HubURL:     hubURL,
 		Arch:       "amd64",
@@ -207,7 +207,7 @@ func TestHubNewestRelease(t *testing.T) {
 			hub := newFakeHub(t, tc.tags)
 			o := hubOptions(t, hub.srv.URL)
 			o.Major = tc.major
-			img, err := ResolveImage(testContext(t), o)
+			img, err := Resolve(testContext(t), o)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -236,7 +236,7 @@ func TestHubNoRelease(t *testing.T) {
 	t.Run("NoXYZTag", func(t *testing.T) {
 		t.Parallel()
 		hub := newFakeHub(t, hubTags("latest", "2.10.0-rc.1", "sha-abc"))
-		_, err := ResolveImage(testContext(t), hubOptions(t, hub.srv.URL))
+		_, err := Resolve(testContext(t), hubOptions(t, hub.srv.URL))
 		if !errors.Is(err, ErrNoRelease) || errors.Is(err, ErrUnreachable) {
 			t.Fatalf("err = %v, want ErrNoRelease", err)
 		}
@@ -246,7 +246,7 @@ func TestHubNoRelease(t *testing.T) {
 		tags := hubTags("2.10.0", "2.9.0")
 		tags[0], tags[1] = armOnly(tags[0]), armOnly(tags[1])
 		hub := newFakeHub(t, tags)
-		_, err := ResolveImage(testContext(t), hubOptions(t, hub.srv.URL))
+		_, err := Resolve(testContext(t), hubOptions(t, hub.srv.URL))
 		if !errors.Is(err, ErrNoRelease) || !strings.Contains(err.Error(), "2.10.0, 2.9.0") {
 			t.Fatalf("err = %v, want ErrNoRelease naming the skipped releases", err)
 		}
@@ -256,7 +256,7 @@ func TestHubNoRelease(t *testing.T) {
 		hub := newFakeHub(t, hubTags("2.10.0", "1.13.3"))
 		o := hubOptions(t, hub.srv.URL)
 		o.Major = 3
-		_, err := ResolveImage(testContext(t), o)
+		_, err := Resolve(testContext(t), o)
 		if !errors.Is(err, ErrNoRelease) || !strings.Contains(err.Error(), "within major 3") {
 			t.Fatalf("err = %v, want ErrNoRelease within major 3", err)
 		}
@@ -279,7 +279,7 @@ func TestHubPagination(t *testing.T) {
 		t.Parallel()
 		hub := newFakeHub(t, manyTags(250))
 		hub.pageSize = 7 // the real Hub gives 100; smaller pages make many of them
-		img, err := ResolveImage(testContext(t), hubOptions(t, hub.srv.URL))
+		img, err := Resolve(testContext(t), hubOptions(t, hub.srv.URL))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -300,7 +300,7 @@ func TestHubPagination(t *testing.T) {
 			}
 			return def
 		}
-		_, err := ResolveImage(testContext(t), hubOptions(t, hub.srv.URL))
+		_, err := Resolve(testContext(t), hubOptions(t, hub.srv.URL))
 		if err == nil || !strings.Contains(err.Error(), "pagination loop") || errors.Is(err, ErrUnreachable) {
 			t.Fatalf("err = %v, want a pagination loop error", err)
 		}
@@ -313,7 +313,7 @@ func TestHubPagination(t *testing.T) {
 		hub := newFakeHub(t, manyTags(30))
 		hub.pageSize = 10
 		hub.next = func(int, string) string { return "http://hub.example.invalid/v2/x?page=2" }
-		_, err := ResolveImage(testContext(t), hubOptions(t, hub.srv.URL))
+		_, err := Resolve(testContext(t), hubOptions(t, hub.srv.URL))
 		if err == nil || !strings.Contains(err.Error(), "refused") {
 			t.Fatalf("err = %v, want the foreign next link refused", err)
 		}
@@ -324,7 +324,7 @@ func TestHubPagination(t *testing.T) {
 		hub.pageSize = 10
 		o := hubOptions(t, hub.srv.URL)
 		o.MaxPages = 4
-		_, err := ResolveImage(testContext(t), o)
+		_, err := Resolve(testContext(t), o)
 		if err == nil || !strings.Contains(err.Error(), "more than 4 pages") {
 			t.Fatalf("err = %v, want the page bound", err)
 		}
@@ -342,7 +342,7 @@ func TestHubPinnedTag(t *testing.T) {
 		hub := newFakeHub(t, tags)
 		o := hubOptions(t, hub.srv.URL)
 		o.Tag = "2.10.0-root"
-		img, err := ResolveImage(testContext(t), o)
+		img, err := Resolve(testContext(t), o)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -362,7 +362,7 @@ func TestHubPinnedTag(t *testing.T) {
 		hub := newFakeHub(t, tags)
 		o := hubOptions(t, hub.srv.URL)
 		o.Tag = "9.9.9"
-		_, err := ResolveImage(testContext(t), o)
+		_, err := Resolve(testContext(t), o)
 		if !errors.Is(err, ErrTagNotFound) || errors.Is(err, ErrUnreachable) || !strings.Contains(err.Error(), "status 404") {
 			t.Fatalf("err = %v, want ErrTagNotFound with status 404", err)
 		}
@@ -375,7 +375,7 @@ func TestHubPinnedTag(t *testing.T) {
 		hub := newFakeHub(t, []hubTag{armOnly(tags[0])})
 		o := hubOptions(t, hub.srv.URL)
 		o.Tag = "2.10.0"
-		_, err := ResolveImage(testContext(t), o)
+		_, err := Resolve(testContext(t), o)
 		if !errors.Is(err, ErrNoPlatform) || !strings.Contains(err.Error(), "has: linux/arm64") {
 			t.Fatalf("err = %v, want ErrNoPlatform", err)
 		}
@@ -409,7 +409,7 @@ func TestHubRetries(t *testing.T) {
 		o.retry.waitMax = time.Minute
 		o.retry.onWait = func(d time.Duration) { waits = append(waits, d) }
 		start := time.Now()
-		img, err := ResolveImage(testContext(t), o)
+		img, err := Resolve(testContext(t), o)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -430,7 +430,7 @@ func TestHubRetries(t *testing.T) {
 		ctx, cancel := context.WithTimeout(testContext(t), 10*time.Second)
 		defer cancel()
 		start := time.Now()
-		_, err := ResolveImage(ctx, hubOptions(t, hub.srv.URL))
+		_, err := Resolve(ctx, hubOptions(t, hub.srv.URL))
 		if !errors.Is(err, ErrUnreachable) || !strings.Contains(err.Error(), "retry after 1h0m0s") {
 			t.Fatalf("err = %v, want a clear rate limit error", err)
 		}
@@ -443,7 +443,7 @@ func TestHubRetries(t *testing.T) {
 		t.Parallel()
 		hub := newFakeHub(t, tags)
 		hub.intercept = failFirst(1, http.StatusInternalServerError, nil)
-		img, err := ResolveImage(testContext(t), hubOptions(t, hub.srv.URL))
+		img, err := Resolve(testContext(t), hubOptions(t, hub.srv.URL))
 		if err != nil || img.Tag != "2.10.0" || hub.requests.Load() != 2 {
 			t.Fatalf("got %s, %v after %d requests; want 2.10.0 after 2", img, err, hub.requests.Load())
 		}
@@ -454,7 +454,7 @@ func TestHubRetries(t *testing.T) {
 		hub.intercept = failFirst(100, http.StatusServiceUnavailable, nil)
 		o := hubOptions(t, hub.srv.URL)
 		o.retry.max = 3
-		_, err := ResolveImage(testContext(t), o)
+		_, err := Resolve(testContext(t), o)
 		if !errors.Is(err, ErrUnreachable) || !strings.Contains(err.Error(), "status 503") ||
 			!strings.Contains(err.Error(), "after 4 attempts") || !strings.Contains(err.Error(), hub.srv.URL) {
 			t.Fatalf("err = %v, want 503 after 4 attempts naming the URL", err)
@@ -468,7 +468,7 @@ func TestHubRetries(t *testing.T) {
 		t.Parallel()
 		hub := newFakeHub(t, tags)
 		hub.intercept = failFirst(100, http.StatusNotImplemented, nil)
-		_, err := ResolveImage(testContext(t), hubOptions(t, hub.srv.URL))
+		_, err := Resolve(testContext(t), hubOptions(t, hub.srv.URL))
 		if err == nil || errors.Is(err, ErrUnreachable) || hub.requests.Load() != 1 {
 			t.Fatalf("err = %v after %d requests, want one request and a plain error", err, hub.requests.Load())
 		}
@@ -477,7 +477,7 @@ func TestHubRetries(t *testing.T) {
 		t.Parallel()
 		hub := newFakeHub(t, tags)
 		hub.intercept = failFirst(100, http.StatusForbidden, nil)
-		_, err := ResolveImage(testContext(t), hubOptions(t, hub.srv.URL))
+		_, err := Resolve(testContext(t), hubOptions(t, hub.srv.URL))
 		if err == nil || errors.Is(err, ErrUnreachable) || !strings.Contains(err.Error(), "status 403") || hub.requests.Load() != 1 {
 			t.Fatalf("err = %v after %d requests, want one request and status 403", err, hub.requests.Load())
 		}
@@ -512,7 +512,7 @@ func TestHubTimeouts(t *testing.T) {
 		o := hubOptions(t, srv.URL)
 		o.Timeout = 100 * time.Millisecond
 		o.retry.max = 2
-		_, err := ResolveImage(testContext(t), o)
+		_, err := Resolve(testContext(t), o)
 		if !errors.Is(err, ErrUnreachable) || !strings.Contains(err.Error(), "no answer within 100ms") ||
 			!strings.Contains(err.Error(), "list tags of smartcontract/chainlink") {
 			t.Fatalf("err = %v, want a timeout naming the bound and the operation", err)
@@ -528,7 +528,7 @@ func TestHubTimeouts(t *testing.T) {
 		ctx, cancel := context.WithTimeout(testContext(t), 300*time.Millisecond)
 		defer cancel()
 		start := time.Now()
-		_, err := ResolveImage(ctx, hubOptions(t, srv.URL))
+		_, err := Resolve(ctx, hubOptions(t, srv.URL))
 		if !errors.Is(err, ErrUnreachable) || !errors.Is(err, context.DeadlineExceeded) ||
 			!strings.Contains(err.Error(), "deadline of the image resolution reached") {
 			t.Fatalf("err = %v, want the resolve deadline", err)
@@ -549,7 +549,7 @@ func TestHubTimeouts(t *testing.T) {
 			}
 			cancel()
 		}()
-		_, err := ResolveImage(ctx, hubOptions(t, srv.URL))
+		_, err := Resolve(ctx, hubOptions(t, srv.URL))
 		if !errors.Is(err, context.Canceled) || errors.Is(err, ErrUnreachable) {
 			t.Fatalf("err = %v, want context.Canceled and no fallback", err)
 		}

@@ -1,4 +1,4 @@
-package container
+package image
 
 import (
 	"context"
@@ -19,7 +19,7 @@ import (
 // Errors of image resolution, for errors.Is.
 var (
 	// ErrUnreachable: the tag source could not be reached (network error, timeout, 429 or 5xx after retries).
-	// Worth retrying later. ResolveImage only returns it when no saved choice could stand in.
+	// Worth retrying later. Resolve only returns it when no saved choice could stand in.
 	ErrUnreachable = errors.New("image source unreachable")
 	// ErrTagNotFound: the pinned tag does not exist in the repository.
 	ErrTagNotFound = errors.New("tag not found")
@@ -27,8 +27,8 @@ var (
 	ErrNoRelease = errors.New("no suitable release")
 	// ErrNoPlatform: the tag has no image for this host's architecture and OS.
 	ErrNoPlatform = errors.New("no image for this platform")
-	// ErrBadImageOptions: the options cannot work (repository or tag malformed, bad hub URL).
-	ErrBadImageOptions = errors.New("bad image options")
+	// ErrBadOptions: the options cannot work (repository or tag malformed, bad hub URL).
+	ErrBadOptions = errors.New("bad image options")
 )
 
 const (
@@ -38,8 +38,8 @@ const (
 	maxCandidates = 20
 )
 
-// ImageOptions says which image to run. The zero values of the optional fields mean their defaults.
-type ImageOptions struct {
+// Options says which image to run. The zero values of the optional fields mean their defaults.
+type Options struct {
 	// Repository: "smartcontract/chainlink", "docker.io/x/y" (Docker Hub, through the Hub API), or one on
 	// another registry: "public.ecr.aws/chainlink/chainlink", "127.0.0.1:5000/a/b" (plain HTTP on loopback
 	// only). No tag or digest in it. Required.
@@ -82,6 +82,10 @@ func (i Image) Ref() string { return i.Repository + "@" + i.Digest }
 // String is what `cl-agent resolve-image` prints: "repository:tag@sha256:…".
 func (i Image) String() string { return i.Repository + ":" + i.Tag + "@" + i.Digest }
 
+// Pinned reports whether i names a repository and a sha256 digest: what may be pulled and run. A tag alone can
+// be re-pushed under the agent, so an image without a digest is never run.
+func (i Image) Pinned() bool { return i.Repository != "" && checkDigest(i.Digest) == nil }
+
 // Version parses the tag as a semantic version ("2.10.0", and "2.10.0-root" for a pinned tag) so the agent
 // can choose the node's config format. A tag that is no version ("latest") is an error: set the format.
 func (i Image) Version() (*semver.Version, error) {
@@ -92,8 +96,8 @@ func (i Image) Version() (*semver.Version, error) {
 	return v, nil
 }
 
-// imageSource is where tags and digests come from: the Docker Hub API or a registry's /v2 API.
-type imageSource interface {
+// source is where tags and digests come from: the Docker Hub API or a registry's /v2 API.
+type source interface {
 	// tags lists every tag of the repository.
 	tags(ctx context.Context) ([]string, error)
 	// resolve returns the digest of tag, ErrNoPlatform when it has no image for the platform, or
@@ -101,19 +105,19 @@ type imageSource interface {
 	resolve(ctx context.Context, tag string) (string, error)
 }
 
-// ResolveImage chooses the image: the pinned tag, or the highest X.Y.Z release (within Major) with an image
+// Resolve chooses the image: the pinned tag, or the highest X.Y.Z release (within Major) with an image
 // for this host's platform, pinned to its digest. The choice is saved in StateDir. When the source cannot be
 // reached it returns the saved choice (FromCache, with a warning) if that was made for the same repository
 // and settings; otherwise the error says what failed. A 4xx such as a missing pinned tag is never covered
 // by the saved choice.
-func ResolveImage(ctx context.Context, o ImageOptions) (Image, error) {
+func Resolve(ctx context.Context, o Options) (Image, error) {
 	o, repo, err := o.check()
 	if err != nil {
 		return Image{}, err
 	}
 	client := newHTTPClient(o.Timeout, o.retry, o.Logger)
 	defer client.hc.CloseIdleConnections() // the transport is this call's: leave no keep-alive behind
-	var src imageSource
+	var src source
 	if repo.hub {
 		src = &hubSource{http: client, base: repo.hubURL, ns: repo.ns, name: repo.name, platform: repo.platform,
 			maxPages: o.MaxPages, log: o.Logger}
@@ -148,7 +152,7 @@ func ResolveImage(ctx context.Context, o ImageOptions) (Image, error) {
 }
 
 // resolveFrom picks the tag and its digest from src.
-func resolveFrom(ctx context.Context, src imageSource, o ImageOptions) (Image, error) {
+func resolveFrom(ctx context.Context, src source, o Options) (Image, error) {
 	if o.Tag != "" {
 		if _, ok := releaseVersion(o.Tag); !ok {
 			o.Logger.Warn("pinned image tag is not a stable X.Y.Z release", zap.String("tag", o.Tag))
@@ -198,7 +202,7 @@ type platform struct{ os, arch string }
 
 func (p platform) String() string { return p.os + "/" + p.arch }
 
-// imageRepo is a parsed ImageOptions.Repository.
+// imageRepo is a parsed Options.Repository.
 type imageRepo struct {
 	hub      bool
 	hubURL   *url.URL // Docker Hub: the API
@@ -212,7 +216,7 @@ type imageRepo struct {
 var tagPattern = regexp.MustCompile(`^[\w][\w.-]{0,127}$`)
 
 // check fills the defaults and parses the repository.
-func (o ImageOptions) check() (ImageOptions, imageRepo, error) {
+func (o Options) check() (Options, imageRepo, error) {
 	if o.HubURL == "" {
 		o.HubURL = defaultHubURL
 	}
@@ -233,7 +237,7 @@ func (o ImageOptions) check() (ImageOptions, imageRepo, error) {
 	}
 	o.Repository = strings.TrimSpace(o.Repository)
 	if o.Tag != "" && !tagPattern.MatchString(o.Tag) {
-		return o, imageRepo{}, fmt.Errorf("%w: tag %q is not a valid tag", ErrBadImageOptions, o.Tag)
+		return o, imageRepo{}, fmt.Errorf("%w: tag %q is not a valid tag", ErrBadOptions, o.Tag)
 	}
 	repo, err := parseRepository(o.Repository, o.HubURL)
 	if err != nil {
@@ -248,7 +252,7 @@ func (o ImageOptions) check() (ImageOptions, imageRepo, error) {
 // Docker Hub. Other registries are spoken to over https, except loopback hosts over plain http.
 func parseRepository(s, hubURL string) (imageRepo, error) {
 	bad := func(format string, args ...any) (imageRepo, error) {
-		return imageRepo{}, fmt.Errorf("%w: image repository %q: %s", ErrBadImageOptions, s, fmt.Sprintf(format, args...))
+		return imageRepo{}, fmt.Errorf("%w: image repository %q: %s", ErrBadOptions, s, fmt.Sprintf(format, args...))
 	}
 	if s == "" {
 		return bad("empty")
@@ -282,7 +286,7 @@ func parseRepository(s, hubURL string) (imageRepo, error) {
 	}
 	u, err := url.Parse(hubURL)
 	if err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" || u.User != nil {
-		return imageRepo{}, fmt.Errorf("%w: hub URL %q: want http(s)://host, without credentials", ErrBadImageOptions, redactURL(hubURL))
+		return imageRepo{}, fmt.Errorf("%w: hub URL %q: want http(s)://host, without credentials", ErrBadOptions, redactURL(hubURL))
 	}
 	return imageRepo{hub: true, hubURL: u, ns: ns, name: name}, nil
 }

@@ -1,4 +1,4 @@
-package container
+package image
 
 import (
 	"context"
@@ -45,13 +45,13 @@ func TestParseRepository(t *testing.T) {
 	}
 	for _, bad := range []string{"", "smartcontract/chainlink:2.10.0", "smartcontract/chainlink@" + fakeDigest("x"),
 		"SmartContract/chainlink", "docker.io/a/b/c", "a//b", "http://registry.example/a"} {
-		if _, err := parseRepository(bad, defaultHubURL); !errors.Is(err, ErrBadImageOptions) {
-			t.Errorf("%q: err = %v, want ErrBadImageOptions", bad, err)
+		if _, err := parseRepository(bad, defaultHubURL); !errors.Is(err, ErrBadOptions) {
+			t.Errorf("%q: err = %v, want ErrBadOptions", bad, err)
 		}
 	}
 	for _, hubURL := range []string{"ftp://hub.example", "hub.docker.com", "https://user:pw@hub.example", "https://"} {
-		if _, err := parseRepository("smartcontract/chainlink", hubURL); !errors.Is(err, ErrBadImageOptions) {
-			t.Errorf("hub URL %q: err = %v, want ErrBadImageOptions", hubURL, err)
+		if _, err := parseRepository("smartcontract/chainlink", hubURL); !errors.Is(err, ErrBadOptions) {
+			t.Errorf("hub URL %q: err = %v, want ErrBadOptions", hubURL, err)
 		}
 	}
 }
@@ -59,9 +59,9 @@ func TestParseRepository(t *testing.T) {
 func TestBadPinnedTag(t *testing.T) {
 	t.Parallel()
 	for _, tag := range []string{"-x", "a/b", "2.10.0@sha256", ".hidden", string(make([]byte, 129))} {
-		_, err := ResolveImage(context.Background(), ImageOptions{Repository: "smartcontract/chainlink", Tag: tag})
-		if !errors.Is(err, ErrBadImageOptions) {
-			t.Errorf("tag %q: err = %v, want ErrBadImageOptions", tag, err)
+		_, err := Resolve(context.Background(), Options{Repository: "smartcontract/chainlink", Tag: tag})
+		if !errors.Is(err, ErrBadOptions) {
+			t.Errorf("tag %q: err = %v, want ErrBadOptions", tag, err)
 		}
 	}
 }

@@ -1,4 +1,4 @@
-package container
+package image
 
 import (
 	"context"
@@ -212,7 +212,7 @@ func (f *fakeRegistry) called(call string) int {
 	return n
 }
 
-func registryOptions(t *testing.T, f *fakeRegistry) ImageOptions {
+func registryOptions(t *testing.T, f *fakeRegistry) Options {
 	o := hubOptions(t, "http://hub.invalid") // the hub must not be asked
 	o.Repository = strings.TrimPrefix(f.srv.URL, "http://") + "/" + f.name
 	return o
@@ -232,7 +232,7 @@ func TestFakeRegistry(t *testing.T) {
 		f.tagImage("latest", "amd64")
 		f.tagImage("sha-abc1234", "amd64")
 		o := registryOptions(t, f)
-		img, err := ResolveImage(testContext(t), o)
+		img, err := Resolve(testContext(t), o)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -252,7 +252,7 @@ func TestFakeRegistry(t *testing.T) {
 		want := f.tagImage("1.2.3", "amd64")
 		o := registryOptions(t, f)
 		o.Tag = "1.2.3"
-		img, err := ResolveImage(testContext(t), o)
+		img, err := Resolve(testContext(t), o)
 		if err != nil || img.Digest != want {
 			t.Fatalf("got %s, %v; want digest %s", img, err, want)
 		}
@@ -260,7 +260,7 @@ func TestFakeRegistry(t *testing.T) {
 			t.Fatalf("a pinned tag listed the tags: %v", f.calls)
 		}
 		o.Arch = "arm64"
-		if _, err := ResolveImage(testContext(t), o); !errors.Is(err, ErrNoPlatform) || !strings.Contains(err.Error(), "has: linux/amd64") {
+		if _, err := Resolve(testContext(t), o); !errors.Is(err, ErrNoPlatform) || !strings.Contains(err.Error(), "has: linux/amd64") {
 			t.Fatalf("err = %v, want ErrNoPlatform from the config blob", err)
 		}
 	})
@@ -270,7 +270,7 @@ func TestFakeRegistry(t *testing.T) {
 		f.tagImage("1.2.3", "amd64")
 		o := registryOptions(t, f)
 		o.Tag = "9.9.9"
-		_, err := ResolveImage(testContext(t), o)
+		_, err := Resolve(testContext(t), o)
 		if !errors.Is(err, ErrTagNotFound) || errors.Is(err, ErrUnreachable) {
 			t.Fatalf("err = %v, want ErrTagNotFound", err)
 		}
@@ -285,7 +285,7 @@ func TestFakeRegistry(t *testing.T) {
 		forged := fakeDigest("forged")
 		f.blobs[forged] = f.blobs[real]
 		f.lie["1.2.3"] = forged
-		_, err := ResolveImage(testContext(t), registryOptions(t, f))
+		_, err := Resolve(testContext(t), registryOptions(t, f))
 		if err == nil || !strings.Contains(err.Error(), "content has digest "+real) {
 			t.Fatalf("err = %v, want a digest mismatch", err)
 		}
@@ -295,7 +295,7 @@ func TestFakeRegistry(t *testing.T) {
 		f := newFakeRegistry(t)
 		f.basic = true
 		f.tagImage("1.2.3", "amd64")
-		_, err := ResolveImage(testContext(t), registryOptions(t, f))
+		_, err := Resolve(testContext(t), registryOptions(t, f))
 		if err == nil || !strings.Contains(err.Error(), "only anonymous Bearer tokens") || errors.Is(err, ErrUnreachable) {
 			t.Fatalf("err = %v", err)
 		}
@@ -308,11 +308,11 @@ func TestFakeRegistry(t *testing.T) {
 		var logged strings.Builder
 		o.Logger = zap.New(zapcore.NewCore(zapcore.NewConsoleEncoder(zap.NewDevelopmentEncoderConfig()),
 			zapcore.AddSync(&logged), zap.DebugLevel))
-		if _, err := ResolveImage(testContext(t), o); err != nil {
+		if _, err := Resolve(testContext(t), o); err != nil {
 			t.Fatal(err)
 		}
 		o.Tag = "4.5.6"
-		_, err := ResolveImage(testContext(t), o)
+		_, err := Resolve(testContext(t), o)
 		if err == nil || strings.Contains(err.Error(), fakeToken) || strings.Contains(logged.String(), fakeToken) {
 			t.Fatalf("the token leaked: err=%v logs=%s", err, logged.String())
 		}
@@ -352,8 +352,8 @@ func TestRealRegistry(t *testing.T) {
 		pushed[tag] = buildAndPush(t, ctx, repo+":"+tag)
 	}
 
-	o := ImageOptions{Repository: repo, StateDir: t.TempDir(), Timeout: 10 * time.Second, Logger: zaptest.NewLogger(t)}
-	img, err := ResolveImage(ctx, o)
+	o := Options{Repository: repo, StateDir: t.TempDir(), Timeout: 10 * time.Second, Logger: zaptest.NewLogger(t)}
+	img, err := Resolve(ctx, o)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -370,12 +370,12 @@ func TestRealRegistry(t *testing.T) {
 	}
 
 	o.Tag = "1.10.0-root"
-	if img, err := ResolveImage(ctx, o); err != nil || img.Digest != pushed["1.10.0-root"] {
+	if img, err := Resolve(ctx, o); err != nil || img.Digest != pushed["1.10.0-root"] {
 		t.Fatalf("pinned: %s, %v; want %s", img, err, pushed["1.10.0-root"])
 	}
 
 	o.Tag, o.Arch = "", "arm64" // the images are this host's (amd64): none qualifies
-	if _, err := ResolveImage(ctx, o); !errors.Is(err, ErrNoRelease) || !strings.Contains(err.Error(), "1.10.0, 1.9.9, 1.2.3") {
+	if _, err := Resolve(ctx, o); !errors.Is(err, ErrNoRelease) || !strings.Contains(err.Error(), "1.10.0, 1.9.9, 1.2.3") {
 		t.Fatalf("err = %v, want ErrNoRelease naming the skipped releases", err)
 	}
 }

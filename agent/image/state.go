@@ -1,4 +1,4 @@
-package container
+package image
 
 import (
 	"encoding/json"
@@ -8,10 +8,12 @@ import (
 	"os"
 	"path/filepath"
 	"time"
+
+	"github.com/cl-agent/cl-agent/agent/fsutil"
 )
 
-// imageStateFile is the last good choice, under StateDir.
-const imageStateFile = "image.json"
+// stateFile is the last good choice, under StateDir.
+const stateFile = "image.json"
 
 // savedImage is the JSON form of image.json.
 type savedImage struct {
@@ -21,9 +23,9 @@ type savedImage struct {
 	ResolvedAt time.Time `json:"resolved_at"`
 }
 
-// saveImage writes img to dir/image.json atomically: a temp file in dir (0600), write, fsync, close, rename,
-// fsync dir. A crash leaves the old file or the new one, never a torn one. An empty dir saves nothing.
-func saveImage(dir string, img Image) (err error) {
+// saveImage writes img to dir/image.json (0600) with fsutil.WriteAtomic: a crash leaves the old file or the new
+// one, never a torn one. An empty dir saves nothing.
+func saveImage(dir string, img Image) error {
 	if dir == "" {
 		return nil
 	}
@@ -31,42 +33,14 @@ func saveImage(dir string, img Image) (err error) {
 	if err != nil {
 		return err
 	}
+	path := filepath.Join(dir, stateFile)
 	if err := os.MkdirAll(dir, 0o755); err != nil {
-		return fmt.Errorf("save image choice: %w", err)
+		return fmt.Errorf("save image choice to %s: %w", path, err)
 	}
-	tmp, err := os.CreateTemp(dir, "."+imageStateFile+".*") // CreateTemp makes it 0600
-	if err != nil {
-		return fmt.Errorf("save image choice: %w", err)
+	if err := fsutil.WriteAtomic(path, append(b, '\n'), 0o600, fsutil.NoOwner); err != nil {
+		return fmt.Errorf("save image choice to %s: %w", path, err)
 	}
-	defer func() {
-		if err != nil {
-			_ = tmp.Close()
-			_ = os.Remove(tmp.Name())
-			err = fmt.Errorf("save image choice to %s: %w", filepath.Join(dir, imageStateFile), err)
-		}
-	}()
-	if _, err = tmp.Write(append(b, '\n')); err != nil {
-		return err
-	}
-	if err = tmp.Sync(); err != nil {
-		return err
-	}
-	if err = tmp.Close(); err != nil {
-		return err
-	}
-	if err = os.Rename(tmp.Name(), filepath.Join(dir, imageStateFile)); err != nil {
-		return err
-	}
-	return syncDir(dir)
-}
-
-func syncDir(dir string) error {
-	d, err := os.Open(dir)
-	if err != nil {
-		return err
-	}
-	defer d.Close()
-	return d.Sync()
+	return nil
 }
 
 // loadImage reads dir/image.json; the result has FromCache set.
@@ -74,7 +48,7 @@ func loadImage(dir string) (Image, error) {
 	if dir == "" {
 		return Image{}, errors.New("no state directory configured")
 	}
-	path := filepath.Join(dir, imageStateFile)
+	path := filepath.Join(dir, stateFile)
 	b, err := os.ReadFile(path)
 	if errors.Is(err, fs.ErrNotExist) {
 		return Image{}, fmt.Errorf("none saved yet (%s)", path)
@@ -97,7 +71,7 @@ func loadImage(dir string) (Image, error) {
 
 // mismatch says why a saved choice cannot stand in for what o asks, or "" when it can: same repository, and
 // the same pinned tag, or (unpinned) a stable release within o.Major.
-func (i Image) mismatch(o ImageOptions) string {
+func (i Image) mismatch(o Options) string {
 	if i.Repository != o.Repository {
 		return fmt.Sprintf("it is for repository %q", i.Repository)
 	}

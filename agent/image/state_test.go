@@ -1,4 +1,4 @@
-package container
+package image
 
 import (
 	"encoding/json"
@@ -85,10 +85,10 @@ func TestFallback(t *testing.T) {
 	tags := hubTags("2.9.0", "2.10.0-root", "2.10.0", "1.13.3")
 
 	// resolveThenDown resolves once against a working hub (saving the choice), then takes the hub down.
-	resolveThenDown := func(t *testing.T, first ImageOptions) (ImageOptions, Image) {
+	resolveThenDown := func(t *testing.T, first Options) (Options, Image) {
 		hub := newFakeHub(t, tags)
 		first.HubURL = hub.srv.URL
-		img, err := ResolveImage(testContext(t), first)
+		img, err := Resolve(testContext(t), first)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -101,7 +101,7 @@ func TestFallback(t *testing.T) {
 		o, saved := resolveThenDown(t, hubOptions(t, ""))
 		core, logs := observer.New(zap.WarnLevel)
 		o.Logger = zap.New(core)
-		img, err := ResolveImage(testContext(t), o)
+		img, err := Resolve(testContext(t), o)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -118,7 +118,7 @@ func TestFallback(t *testing.T) {
 		o := hubOptions(t, "")
 		o.Tag = "2.10.0-root"
 		o, saved := resolveThenDown(t, o)
-		img, err := ResolveImage(testContext(t), o)
+		img, err := Resolve(testContext(t), o)
 		if err != nil || !img.FromCache || img.String() != saved.String() {
 			t.Fatalf("got %+v, %v; want the saved %s", img, err, saved)
 		}
@@ -127,7 +127,7 @@ func TestFallback(t *testing.T) {
 		t.Parallel()
 		hub := newFakeHub(t, tags)
 		hub.srv.Close()
-		_, err := ResolveImage(testContext(t), hubOptions(t, hub.srv.URL))
+		_, err := Resolve(testContext(t), hubOptions(t, hub.srv.URL))
 		if !errors.Is(err, ErrUnreachable) || !strings.Contains(err.Error(), "no saved choice to fall back to") {
 			t.Fatalf("err = %v, want unreachable with no saved choice", err)
 		}
@@ -139,7 +139,7 @@ func TestFallback(t *testing.T) {
 		hub.srv.Close()
 		o := hubOptions(t, hub.srv.URL)
 		o.StateDir = ""
-		_, err := ResolveImage(testContext(t), o)
+		_, err := Resolve(testContext(t), o)
 		if !errors.Is(err, ErrUnreachable) || !strings.Contains(err.Error(), "no state directory") {
 			t.Fatalf("err = %v, want unreachable and no state directory", err)
 		}
@@ -147,19 +147,19 @@ func TestFallback(t *testing.T) {
 
 	mismatches := []struct {
 		name   string
-		change func(*ImageOptions)
+		change func(*Options)
 		why    string
 	}{
-		{"OtherRepository", func(o *ImageOptions) { o.Repository = "smartcontract/other" }, "it is for repository"},
-		{"NowPinnedToAnotherTag", func(o *ImageOptions) { o.Tag = "2.9.0" }, `image.tag is "2.9.0"`},
-		{"NowWithinAnotherMajor", func(o *ImageOptions) { o.Major = 1 }, "image.major is 1"},
+		{"OtherRepository", func(o *Options) { o.Repository = "smartcontract/other" }, "it is for repository"},
+		{"NowPinnedToAnotherTag", func(o *Options) { o.Tag = "2.9.0" }, `image.tag is "2.9.0"`},
+		{"NowWithinAnotherMajor", func(o *Options) { o.Major = 1 }, "image.major is 1"},
 	}
 	for _, m := range mismatches {
 		t.Run("SavedChoiceDoesNotApply/"+m.name, func(t *testing.T) {
 			t.Parallel()
 			o, _ := resolveThenDown(t, hubOptions(t, ""))
 			m.change(&o)
-			_, err := ResolveImage(testContext(t), o)
+			_, err := Resolve(testContext(t), o)
 			if !errors.Is(err, ErrUnreachable) || !strings.Contains(err.Error(), m.why) {
 				t.Fatalf("err = %v, want unreachable and %q", err, m.why)
 			}
@@ -171,7 +171,7 @@ func TestFallback(t *testing.T) {
 		o.Tag = "2.10.0-root"
 		o, _ = resolveThenDown(t, o)
 		o.Tag = ""
-		_, err := ResolveImage(testContext(t), o)
+		_, err := Resolve(testContext(t), o)
 		if !errors.Is(err, ErrUnreachable) || !strings.Contains(err.Error(), "not an X.Y.Z release") {
 			t.Fatalf("err = %v", err)
 		}
@@ -181,11 +181,11 @@ func TestFallback(t *testing.T) {
 		hub := newFakeHub(t, tags)
 		o := hubOptions(t, hub.srv.URL)
 		o.Tag = "2.9.0"
-		if _, err := ResolveImage(testContext(t), o); err != nil {
+		if _, err := Resolve(testContext(t), o); err != nil {
 			t.Fatal(err)
 		}
 		hub.set(func(h *fakeHub) { h.tags = nil }) // the tag was deleted: 404 is an answer, not an outage
-		_, err := ResolveImage(testContext(t), o)
+		_, err := Resolve(testContext(t), o)
 		if !errors.Is(err, ErrTagNotFound) || errors.Is(err, ErrUnreachable) {
 			t.Fatalf("err = %v, want ErrTagNotFound without fallback", err)
 		}
@@ -194,14 +194,14 @@ func TestFallback(t *testing.T) {
 		t.Parallel()
 		hub := newFakeHub(t, tags)
 		o := hubOptions(t, hub.srv.URL)
-		saved, err := ResolveImage(testContext(t), o)
+		saved, err := Resolve(testContext(t), o)
 		if err != nil {
 			t.Fatal(err)
 		}
 		hub.set(func(h *fakeHub) {
 			h.intercept = failFirst(1000, http.StatusTooManyRequests, http.Header{"Retry-After": {"0"}})
 		})
-		img, err := ResolveImage(testContext(t), o)
+		img, err := Resolve(testContext(t), o)
 		if err != nil || !img.FromCache || img.Digest != saved.Digest {
 			t.Fatalf("got %+v, %v; want the saved choice", img, err)
 		}

@@ -17,6 +17,7 @@ import (
 	"github.com/cl-agent/cl-agent/agent/control"
 	"github.com/cl-agent/cl-agent/agent/fsutil"
 	"github.com/cl-agent/cl-agent/agent/health"
+	"github.com/cl-agent/cl-agent/agent/image"
 	"github.com/cl-agent/cl-agent/agent/leader"
 )
 
@@ -50,7 +51,7 @@ func runDaemon(ctx context.Context, args []string, out, errOut io.Writer) error 
 		Host:   h,
 		Notify: systemd{},
 		Warm:   h.Warm(engine),
-		NewNode: func(img container.Image, hooks agent.NodeHooks) (agent.Node, error) {
+		NewNode: func(img image.Image, hooks agent.NodeHooks) (agent.Node, error) {
 			return container.NewSupervisor(container.Options{
 				Engine: engine, Logger: h.Log, Config: cfg, Identity: h.Identity, Image: img,
 				Render: hooks.Render, BeforeStart: hooks.BeforeStart, OnStatus: hooks.OnStatus,
