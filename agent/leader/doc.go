@@ -178,7 +178,7 @@
 //
 // # Testing
 //
-// Options.Clock takes a fake clock (the trust window is tested with one and a fake session). Test-only hooks (River
+// Options.Clock takes a clockwork.FakeClock (the trust window is tested with one and a fake session). Test-only hooks (River
 // style test signals, no-ops in production) report denials, pings, late pings and ends, and can make a ping sleep on
 // the server. The integration tests run real PostgreSQL (internal/testenv) and a real network cut
 // (internal/netns).

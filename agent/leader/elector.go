@@ -4,12 +4,13 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"math/rand/v2"
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jonboulle/clockwork"
 	"go.uber.org/zap"
 
+	"github.com/cl-agent/cl-agent/agent/backoff"
 	"github.com/cl-agent/cl-agent/agent/config"
 )
 
@@ -57,15 +58,16 @@ type Options struct {
 	// server it cannot reach (TCP keepalives and TCP_USER_TIMEOUT on both ends). Default 10s. At least FenceAfter,
 	// so the server never frees the lock while its holder still trusts it.
 	DeadPeerTimeout time.Duration
-	// RetryInterval is the pause between lock attempts while another host holds the key (±20% jitter), and the
-	// first step of the backoff after errors (doubling to 5s). Default 1s.
+	// RetryInterval is the pause between lock attempts while another host holds the key (backoff.Jitter: ±20%),
+	// and the first step of the backoff after errors (agent/backoff: doubling to max(5s, RetryInterval), each
+	// delay jittered into [d/2, d)). Default 1s.
 	RetryInterval time.Duration
 	// CallTimeout bounds a connect, a lock attempt, a Holder lookup and the unlock of Release. Default 5s.
 	CallTimeout time.Duration
 	// Logger receives the elector's log; nil: none.
 	Logger *zap.Logger
-	// Clock is the time source; nil: the real clock.
-	Clock Clock
+	// Clock is the time source; nil: clockwork.NewRealClock(). Tests pass a clockwork.FakeClock.
+	Clock clockwork.Clock
 
 	hooks *hooks // tests only
 }
@@ -75,7 +77,7 @@ type Options struct {
 type Elector struct {
 	o         Options
 	log       *zap.Logger
-	clock     Clock
+	clock     clockwork.Clock
 	hooks     *hooks
 	ka        keepalive
 	lockConf  *pgx.ConnConfig
@@ -119,7 +121,7 @@ func withDefaults(o Options) Options {
 		o.Logger = zap.NewNop()
 	}
 	if o.Clock == nil {
-		o.Clock = realClock{}
+		o.Clock = clockwork.NewRealClock()
 	}
 	if o.hooks == nil {
 		o.hooks = &hooks{}
@@ -174,7 +176,7 @@ func (e *Elector) Acquire(ctx context.Context) (*Term, error) { return e.Acquire
 // from the campaign's own session: the standby learns the holder without a connection of its own. onHolder runs on
 // the campaign's goroutine and must not block.
 func (e *Elector) AcquireWatching(ctx context.Context, onHolder func(Holder)) (*Term, error) {
-	c := campaign{e: e, onHolder: onHolder, backoff: backoff{initial: e.o.RetryInterval, max: max(maxRetryBackoff, e.o.RetryInterval)}}
+	c := campaign{e: e, onHolder: onHolder, retry: backoff.New(e.o.RetryInterval, max(maxRetryBackoff, e.o.RetryInterval))}
 	defer c.closeSession(ctx)
 	for {
 		t, wait, err := c.attempt(ctx)
@@ -197,7 +199,7 @@ func (e *Elector) AcquireWatching(ctx context.Context, onHolder func(Holder)) (*
 type campaign struct {
 	e          *Elector
 	sess       *session
-	backoff    backoff
+	retry      *backoff.Backoff // after errors; reset by an attempt the server answered
 	lastHolder string
 	onHolder   func(Holder) // nil: nobody
 }
@@ -210,7 +212,7 @@ func (c *campaign) attempt(ctx context.Context) (*Term, time.Duration, error) {
 		s, err := e.dial(ctx)
 		if err != nil {
 			e.log.Warn("leader: cannot open the lock session", zap.Error(err))
-			return nil, c.backoff.next(), err
+			return nil, c.retry.Next(), err
 		}
 		c.sess = s
 	}
@@ -228,13 +230,13 @@ func (c *campaign) attempt(ctx context.Context) (*Term, time.Duration, error) {
 		default:
 			e.log.Warn("leader: lock attempt failed", zap.Error(err))
 		}
-		return nil, c.backoff.next(), err
+		return nil, c.retry.Next(), err
 	}
-	c.backoff.reset()
+	c.retry.Reset()
 	if !got {
 		e.hooks.denied.signal(struct{}{})
 		c.logHolder(ctx)
-		return nil, jitter(e.o.RetryInterval), nil
+		return nil, backoff.Jitter(e.o.RetryInterval), nil
 	}
 	t := newTerm(e, c.sess, start)
 	c.sess = nil // the Term owns it now
@@ -286,25 +288,4 @@ func (e *Elector) dial(ctx context.Context) (*session, error) {
 		clock:   e.clock,
 		hooks:   e.hooks,
 	}, nil
-}
-
-// backoff doubles from initial to max after each error and is reset by a success.
-type backoff struct {
-	initial, max, cur time.Duration
-}
-
-func (b *backoff) next() time.Duration {
-	if b.cur == 0 {
-		b.cur = b.initial
-	} else {
-		b.cur = min(2*b.cur, b.max)
-	}
-	return jitter(b.cur)
-}
-
-func (b *backoff) reset() { b.cur = 0 }
-
-// jitter spreads d by ±20% so two hosts that started together do not try in lockstep.
-func jitter(d time.Duration) time.Duration {
-	return time.Duration(float64(d) * (0.8 + 0.4*rand.Float64()))
 }

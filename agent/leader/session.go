@@ -12,6 +12,7 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgconn/ctxwatch"
+	"github.com/jonboulle/clockwork"
 	"golang.org/x/sys/unix"
 )
 
@@ -130,7 +131,7 @@ type session struct {
 	backend int // pg_backend_pid() as the connection's BackendKeyData told it
 	key     int64
 	tag     lockTag
-	clock   Clock
+	clock   clockwork.Clock
 	hooks   *hooks
 }
 

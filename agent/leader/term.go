@@ -7,6 +7,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/jonboulle/clockwork"
 	"go.uber.org/zap"
 )
 
@@ -16,7 +17,7 @@ import (
 type Term struct {
 	o          Options
 	log        *zap.Logger
-	clock      Clock
+	clock      clockwork.Clock
 	hooks      *hooks
 	sess       lockSession
 	acquiredAt time.Time
@@ -179,7 +180,7 @@ func (t *Term) keep() {
 // judge returns why the Term ends. Trust runs until the start of the last proving ping + FenceAfter; the deadline
 // always wins over a success that arrives after it.
 func (t *Term) judge() error {
-	var late Timer // set while a ping is in flight and not yet late
+	var late clockwork.Timer // set while a ping is in flight and not yet late
 	defer func() {
 		if late != nil {
 			late.Stop()
@@ -196,11 +197,11 @@ func (t *Term) judge() error {
 		trust := t.clock.NewTimer(until.Sub(now))
 		var lateC <-chan time.Time
 		if late != nil {
-			lateC = late.C()
+			lateC = late.Chan()
 		}
 		var ev sessionEvent
 		select {
-		case <-trust.C():
+		case <-trust.Chan():
 			continue // re-checked at the top
 		case <-t.releaseReq:
 			trust.Stop()

@@ -3,87 +3,23 @@ package leader
 import (
 	"context"
 	"errors"
-	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jonboulle/clockwork"
 	"go.uber.org/zap/zaptest"
 )
 
-// fakeClock moves only when the test advances it.
-type fakeClock struct {
-	mu     sync.Mutex
-	now    time.Time
-	timers []*fakeTimer
-}
-
-type fakeTimer struct {
-	c     *fakeClock
-	at    time.Time
-	ch    chan time.Time
-	fired bool
-}
-
-var _ Clock = (*fakeClock)(nil)
-
-func newFakeClock() *fakeClock { return &fakeClock{now: time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)} }
-
-func (c *fakeClock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.now
-}
-
-func (c *fakeClock) NewTimer(d time.Duration) Timer {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	t := &fakeTimer{c: c, at: c.now.Add(d), ch: make(chan time.Time, 1)}
-	if d <= 0 {
-		t.fire(c.now)
-	} else {
-		c.timers = append(c.timers, t)
-	}
-	return t
-}
-
-// Advance moves the clock by d and fires the timers that are due.
-func (c *fakeClock) Advance(d time.Duration) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.now = c.now.Add(d)
-	kept := c.timers[:0]
-	for _, t := range c.timers {
-		if !t.at.After(c.now) {
-			t.fire(c.now)
-		} else if !t.fired {
-			kept = append(kept, t)
-		}
-	}
-	c.timers = kept
-}
-
-func (t *fakeTimer) fire(now time.Time) {
-	if !t.fired {
-		t.fired = true
-		t.ch <- now
-	}
-}
-
-func (t *fakeTimer) C() <-chan time.Time { return t.ch }
-
-func (t *fakeTimer) Stop() bool {
-	t.c.mu.Lock()
-	defer t.c.mu.Unlock()
-	was := !t.fired
-	t.fired = true
-	return was
+// newFakeClock is a clock that moves only when the test advances it.
+func newFakeClock() *clockwork.FakeClock {
+	return clockwork.NewFakeClockAt(time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC))
 }
 
 // fakeSession answers pings with what the test sends on proofs, and loses the session when the test sends on lost.
 type fakeSession struct {
-	clock    *fakeClock
+	clock    *clockwork.FakeClock
 	proofs   chan error
 	lost     chan error
 	unlocked atomic.Bool
@@ -92,7 +28,7 @@ type fakeSession struct {
 
 var _ lockSession = (*fakeSession)(nil)
 
-func newFakeSession(c *fakeClock) *fakeSession {
+func newFakeSession(c *clockwork.FakeClock) *fakeSession {
 	return &fakeSession{clock: c, proofs: make(chan error), lost: make(chan error)}
 }
 
@@ -102,7 +38,7 @@ func (f *fakeSession) watch(ctx context.Context, until time.Time) error {
 	t := f.clock.NewTimer(until.Sub(f.clock.Now()))
 	defer t.Stop()
 	select {
-	case <-t.C():
+	case <-t.Chan():
 		return nil
 	case err := <-f.lost:
 		return err
@@ -129,7 +65,7 @@ func (f *fakeSession) close(context.Context) { f.closed.Store(true) }
 
 // fakeTerm starts a Term on a fake session and clock with the default timings: ping 1s, ping timeout 800ms,
 // fence after 4s.
-func fakeTerm(t *testing.T) (*Term, *fakeSession, *fakeClock, *hooks) {
+func fakeTerm(t *testing.T) (*Term, *fakeSession, *clockwork.FakeClock, *hooks) {
 	t.Helper()
 	cfg, err := pgx.ParseConfig("postgres://agent@127.0.0.1:5432/chainlink")
 	if err != nil {
@@ -154,7 +90,7 @@ func fakeTerm(t *testing.T) (*Term, *fakeSession, *fakeClock, *hooks) {
 const signalBound = 5 * time.Second
 
 // ping advances the clock to the next ping, waits for it to start and returns its start.
-func ping(t *testing.T, clock *fakeClock, h *hooks, d time.Duration) pingInfo {
+func ping(t *testing.T, clock *clockwork.FakeClock, h *hooks, d time.Duration) pingInfo {
 	t.Helper()
 	clock.Advance(d)
 	return wait(t, &h.pingStarted, signalBound, "ping start")
