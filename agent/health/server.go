@@ -2,10 +2,13 @@ package health
 
 import (
 	"context"
+	"crypto/sha256"
+	"crypto/subtle"
 	"errors"
 	"fmt"
 	"net"
 	"net/http"
+	"strings"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -23,8 +26,9 @@ const (
 )
 
 // Handler answers /healthz, /readyz and /metrics. The probes read only state(), never a check, so a hung check
-// cannot slow them down. Bodies of the probes are one line: "ok" or the reason.
-func Handler(state func() AgentState, beatBound time.Duration, g prometheus.Gatherer, log *zap.Logger) http.Handler {
+// cannot slow them down. Bodies of the probes are one line: "ok" or the reason. With a metricsToken, /metrics
+// answers only "Authorization: Bearer <metricsToken>" (401 otherwise); the probes stay open for the load balancer.
+func Handler(state func() AgentState, beatBound time.Duration, g prometheus.Gatherer, metricsToken string, log *zap.Logger) http.Handler {
 	if log == nil {
 		log = zap.NewNop()
 	}
@@ -37,9 +41,32 @@ func Handler(state func() AgentState, beatBound time.Duration, g prometheus.Gath
 		ok, reason := Ready(state())
 		probeReply(w, ok, reason)
 	})
-	mux.Handle("GET /metrics", promhttp.HandlerFor(g, promhttp.HandlerOpts{
-		ErrorLog: zap.NewStdLog(log), ErrorHandling: promhttp.ContinueOnError, Timeout: scrapeTimeout}))
+	mux.Handle("GET /metrics", requireBearer(metricsToken, promhttp.HandlerFor(g, promhttp.HandlerOpts{
+		ErrorLog: zap.NewStdLog(log), ErrorHandling: promhttp.ContinueOnError, Timeout: scrapeTimeout})))
 	return mux
+}
+
+// requireBearer lets through only requests carrying "Authorization: Bearer <token>"; an empty token lets all
+// through. Both sides are hashed before the constant-time compare, so neither the bytes nor the length of the
+// token leak through timing. The token is never logged: a refusal says only that it was missing or wrong.
+func requireBearer(token string, next http.Handler) http.Handler {
+	if token == "" {
+		return next
+	}
+	want := sha256.Sum256([]byte(token))
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		scheme, got, _ := strings.Cut(r.Header.Get("Authorization"), " ")
+		sum := sha256.Sum256([]byte(strings.TrimSpace(got)))
+		if !strings.EqualFold(scheme, "Bearer") || subtle.ConstantTimeCompare(sum[:], want[:]) != 1 {
+			w.Header().Set("WWW-Authenticate", `Bearer realm="cl-agent metrics"`)
+			w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+			w.Header().Set("Cache-Control", "no-store")
+			w.WriteHeader(http.StatusUnauthorized)
+			fmt.Fprintln(w, "a bearer token is required (health.metrics_token_file)")
+			return
+		}
+		next.ServeHTTP(w, r)
+	})
 }
 
 func probeReply(w http.ResponseWriter, ok bool, reason string) {

@@ -1,13 +1,21 @@
 package health
 
 import (
+	"bytes"
 	"context"
-	"github.com/cl-agent/cl-agent/internal/testenv"
 	"io"
 	"net/http"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
+
+	"go.uber.org/zap"
+
+	"github.com/cl-agent/cl-agent/agent/logging"
+	"github.com/cl-agent/cl-agent/internal/testenv"
+	"github.com/cl-agent/cl-agent/agent/state"
 )
 
 // startService runs a Service on a free port until the test ends and returns its base URL.
@@ -69,15 +77,15 @@ func TestProbes(t *testing.T) {
 	}{
 		{name: "StandbyIsLiveButNotReady", state: AgentState{Role: "standby", LastBeat: now()},
 			healthz: 200, readyz: 503, readyzBody: "standby"},
-		{name: "ActiveAndReadyServes", state: AgentState{Role: RoleActive, NodeUp: true, NodeReady: true, LockHeld: true, LastBeat: now()},
+		{name: "ActiveAndReadyServes", state: AgentState{Role: state.Active, NodeUp: true, NodeReady: true, LockHeld: true, LastBeat: now()},
 			healthz: 200, readyz: 200, readyzBody: "ok"},
-		{name: "ActiveWithUnreadyNodeIsNotReady", state: AgentState{Role: RoleActive, NodeUp: true, LastBeat: now()},
+		{name: "ActiveWithUnreadyNodeIsNotReady", state: AgentState{Role: state.Active, NodeUp: true, LastBeat: now()},
 			healthz: 200, readyz: 503, readyzBody: "node is not ready"},
 		{name: "StartingIsNotReady", state: AgentState{Role: "starting", LastBeat: now()},
 			healthz: 200, readyz: 503, readyzBody: "starting"},
-		{name: "FencingFailsHealthz", state: AgentState{Role: RoleFencing, NodeUp: true, NodeReady: true, LastBeat: now()},
+		{name: "FencingFailsHealthz", state: AgentState{Role: state.Fencing, NodeUp: true, NodeReady: true, LastBeat: now()},
 			healthz: 503, readyz: 503, bodyHas: "fencing", readyzBody: "fencing"},
-		{name: "StaleBeatFailsHealthz", state: AgentState{Role: RoleActive, NodeReady: true, LastBeat: now().Add(-5 * time.Second)},
+		{name: "StaleBeatFailsHealthz", state: AgentState{Role: state.Active, NodeReady: true, LastBeat: now().Add(-5 * time.Second)},
 			healthz: 503, readyz: 200, bodyHas: "last ticked", readyzBody: "ok"},
 		{name: "NoBeatYetFailsHealthz", state: AgentState{Role: "standby"},
 			healthz: 503, readyz: 503, bodyHas: "not ticked"},
@@ -111,7 +119,7 @@ func TestProbes(t *testing.T) {
 
 func TestMetricsEndpointFollowsState(t *testing.T) {
 	t.Parallel()
-	box := &stateBox{st: AgentState{Role: RoleActive, LockEnabled: true, LockHeld: true, NodeUp: true, NodeReady: true, LastBeat: time.Now()}}
+	box := &stateBox{st: AgentState{Role: state.Active, LockEnabled: true, LockHeld: true, NodeUp: true, NodeReady: true, LastBeat: time.Now()}}
 	svc, base := startService(t, Options{State: box.get})
 	svc.Metrics().RecordFailover()
 	svc.Metrics().RecordSecretFetch(nil, 120*time.Millisecond)
@@ -163,5 +171,86 @@ func TestListenFailsOnUsedPort(t *testing.T) {
 	}
 	if err := other.Listen(); err == nil || !strings.Contains(err.Error(), svc.Addr()) {
 		t.Errorf("Listen on a used port = %v; want an error naming %s", err, svc.Addr())
+	}
+}
+
+// TestMetricsBearerToken: with health.metrics_token_file, /metrics answers 401 unless the request carries the
+// token as a bearer; /healthz and /readyz stay open for the load balancer; the token is never logged.
+func TestMetricsBearerToken(t *testing.T) {
+	t.Parallel()
+	const token = "metrics-token-0123456789abcdef"
+	path := filepath.Join(t.TempDir(), "metrics.token")
+	if err := os.WriteFile(path, []byte(token+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	var logs bytes.Buffer
+	log := logging.New(&logs, "debug")
+	box := &stateBox{st: AgentState{Role: state.Active, LockHeld: true, NodeUp: true, NodeReady: true, LastBeat: time.Now()}}
+	_, base := startService(t, Options{State: box.get, Log: log, MetricsTokenFile: path})
+	cases := []struct {
+		name, path, auth string
+		want             int
+	}{
+		{"NoHeaderRefused", "/metrics", "", 401},
+		{"WrongTokenRefused", "/metrics", "Bearer not-the-token", 401},
+		{"PrefixRefused", "/metrics", "Bearer " + token[:10], 401},
+		{"LongerRefused", "/metrics", "Bearer " + token + "x", 401},
+		{"BasicSchemeRefused", "/metrics", "Basic " + token, 401},
+		{"BareTokenRefused", "/metrics", token, 401},
+		{"BearerAccepted", "/metrics", "Bearer " + token, 200},
+		{"SchemeCaseIgnored", "/metrics", "bearer " + token, 200},
+		{"HealthzOpen", "/healthz", "", 200},
+		{"ReadyzOpen", "/readyz", "", 200},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			box.set(func(s *AgentState) { s.LastBeat = time.Now() })
+			req, err := http.NewRequest(http.MethodGet, base+tc.path, nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if tc.auth != "" {
+				req.Header.Set("Authorization", tc.auth)
+			}
+			c := http.Client{Timeout: 5 * time.Second}
+			resp, err := c.Do(req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			body, _ := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			if resp.StatusCode != tc.want {
+				t.Fatalf("%s = %d %q, want %d", tc.path, resp.StatusCode, body, tc.want)
+			}
+			if tc.want == 401 {
+				if !strings.HasPrefix(resp.Header.Get("WWW-Authenticate"), "Bearer") {
+					t.Errorf("401 without a Bearer challenge: %q", resp.Header.Get("WWW-Authenticate"))
+				}
+				if strings.Contains(string(body), token[:10]) {
+					t.Errorf("the 401 body shows the token: %q", body)
+				}
+			}
+			if tc.want == 200 && tc.path == "/metrics" && !strings.Contains(string(body), "cl_agent_") {
+				t.Errorf("/metrics body has no agent metric:\n%s", body)
+			}
+		})
+	}
+	log.Warn("a line that mentions the token by accident", zap.String("token", token))
+	if strings.Contains(logs.String(), token) {
+		t.Errorf("the token reached the log:\n%s", logs.String())
+	}
+}
+
+// TestMetricsTokenFileRefusedAtStart: a token file that turned world-readable after the config was loaded stops
+// the service from starting; the error names the key, never the token.
+func TestMetricsTokenFileRefusedAtStart(t *testing.T) {
+	t.Parallel()
+	path := filepath.Join(t.TempDir(), "metrics.token")
+	if err := os.WriteFile(path, []byte("metrics-token-0123456789abcdef"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	_, err := New(Options{State: (&stateBox{}).get, MetricsTokenFile: path})
+	if err == nil || !strings.Contains(err.Error(), "health.metrics_token_file") || strings.Contains(err.Error(), "metrics-token-") {
+		t.Fatalf("New: %v", err)
 	}
 }

@@ -7,6 +7,11 @@ import (
 	"time"
 
 	"go.uber.org/zap"
+
+	"github.com/cl-agent/cl-agent/agent/config"
+	"github.com/cl-agent/cl-agent/agent/logging"
+
+	"github.com/cl-agent/cl-agent/agent/state"
 )
 
 // Defaults of Options (and of the config keys that feed them).
@@ -28,6 +33,9 @@ type Options struct {
 	State     func() AgentState // the daemon's state; cheap, never blocking
 	Log       *zap.Logger
 	BeatBound time.Duration // /healthz fails when the main loop has not ticked for this long; default 3s
+	// MetricsTokenFile is health.metrics_token_file: New reads it once (config.ReadTokenFile), and /metrics then
+	// answers only its bearer token. "" leaves /metrics open.
+	MetricsTokenFile string
 
 	NodeURL     string      // http://127.0.0.1:<container.host_port>; "" leaves out the node checks
 	Credentials Credentials // the API login, held by the daemon; nil leaves out the wallet and runs checks
@@ -73,14 +81,32 @@ func New(o Options) (*Service, error) {
 		return nil, errors.New("health: Options.InstanceID is required to publish to CloudWatch")
 	}
 	o = withDefaults(o)
+	token, err := metricsToken(o.MetricsTokenFile)
+	if err != nil {
+		return nil, err
+	}
 	s := &Service{o: o, metrics: NewMetrics(o.State)}
 	s.runner = NewRunner(o.Log, s.metrics.Observe, checks(o)...)
-	s.server = NewServer(o.Listen, Handler(o.State, o.BeatBound, s.metrics.Gatherer(), o.Log))
+	s.server = NewServer(o.Listen, Handler(o.State, o.BeatBound, s.metrics.Gatherer(), token, o.Log))
 	if o.CloudWatch != nil {
 		s.publisher = NewPublisher(PublisherOptions{API: o.CloudWatch, Metrics: s.metrics, InstanceID: o.InstanceID,
 			Namespace: o.Namespace, Interval: o.CloudWatchInterval, Log: o.Log})
 	}
 	return s, nil
+}
+
+// metricsToken reads the bearer token of /metrics ("" when no file is set) and registers it with the log
+// redactor, so it never reaches a log line even by accident.
+func metricsToken(path string) (string, error) {
+	if path == "" {
+		return "", nil
+	}
+	token, err := config.ReadTokenFile(path)
+	if err != nil {
+		return "", &config.FieldError{Field: "health.metrics_token_file", Value: path, Err: err}
+	}
+	logging.Register(token)
+	return token, nil
 }
 
 func withDefaults(o Options) Options {
@@ -112,7 +138,7 @@ func withDefaults(o Options) Options {
 // no node to ask.
 func checks(o Options) []Check {
 	var out []Check
-	active := func() bool { return o.State().Role == RoleActive }
+	active := func() bool { return o.State().Role == state.Active }
 	const standby = "this host is not active: no node to check"
 	if o.NodeURL != "" {
 		out = append(out,
