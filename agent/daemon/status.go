@@ -190,7 +190,7 @@ func (d *Daemon) HealthState() health.AgentState {
 	st := d.pub.status
 	node := container.State(st.Node.State)
 	return health.AgentState{
-		Role: st.Role, LockEnabled: st.Lock.Enabled, LockHeld: st.Lock.Held,
+		Role: state.Role(st.Role), LockEnabled: st.Lock.Enabled, LockHeld: st.Lock.Held,
 		NodeUp:    node == container.StateRunning || node == container.StateReady,
 		NodeReady: st.Node.Ready, LastBeat: d.pub.lastBeat,
 	}

@@ -6,6 +6,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/cl-agent/cl-agent/agent/state"
 	"github.com/cl-agent/cl-agent/internal/chainsim"
 	"github.com/cl-agent/cl-agent/internal/testenv"
 )
@@ -84,7 +85,7 @@ func TestChainStalledServerTimesOutAndHealthzStaysResponsive(t *testing.T) {
 	t.Parallel()
 	sim := chainsim.StartT(t, chainsim.Options{})
 	sim.Stall()
-	box := &stateBox{st: AgentState{Role: RoleActive, NodeReady: true, LastBeat: time.Now()}}
+	box := &stateBox{st: AgentState{Role: state.Active, NodeReady: true, LastBeat: time.Now()}}
 	const deadline = 500 * time.Millisecond
 	svc, base := startService(t, Options{State: box.get, ChainHTTPURL: sim.URL, ChainWSURL: sim.WSURL,
 		CheckInterval: 100 * time.Millisecond, CheckTimeout: deadline, BeatBound: time.Minute})

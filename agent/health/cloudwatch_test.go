@@ -14,6 +14,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/cloudwatch"
 	"github.com/aws/aws-sdk-go-v2/service/cloudwatch/types"
 
+	"github.com/cl-agent/cl-agent/agent/state"
 	"github.com/cl-agent/cl-agent/internal/testenv"
 )
 
@@ -29,7 +30,7 @@ func TestPublisherToMoto(t *testing.T) {
 	ctx := testContext(t, 60*time.Second)
 	cw := motoCloudWatch(t)
 	const instance = "i-0123456789abcdef0"
-	box := &stateBox{st: AgentState{Role: RoleActive, LockEnabled: true, LockHeld: true, NodeUp: true, NodeReady: true, LastBeat: time.Now()}}
+	box := &stateBox{st: AgentState{Role: state.Active, LockEnabled: true, LockHeld: true, NodeUp: true, NodeReady: true, LastBeat: time.Now()}}
 	m := NewMetrics(box.get)
 	m.RecordFailover()
 	m.RecordFailover()
@@ -190,7 +191,7 @@ func TestPublisherHungCloudWatchDropsAndCounts(t *testing.T) {
 	t.Parallel()
 	ctx := testContext(t, 30*time.Second)
 	log, sink := newTestLogger()
-	m := NewMetrics(func() AgentState { return AgentState{Role: RoleActive, NodeReady: true, LastBeat: time.Now()} })
+	m := NewMetrics(func() AgentState { return AgentState{Role: state.Active, NodeReady: true, LastBeat: time.Now()} })
 	m.RecordFailover()
 	p := NewPublisher(PublisherOptions{API: &hungCW{calls: make(chan struct{}, 1)}, Metrics: m, InstanceID: "i-hung",
 		Interval: 400 * time.Millisecond, Log: log})
@@ -270,7 +271,7 @@ func (c *countingCW) snapshot() (int, map[string]float64) {
 func TestServicePublishesEveryIntervalAndOnStop(t *testing.T) {
 	t.Parallel()
 	cw := &countingCW{sums: map[string]float64{}}
-	box := &stateBox{st: AgentState{Role: RoleActive, NodeReady: true, LastBeat: time.Now()}}
+	box := &stateBox{st: AgentState{Role: state.Active, NodeReady: true, LastBeat: time.Now()}}
 	o := Options{State: box.get, Listen: "127.0.0.1:0", CloudWatch: cw, InstanceID: "i-svc", CloudWatchInterval: 50 * time.Millisecond}
 	if _, err := New(Options{State: box.get, CloudWatch: cw}); err == nil {
 		t.Error("New with CloudWatch and no InstanceID succeeded")

@@ -6,6 +6,8 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
+
+	"github.com/cl-agent/cl-agent/agent/state"
 )
 
 // Names of the metrics checks feed through their Samples. Ratios are 0..1; balances in ETH (LINK for the LINK
@@ -212,8 +214,8 @@ func (c *stateCollector) Describe(ch chan<- *prometheus.Desc) {
 
 func (c *stateCollector) Collect(ch chan<- prometheus.Metric) {
 	st := c.state()
-	for _, r := range roles {
-		ch <- prometheus.MustNewConstMetric(descRole, prometheus.GaugeValue, boolFloat(st.Role == r), r)
+	for _, r := range state.Roles {
+		ch <- prometheus.MustNewConstMetric(descRole, prometheus.GaugeValue, boolFloat(st.Role == r), string(r))
 	}
 	ch <- prometheus.MustNewConstMetric(descLockHeld, prometheus.GaugeValue, boolFloat(st.LockEnabled && st.LockHeld))
 	ch <- prometheus.MustNewConstMetric(descNodeUp, prometheus.GaugeValue, boolFloat(st.NodeUp))

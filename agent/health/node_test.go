@@ -14,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/cl-agent/cl-agent/agent/state"
 	"github.com/cl-agent/cl-agent/internal/standin"
 	"github.com/cl-agent/cl-agent/internal/testenv"
 )
@@ -274,7 +275,7 @@ func TestServiceAgainstStandinKeepsSecretsOut(t *testing.T) {
 	node.fault("standin-balances", "0x00000000000000000000000000000000000000c3 0.01\n")
 	node.fault("standin-health-fail", "EVM.1")
 	creds := &credentialsBox{email: apiEmail, password: apiPassword}
-	box := &stateBox{st: AgentState{Role: RoleActive, LockEnabled: true, LockHeld: true, NodeUp: true, NodeReady: true, LastBeat: time.Now()}}
+	box := &stateBox{st: AgentState{Role: state.Active, LockEnabled: true, LockHeld: true, NodeUp: true, NodeReady: true, LastBeat: time.Now()}}
 	log, sink := newTestLogger()
 	svc, base := startService(t, Options{State: box.get, Log: log, NodeURL: node.URL(), Credentials: creds.get,
 		MinBalanceETH: 0.1, CheckInterval: 100 * time.Millisecond, APIInterval: 100 * time.Millisecond})

@@ -2,6 +2,7 @@ package health
 
 import (
 	"context"
+	"github.com/cl-agent/cl-agent/agent/state"
 	"github.com/cl-agent/cl-agent/internal/testenv"
 	"strings"
 	"sync/atomic"
@@ -103,13 +104,13 @@ func TestRunnerStopsWithItsContext(t *testing.T) {
 
 func TestSkippedCheckClearsItsMetrics(t *testing.T) {
 	t.Parallel()
-	box := &stateBox{st: AgentState{Role: RoleActive}}
+	box := &stateBox{st: AgentState{Role: state.Active}}
 	m := NewMetrics(box.get)
 	wallet := newFuncCheck("node_wallet_balance", time.Second, time.Second, func(context.Context) Result {
 		return pass("node_wallet_balance", "ok", Sample{Metric: MetricWalletBalance, Label: "0xabc", Value: 3},
 			Sample{Metric: MetricWalletLow, Value: 0})
 	})
-	c := OnlyWhen(wallet, func() bool { return box.get().Role == RoleActive }, "not active")
+	c := OnlyWhen(wallet, func() bool { return box.get().Role == state.Active }, "not active")
 	res, _ := RunOnce(context.Background(), c, nil)
 	m.Observe(res)
 	if got := counterValue(t, m, MetricWalletBalance); got != 3 {

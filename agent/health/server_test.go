@@ -14,8 +14,8 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/cl-agent/cl-agent/agent/logging"
-	"github.com/cl-agent/cl-agent/internal/testenv"
 	"github.com/cl-agent/cl-agent/agent/state"
+	"github.com/cl-agent/cl-agent/internal/testenv"
 )
 
 // startService runs a Service on a free port until the test ends and returns its base URL.

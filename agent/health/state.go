@@ -3,21 +3,14 @@ package health
 import (
 	"fmt"
 	"time"
-)
 
-// Roles of the daemon (agent.Role) that the endpoints tell apart.
-const (
-	RoleActive  = "active"
-	RoleFencing = "fencing"
+	"github.com/cl-agent/cl-agent/agent/state"
 )
-
-// roles lists every role of the daemon, for the cl_agent_role gauge.
-var roles = []string{"standby", "starting", "active", "fencing", "stopping"}
 
 // AgentState is the daemon's state as the health endpoint and the metrics see it. The daemon supplies it through
 // a func() AgentState that must be cheap and never block (a copy taken under the daemon's mutex).
 type AgentState struct {
-	Role        string    // standby | starting | active | fencing | stopping
+	Role        state.Role
 	LockEnabled bool      // leader.enabled
 	LockHeld    bool      // this host holds the advisory lock
 	NodeUp      bool      // this host's node container runs
@@ -27,13 +20,13 @@ type AgentState struct {
 
 // Serving reports whether this host is the one that should get traffic: active with a ready node. It is
 // /readyz, and the ActiveNodes metric that the template sums across hosts.
-func (s AgentState) Serving() bool { return s.Role == RoleActive && s.NodeReady }
+func (s AgentState) Serving() bool { return s.Role == state.Active && s.NodeReady }
 
 // Live tells /healthz: the main loop ticked within bound, and the host is not fencing (an active that can no
 // longer prove its lock and has not stopped its node yet). The reason is one line.
 func Live(s AgentState, now time.Time, bound time.Duration) (ok bool, reason string) {
 	switch {
-	case s.Role == RoleFencing:
+	case s.Role == state.Fencing:
 		return false, "fencing: the lock is no longer proven and the node is not stopped yet"
 	case s.LastBeat.IsZero():
 		return false, "the main loop has not ticked yet"
@@ -49,16 +42,16 @@ func Ready(s AgentState) (ok bool, reason string) {
 	switch {
 	case s.Serving():
 		return true, "ok"
-	case s.Role == RoleActive:
+	case s.Role == state.Active:
 		return false, "active, but the node is not ready"
-	case s.Role == "standby":
+	case s.Role == state.Standby:
 		return false, "standby: another host runs the node"
-	case s.Role == "starting":
+	case s.Role == state.Starting:
 		return false, "starting: the node is not ready yet"
-	case s.Role == RoleFencing:
+	case s.Role == state.Fencing:
 		return false, "fencing: stopping the node"
 	case s.Role == "":
 		return false, "the agent has not started"
 	}
-	return false, s.Role
+	return false, string(s.Role)
 }
