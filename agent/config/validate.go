@@ -12,6 +12,7 @@ import (
 	"strconv"
 	"strings"
 	"time"
+	"unicode"
 )
 
 // KillMargin is the time the invariant allows between SIGKILL and the node's process being gone.
@@ -190,7 +191,9 @@ func (v *validator) node(c *Config) {
 		}
 	}
 	db := n.Database
-	v.required("node.database.host", db.Host)
+	if v.required("node.database.host", db.Host) && strings.ContainsFunc(db.Host, badHostRune) {
+		v.fail("node.database.host", db.Host, detail(ErrInvalid, "must be a bare host name or IP address: no /, ?, #, @ or white space (the port, database and user have keys of their own)"))
+	}
 	v.port("node.database.port", db.Port)
 	v.required("node.database.name", db.Name)
 	v.required("node.database.user", db.User)
@@ -241,6 +244,11 @@ func (v *validator) container(c *Config) {
 			v.fail("container.log.options.awslogs-group", k.Log.Options["awslogs-group"], detail(ErrInvalid, "set container.log.group instead"))
 		}
 	}
+}
+
+// badHostRune: characters that would end or re-shape the host part of the database URL the node gets.
+func badHostRune(r rune) bool {
+	return strings.ContainsRune("/?#@", r) || unicode.IsSpace(r) || unicode.IsControl(r)
 }
 
 // UIDGID parses Container.User ("uid:gid", numeric).
