@@ -14,6 +14,7 @@ import (
 	"github.com/cl-agent/cl-agent/agent/bootstrap"
 	"github.com/cl-agent/cl-agent/agent/config"
 	"github.com/cl-agent/cl-agent/agent/container"
+	"github.com/cl-agent/cl-agent/agent/exitcode"
 	"github.com/cl-agent/cl-agent/agent/fsutil"
 )
 
@@ -28,13 +29,14 @@ func (e *checkFailed) ExitCode() int { return e.code }
 func (e *checkFailed) Unwrap() error { return errReported }
 
 // runCheck runs every preflight check and prints one line per check: ok, FAIL (with the reason) or skip (when a
-// check it needs failed). The exit code is the worst of the failures (2 configuration, 5 terminal, 1 retryable).
+// check it needs failed). The exit code is the worst of the failures: the largest, so Terminal (5) over Config (2)
+// over Retry (1).
 func runCheck(ctx context.Context, args []string, out, errOut io.Writer) error {
 	f := newFlags("check", errOut)
 	if err := f.parse(args); err != nil {
 		return err
 	}
-	worst := exitOK
+	worst := exitcode.OK
 	line := func(name string, err error, detail string) bool {
 		if err != nil {
 			fmt.Fprintf(out, "FAIL  %-9s %v\n", name, err)
@@ -50,7 +52,7 @@ func runCheck(ctx context.Context, args []string, out, errOut io.Writer) error {
 		}
 	}
 	done := func() error {
-		if worst == exitOK {
+		if worst == exitcode.OK {
 			return nil
 		}
 		return &checkFailed{code: worst}

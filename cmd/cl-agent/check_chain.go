@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/cl-agent/cl-agent/agent/config"
+	"github.com/cl-agent/cl-agent/agent/exitcode"
 	"github.com/cl-agent/cl-agent/agent/health"
 )
 
@@ -43,7 +44,7 @@ func checkChain(ctx context.Context, c *config.Config, line func(name string, er
 // chainConfigError is a chain failure the configuration causes: exit 2.
 type chainConfigError struct{ error }
 
-func (e chainConfigError) ExitCode() int { return exitUsage }
+func (e chainConfigError) ExitCode() int { return exitcode.Config }
 func (e chainConfigError) Unwrap() error { return e.error }
 
 func chainCheckError(err error) error {

@@ -10,19 +10,12 @@ import (
 	"os/signal"
 	"syscall"
 
+	"github.com/cl-agent/cl-agent/agent/exitcode"
 	"github.com/cl-agent/cl-agent/agent/logging"
 )
 
 // version is set at build time with -ldflags "-X main.version=…".
 var version = "dev"
-
-// Exit codes: the contract with systemd (DESIGN.md §7). The unit does not restart on 2 or 5.
-const (
-	exitOK       = 0
-	exitRetry    = 1
-	exitUsage    = 2
-	exitTerminal = 5
-)
 
 func main() {
 	guardProcess()
@@ -42,7 +35,7 @@ func runMain(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 // report prints err (already redacted by the commands' writers) and returns the exit code it maps to.
 func report(err error, stderr io.Writer) int {
 	code := exitCode(err)
-	if code != exitOK && !errors.Is(err, errReported) {
+	if code != exitcode.OK && !errors.Is(err, errReported) {
 		fmt.Fprintf(stderr, "%scl-agent: %v\n", errPriority, err)
 	}
 	return code
@@ -59,23 +52,19 @@ var errPriority = func() string {
 // errReported marks a failure the command has already explained on its output (e.g. check's FAIL lines).
 var errReported = errors.New("reported")
 
-// exitCode maps an error to the exit code contract: anything that knows its code says so (configuration errors
-// 2, terminal secret errors 5); a cancelled context is a clean stop; everything else is worth retrying.
+// exitCode maps an error to the exit code contract with systemd (agent/exitcode, DESIGN.md §7): a cancelled
+// context is a clean stop, and every other error is exitcode.Of's (its own code, else worth retrying).
 func exitCode(err error) int {
-	if err == nil || errors.Is(err, context.Canceled) {
-		return exitOK
+	if errors.Is(err, context.Canceled) {
+		return exitcode.OK
 	}
-	var coded interface{ ExitCode() int }
-	if errors.As(err, &coded) {
-		return coded.ExitCode()
-	}
-	return exitRetry
+	return exitcode.Of(err)
 }
 
-// usageError is bad usage of the command line: exit 2.
+// usageError is bad usage of the command line: exitcode.Config.
 type usageError struct{ msg string }
 
 func (e *usageError) Error() string { return e.msg }
-func (e *usageError) ExitCode() int { return exitUsage }
+func (e *usageError) ExitCode() int { return exitcode.Config }
 
 func usagef(format string, args ...any) error { return &usageError{msg: fmt.Sprintf(format, args...)} }
