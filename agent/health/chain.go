@@ -11,6 +11,8 @@ import (
 	"time"
 
 	"github.com/cl-agent/cl-agent/agent/logging"
+
+	"github.com/cl-agent/cl-agent/agent/state"
 )
 
 // Kinds of chain failures that are the configuration's, not the moment's (`cl-agent check` exits 2 on them).
@@ -71,7 +73,7 @@ type ChainOptions struct {
 // answers).
 func ChainHTTP(o ChainOptions) Check {
 	registerURLSecrets(o.URL)
-	c := &chainHTTP{spec: spec{"chain_http", o.Interval, o.Timeout}, url: o.URL, chainID: o.ChainID, client: newHTTPClient()}
+	c := &chainHTTP{spec: spec{string(state.ChainHTTP), o.Interval, o.Timeout}, url: o.URL, chainID: o.ChainID, client: newHTTPClient()}
 	if o.StallAfter > 0 {
 		c.heads = &headTracker{stallAfter: o.StallAfter}
 	}

@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"sync"
 	"time"
+
+	"github.com/cl-agent/cl-agent/agent/state"
 )
 
 // ChainWS checks the chain client over WebSocket (node.ws_url, the transport the node lives on). Like the node,
@@ -25,7 +27,7 @@ func ChainWS(o ChainOptions) Check {
 	if o.StallAfter <= 0 {
 		o.StallAfter = DefaultHeadStallAfter
 	}
-	return &chainWS{spec: spec{"chain_ws", o.Interval, o.Timeout}, url: o.URL, chainID: o.ChainID,
+	return &chainWS{spec: spec{string(state.ChainWS), o.Interval, o.Timeout}, url: o.URL, chainID: o.ChainID,
 		stallAfter: o.StallAfter, reportHead: o.ReportHead}
 }
 

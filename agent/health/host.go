@@ -12,6 +12,8 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/cl-agent/cl-agent/agent/state"
 )
 
 // Limits of the host check: above them the check fails (the node's own advice: watch the chain client's and
@@ -24,7 +26,7 @@ const (
 // Host checks the host's resources from /proc and statfs (no cgo): the used share of the file system of each of
 // paths, of memory (MemAvailable), and of the CPUs since the previous run (since boot on the first).
 func Host(paths []string, interval, timeout time.Duration) Check {
-	return &host{spec: spec{"host", interval, timeout}, paths: paths, proc: "/proc"}
+	return &host{spec: spec{string(state.Host), interval, timeout}, paths: paths, proc: "/proc"}
 }
 
 type host struct {

@@ -6,11 +6,13 @@ import (
 	"net/http"
 	"strings"
 	"time"
+
+	"github.com/cl-agent/cl-agent/agent/state"
 )
 
 // NodeReadyz checks the node's /readyz at baseURL (http://127.0.0.1:<host_port>): only 200 passes.
 func NodeReadyz(baseURL string, interval, timeout time.Duration) Check {
-	return &nodeReadyz{spec: spec{"node_readyz", interval, timeout}, url: strings.TrimRight(baseURL, "/") + "/readyz", client: newHTTPClient()}
+	return &nodeReadyz{spec: spec{string(state.NodeReadyz), interval, timeout}, url: strings.TrimRight(baseURL, "/") + "/readyz", client: newHTTPClient()}
 }
 
 type nodeReadyz struct {
@@ -33,7 +35,7 @@ func (c *nodeReadyz) Run(ctx context.Context) Result {
 // NodeHealth checks the node's /health: 200 passes; 207 (Multi-Status) means some of the node's checks fail and
 // the result names them; anything else fails.
 func NodeHealth(baseURL string, interval, timeout time.Duration) Check {
-	return &nodeHealth{spec: spec{"node_health", interval, timeout}, url: strings.TrimRight(baseURL, "/") + "/health", client: newHTTPClient()}
+	return &nodeHealth{spec: spec{string(state.NodeHealth), interval, timeout}, url: strings.TrimRight(baseURL, "/") + "/health", client: newHTTPClient()}
 }
 
 type nodeHealth struct {

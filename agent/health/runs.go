@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"strings"
 	"time"
+
+	"github.com/cl-agent/cl-agent/agent/state"
 )
 
 // ErroredRuns counts the errored job runs among the newest size runs of GET /v2/pipeline/runs; any fails the
@@ -13,7 +15,7 @@ func ErroredRuns(api *NodeAPI, size int, interval, timeout time.Duration) Check 
 	if size <= 0 {
 		size = 100
 	}
-	return &erroredRuns{spec: spec{"node_errored_runs", interval, timeout}, api: api, size: size}
+	return &erroredRuns{spec: spec{string(state.NodeErroredRuns), interval, timeout}, api: api, size: size}
 }
 
 type erroredRuns struct {

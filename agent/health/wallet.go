@@ -10,6 +10,8 @@ import (
 	"time"
 
 	"go.uber.org/zap"
+
+	"github.com/cl-agent/cl-agent/agent/state"
 )
 
 // WalletBalances checks the ETH balance of each of the node's keys (GET /v2/keys/eth) against minETH: any
@@ -24,7 +26,7 @@ func WalletBalances(api *NodeAPI, minETH float64, interval, timeout time.Duratio
 	if log == nil {
 		log = zap.NewNop()
 	}
-	return &walletBalances{spec: spec{"node_wallet_balance", interval, timeout}, api: api, min: minimumWei(minETH),
+	return &walletBalances{spec: spec{string(state.NodeWalletBalance), interval, timeout}, api: api, min: minimumWei(minETH),
 		log: log, low: map[string]bool{}}
 }
 
