@@ -16,6 +16,8 @@ import (
 	"path/filepath"
 	"syscall"
 	"time"
+
+	"github.com/cl-agent/cl-agent/agent/exitcode"
 )
 
 // Status is what `cl-agent status --json` prints. Field names are part of the public interface (DESIGN.md §7).
@@ -125,7 +127,7 @@ func (e *SocketPathError) Error() string {
 }
 
 // ExitCode is 2 (bad configuration): restarting cannot help.
-func (e *SocketPathError) ExitCode() int { return 2 }
+func (e *SocketPathError) ExitCode() int { return exitcode.Config }
 
 // removeStaleSocket removes the socket an earlier daemon left at path. Anything else there (a file, a
 // directory, a link) is not the agent's, and a socket that still answers belongs to a running daemon: both are

@@ -7,6 +7,8 @@ import (
 	"io/fs"
 	"os"
 	"syscall"
+
+	"github.com/cl-agent/cl-agent/agent/exitcode"
 )
 
 // NotOursError is a directory the agent will not take over: it exists, holds something, and is not the node's
@@ -22,7 +24,7 @@ func (e *NotOursError) Error() string {
 }
 
 // ExitCode is 2: a retry cannot help, the configuration or the directory must change.
-func (e *NotOursError) ExitCode() int { return 2 }
+func (e *NotOursError) ExitCode() int { return exitcode.Config }
 
 // PrepareNodeDir makes dir the node's data directory (mode perm, owned by owner) without taking over what
 // belongs to someone else:
