@@ -18,6 +18,14 @@ import (
 // KillMargin is the time the invariant allows between SIGKILL and the node's process being gone.
 const KillMargin = time.Second
 
+// The shipped unit's bounds (packaging/systemd/cl-agent.service; a test keeps them equal). When systemd stops the
+// agent, the node gets container.stop_timeout from the agent and then again from ExecStopPost's fence, all within
+// UnitStopTimeout; and no single stop may outlast UnitWatchdog. Hence stop_timeout < UnitWatchdog = UnitStopTimeout/2.
+const (
+	UnitWatchdog    = 30 * time.Second // WatchdogSec
+	UnitStopTimeout = 60 * time.Second // TimeoutStopSec
+)
+
 var (
 	envNameRE       = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*$`)
 	containerNameRE = regexp.MustCompile(`^[a-zA-Z0-9][a-zA-Z0-9_.-]*$`)
@@ -237,7 +245,11 @@ func (v *validator) container(c *Config) {
 	if _, _, err := k.UIDGID(); err != nil {
 		v.fail("container.user", k.User, err)
 	}
-	v.positive("container.stop_timeout", k.StopTimeout)
+	if v.positive("container.stop_timeout", k.StopTimeout) && k.StopTimeout >= UnitWatchdog {
+		v.fail("container.stop_timeout", k.StopTimeout.String(), detail(ErrInvalid,
+			"must be below %s: the unit's WatchdogSec, and half its TimeoutStopSec (%s), which holds the agent's stop and "+
+				"then ExecStopPost's fence, each up to stop_timeout", UnitWatchdog, UnitStopTimeout))
+	}
 	if v.required("container.log.driver", k.Log.Driver) && k.Log.Driver == "awslogs" {
 		v.required("container.log.group", k.Log.Group)
 		if _, set := k.Log.Options["awslogs-group"]; set {
