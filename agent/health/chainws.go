@@ -52,26 +52,10 @@ func (c *chainWS) Target() string { return redactURL(c.url) }
 func (c *chainWS) Run(ctx context.Context) Result {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	note := ""
-	if c.conn != nil {
-		if gone, err := c.conn.ended(); gone {
-			note = "; reconnected (the last connection ended: " + scrubURL(err, c.url) + ")"
-			c.conn = nil
-		}
+	note, err := c.ensureConn(ctx)
+	if err != nil {
+		return chainFailure(ctx, c.name, c.url, c.timeout, err)
 	}
-	if c.conn == nil {
-		conn, _, err := connectWS(ctx, c.url, c.chainID)
-		if err != nil {
-			c.connFailed = true
-			return chainFailure(ctx, c.name, c.url, c.timeout, err)
-		}
-		c.conn = conn
-		if c.since.IsZero() || c.connFailed {
-			c.since = time.Now()
-		}
-		c.connFailed = false
-	}
-
 	start := time.Now()
 	var quantity string
 	if err := c.conn.call(ctx, "eth_blockNumber", &quantity); err != nil {
@@ -88,7 +72,35 @@ func (c *chainWS) Run(ctx context.Context) Result {
 		samples = append(samples, Sample{Metric: MetricChainHead, Value: float64(head)})
 	}
 	answered := fmt.Sprintf("eth_blockNumber %d in %s", head, took.Round(time.Millisecond))
+	return c.judgeHeads(ctx, answered, note, samples)
+}
 
+// ensureConn keeps one connection across runs, dialling again when the last one ended; note says so.
+func (c *chainWS) ensureConn(ctx context.Context) (note string, err error) {
+	if c.conn != nil {
+		if gone, err := c.conn.ended(); gone {
+			note = "; reconnected (the last connection ended: " + scrubURL(err, c.url) + ")"
+			c.conn = nil
+		}
+	}
+	if c.conn != nil {
+		return note, nil
+	}
+	conn, _, err := connectWS(ctx, c.url, c.chainID)
+	if err != nil {
+		c.connFailed = true
+		return "", err
+	}
+	c.conn = conn
+	if c.since.IsZero() || c.connFailed {
+		c.since = time.Now()
+	}
+	c.connFailed = false
+	return note, nil
+}
+
+// judgeHeads passes while new heads arrive on the subscription within the stall bound (the first one too).
+func (c *chainWS) judgeHeads(ctx context.Context, answered, note string, samples []Sample) Result {
 	if n, _, _ := c.conn.lastHead(); n == 0 {
 		c.conn.waitHead(ctx, 0, waitLimit(ctx, c.since.Add(c.stallAfter)))
 	}
