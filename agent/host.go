@@ -11,11 +11,13 @@ import (
 	awsconfig "github.com/aws/aws-sdk-go-v2/config"
 	"go.uber.org/zap"
 
-	"github.com/cl-agent/cl-agent/agent/bootstrap"
 	"github.com/cl-agent/cl-agent/agent/config"
 	"github.com/cl-agent/cl-agent/agent/fsutil"
+	"github.com/cl-agent/cl-agent/agent/identity"
 	"github.com/cl-agent/cl-agent/agent/image"
 	"github.com/cl-agent/cl-agent/agent/logging"
+	"github.com/cl-agent/cl-agent/agent/nodefiles"
+	"github.com/cl-agent/cl-agent/agent/secrets"
 )
 
 // Host is what every command and the daemon start from: the validated configuration, a logger whose output is
@@ -23,12 +25,12 @@ import (
 type Host struct {
 	Config   *config.Config
 	Log      *zap.Logger
-	Identity bootstrap.Identity
+	Identity identity.Identity
 	AWS      aws.Config
 	// OnSecretFetch is told the outcome and duration of every fetch of the secrets (metrics). Nil: nobody.
 	OnSecretFetch func(err error, took time.Duration)
 
-	secretsAPI bootstrap.SecretsAPI // built by Learn; every fetch (restart, rotation poll) reuses it
+	secretsAPI secrets.API // built by Learn; every fetch (restart, rotation poll) reuses it
 }
 
 // Open loads the configuration at path and builds the logger writing JSON to logOut.
@@ -43,7 +45,7 @@ func Open(path string, logOut io.Writer) (*Host, error) {
 // Learn asks IMDS who this host is (bounded by aws.imds_timeout) and prepares the AWS SDK configuration for its
 // region. Credentials come from the SDK's default chain: the instance role in production.
 func (h *Host) Learn(ctx context.Context) error {
-	id, warning, err := bootstrap.ResolveIdentity(ctx, bootstrap.NewIMDSClient(h.Config.AWS.IMDSEndpoint), h.Config.Instance, h.Config.AWS.IMDSTimeout)
+	id, warning, err := identity.Resolve(ctx, identity.NewIMDSClient(h.Config.AWS.IMDSEndpoint), h.Config.Instance, h.Config.AWS.IMDSTimeout)
 	if err != nil {
 		return err
 	}
@@ -63,23 +65,23 @@ func (h *Host) Learn(ctx context.Context) error {
 		return fmt.Errorf("load the AWS SDK configuration: %w", err)
 	}
 	c := h.Config.AWS
-	h.secretsAPI = bootstrap.NewSecretsClient(h.AWS, c.EndpointURL, c.MaxAttempts, c.CallTimeout/time.Duration(c.MaxAttempts))
+	h.secretsAPI = secrets.NewClient(h.AWS, c.EndpointURL, c.MaxAttempts, c.CallTimeout/time.Duration(c.MaxAttempts))
 	return nil
 }
 
 // FetchSecrets gets and checks the node's three secrets and registers their values with the log redactor. Learn
 // must have run.
-func (h *Host) FetchSecrets(ctx context.Context) (bootstrap.NodeSecrets, error) {
+func (h *Host) FetchSecrets(ctx context.Context) (secrets.NodeSecrets, error) {
 	if h.secretsAPI == nil {
-		return bootstrap.NodeSecrets{}, errors.New("fetch secrets: the host's identity and region are not learned yet")
+		return secrets.NodeSecrets{}, errors.New("fetch secrets: the host's identity and region are not learned yet")
 	}
 	start := time.Now()
-	s, err := bootstrap.FetchSecrets(ctx, h.secretsAPI, h.Config.Secrets, h.Config.Node.APIEmail, h.Config.AWS.CallTimeout)
+	s, err := secrets.Fetch(ctx, h.secretsAPI, h.Config.Secrets, h.Config.Node.APIEmail, h.Config.AWS.CallTimeout)
 	if h.OnSecretFetch != nil {
 		h.OnSecretFetch(err, time.Since(start))
 	}
 	if err != nil {
-		return bootstrap.NodeSecrets{}, err
+		return secrets.NodeSecrets{}, err
 	}
 	logging.Register(s.Forms()...)
 	h.Log.Info("secrets fetched and checked", zap.Duration("took", time.Since(start)),
@@ -112,17 +114,17 @@ func (h *Host) ImageForFormat(ctx context.Context) (image.Image, error) {
 }
 
 // Render fetches nothing: it renders the node's files for img from secrets already held.
-func (h *Host) Render(img image.Image, s bootstrap.NodeSecrets) (*bootstrap.Rendered, error) {
-	format, err := bootstrap.FormatFor(h.Config.Node.Format, img.Tag)
+func (h *Host) Render(img image.Image, s secrets.NodeSecrets) (*nodefiles.Rendered, error) {
+	format, err := nodefiles.FormatFor(h.Config.Node.Format, img.Tag)
 	if err != nil {
 		return nil, err
 	}
-	return bootstrap.Render(h.Config, h.Identity, s, format)
+	return nodefiles.Render(h.Config, h.Identity, s, format)
 }
 
 // WarnIfNotTmpfs says so when the secrets directory is on a disk, where shredding is only best effort.
 func (h *Host) WarnIfNotTmpfs(dir string) {
-	if err := fsutil.EnsureDir(dir, bootstrap.SecretsDirMode, bootstrap.NodeOwner(h.Config.Container)); err != nil {
+	if err := fsutil.EnsureDir(dir, nodefiles.DirMode, nodefiles.Owner(h.Config.Container)); err != nil {
 		h.Log.Warn("cannot prepare the secrets directory", zap.String("dir", dir), zap.Error(err))
 		return
 	}

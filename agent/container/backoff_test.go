@@ -6,7 +6,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/cl-agent/cl-agent/agent/bootstrap"
+	"github.com/cl-agent/cl-agent/agent/nodefiles"
 )
 
 func TestNewSupervisorRefusesBackoffMaxBelowInitial(t *testing.T) {
@@ -15,7 +15,7 @@ func TestNewSupervisorRefusesBackoffMaxBelowInitial(t *testing.T) {
 		Engine:         &fakeEngine{},
 		Config:         unitConfig(t),
 		Image:          testImage,
-		Render:         func(context.Context) (*bootstrap.Rendered, error) { return tomlRendered(), nil },
+		Render:         func(context.Context) (*nodefiles.Rendered, error) { return tomlRendered(), nil },
 		BackoffInitial: 2 * time.Second,
 		BackoffMax:     time.Second,
 	})

@@ -19,9 +19,11 @@ import (
 	"go.uber.org/zap"
 	"go.uber.org/zap/zapcore"
 
-	"github.com/cl-agent/cl-agent/agent/bootstrap"
 	"github.com/cl-agent/cl-agent/agent/config"
+	"github.com/cl-agent/cl-agent/agent/identity"
 	"github.com/cl-agent/cl-agent/agent/image"
+	"github.com/cl-agent/cl-agent/agent/nodefiles"
+	"github.com/cl-agent/cl-agent/agent/secrets"
 	"github.com/cl-agent/cl-agent/internal/standin"
 	"github.com/cl-agent/cl-agent/internal/testenv"
 )
@@ -45,9 +47,9 @@ func randomHex(n int) string {
 // configuration, secrets and the real Docker engine.
 type nodeEnv struct {
 	cfg     *config.Config
-	id      bootstrap.Identity
+	id      identity.Identity
 	img     image.Image
-	secrets bootstrap.NodeSecrets
+	secrets secrets.NodeSecrets
 	engine  *DockerEngine
 	pg      *testenv.Postgres
 	dbName  string
@@ -57,7 +59,7 @@ type nodeEnv struct {
 
 type envOptions struct {
 	moto *testenv.Moto // ship logs with awslogs to this moto; nil: json-file
-	id   bootstrap.Identity
+	id   identity.Identity
 }
 
 // newNodeEnv prepares a node: a PostgreSQL database whose password needs percent-encoding, the stand-in
@@ -71,16 +73,16 @@ func newNodeEnv(t testing.TB, ctx context.Context, o envOptions) *nodeEnv {
 	reg := testenv.RegistryT(t)
 	e := &nodeEnv{pg: pg, id: o.id, dbName: "cl_" + randomHex(4), logs: &syncBuffer{}}
 	if e.id.InstanceID == "" {
-		e.id = bootstrap.Identity{InstanceID: "i-" + randomHex(8) + "0", Region: "us-east-1", AZ: "us-east-1a"}
+		e.id = identity.Identity{InstanceID: "i-" + randomHex(8) + "0", Region: "us-east-1", AZ: "us-east-1a"}
 	}
 	dbPassword := "Db@:/?#%-" + randomHex(8)
 	if err := pg.CreateDatabase(ctx, e.dbName, dockerDBUser, dbPassword); err != nil {
 		t.Fatal(err)
 	}
-	e.secrets = bootstrap.NodeSecrets{
-		DatabasePassword: bootstrap.NewSecret(dbPassword, "v1"),
-		APIPassword:      bootstrap.NewSecret(dockerAPIPassword, "v1"),
-		KeystorePassword: bootstrap.NewSecret(dockerKeystore, "v1"),
+	e.secrets = secrets.NodeSecrets{
+		DatabasePassword: secrets.NewSecret(dbPassword, "v1"),
+		APIPassword:      secrets.NewSecret(dockerAPIPassword, "v1"),
+		KeystorePassword: secrets.NewSecret(dockerKeystore, "v1"),
 	}
 	e.img = pushStandin(t, ctx, reg)
 
@@ -141,12 +143,12 @@ state_dir: %s
 }
 
 // render is the daemon's Render callback: the format from the image tag, the files from the secrets.
-func (e *nodeEnv) render(context.Context) (*bootstrap.Rendered, error) {
-	f, err := bootstrap.FormatFor(e.cfg.Node.Format, e.img.Tag)
+func (e *nodeEnv) render(context.Context) (*nodefiles.Rendered, error) {
+	f, err := nodefiles.FormatFor(e.cfg.Node.Format, e.img.Tag)
 	if err != nil {
 		return nil, err
 	}
-	return bootstrap.Render(e.cfg, e.id, e.secrets, f)
+	return nodefiles.Render(e.cfg, e.id, e.secrets, f)
 }
 
 // options are the supervisor's options for this node, with timings fit for tests.

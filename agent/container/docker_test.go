@@ -21,8 +21,9 @@ import (
 	"github.com/moby/moby/api/types/container"
 	"github.com/moby/moby/client"
 
-	"github.com/cl-agent/cl-agent/agent/bootstrap"
 	"github.com/cl-agent/cl-agent/agent/config"
+	"github.com/cl-agent/cl-agent/agent/identity"
+	"github.com/cl-agent/cl-agent/agent/nodefiles"
 	"github.com/cl-agent/cl-agent/internal/testenv"
 )
 
@@ -39,7 +40,7 @@ func TestNodeInDocker(t *testing.T) {
 	moto := testenv.MotoT(t)
 	awsCredentialsT(t)
 	imds := testenv.IMDST(t, testenv.Identity{InstanceID: "i-" + randomHex(8) + "1", Region: "us-east-1", AZ: "us-east-1b", PrivateIP: "10.0.1.20"})
-	id, _, err := bootstrap.ResolveIdentity(ctx, bootstrap.NewIMDSClient(imds.URL), config.Instance{}, 10*time.Second)
+	id, _, err := identity.Resolve(ctx, identity.NewIMDSClient(imds.URL), config.Instance{}, 10*time.Second)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -156,8 +157,8 @@ func checkInspect(t *testing.T, ctx context.Context, e *nodeEnv, id string) stri
 		src, dst string
 		rw       bool
 	}{
-		{k.DataDir, bootstrap.DataMount, true},
-		{k.SecretsDir, bootstrap.SecretsMount, false},
+		{k.DataDir, nodefiles.DataMount, true},
+		{k.SecretsDir, nodefiles.SecretsMount, false},
 		{e.cfg.Node.Database.SSLRootCert, e.cfg.Node.Database.SSLRootCert, false},
 	} {
 		if m, ok := mounts[want.dst]; !ok || m.Source != want.src || m.RW != want.rw || m.Type != "bind" {
@@ -378,7 +379,7 @@ func jsonEscaped(s string) string {
 
 // escapeUserinfo is how the password appears in the database URL.
 func escapeUserinfo(s string) string {
-	u := bootstrap.DatabaseURL(config.Database{User: "u", Host: "h", Port: 5432, Name: "d", SSLMode: "disable"}, s, "")
+	u := nodefiles.DatabaseURL(config.Database{User: "u", Host: "h", Port: 5432, Name: "d", SSLMode: "disable"}, s, "")
 	_, rest, _ := strings.Cut(u, "postgresql://u:")
 	pw, _, _ := strings.Cut(rest, "@")
 	return pw

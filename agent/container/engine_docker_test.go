@@ -11,7 +11,7 @@ import (
 
 	"go.uber.org/zap/zaptest"
 
-	"github.com/cl-agent/cl-agent/agent/bootstrap"
+	"github.com/cl-agent/cl-agent/agent/nodefiles"
 	"github.com/cl-agent/cl-agent/internal/standin"
 	"github.com/cl-agent/cl-agent/internal/testenv"
 )
@@ -56,7 +56,7 @@ func TestEngineInDocker(t *testing.T) {
 	secretsDir := t.TempDir()
 	writeSecretFile := func() {
 		t.Helper()
-		if err := os.WriteFile(filepath.Join(secretsDir, bootstrap.APIFile), []byte("ops@example.com\n"+dockerAPIPassword+"\n"), 0o400); err != nil {
+		if err := os.WriteFile(filepath.Join(secretsDir, nodefiles.APIFile), []byte("ops@example.com\n"+dockerAPIPassword+"\n"), 0o400); err != nil {
 			t.Fatal(err)
 		}
 	}

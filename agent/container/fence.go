@@ -6,7 +6,7 @@ import (
 	"fmt"
 	"time"
 
-	"github.com/cl-agent/cl-agent/agent/bootstrap"
+	"github.com/cl-agent/cl-agent/agent/nodefiles"
 )
 
 // Fence stops this host's node container (SIGTERM, then SIGKILL after stopTimeout), removes it and shreds the
@@ -16,7 +16,7 @@ import (
 // shredded in every case.
 func Fence(ctx context.Context, e Engine, name, secretsDir string, stopTimeout time.Duration) error {
 	err := fence(ctx, e, name, stopTimeout)
-	if serr := bootstrap.ShredNodeFiles(secretsDir); serr != nil {
+	if serr := nodefiles.Shred(secretsDir); serr != nil {
 		err = errors.Join(err, fmt.Errorf("fence: shred the node's files: %w", serr))
 	}
 	return err
@@ -64,7 +64,7 @@ func FenceAll(ctx context.Context, e ManagedLister, secretsDir string, stopTimeo
 		}
 		fenced++
 	}
-	if serr := bootstrap.ShredNodeFiles(secretsDir); serr != nil {
+	if serr := nodefiles.Shred(secretsDir); serr != nil {
 		err = errors.Join(err, fmt.Errorf("fence: shred the node's files: %w", serr))
 	}
 	return fenced, err

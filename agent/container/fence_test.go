@@ -9,7 +9,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/cl-agent/cl-agent/agent/bootstrap"
+	"github.com/cl-agent/cl-agent/agent/nodefiles"
 )
 
 func TestFence(t *testing.T) {
@@ -34,7 +34,7 @@ func TestFence(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
 			dir := t.TempDir()
-			if err := os.WriteFile(filepath.Join(dir, bootstrap.PasswordFile), []byte("keystore-password-0123"), 0o400); err != nil {
+			if err := os.WriteFile(filepath.Join(dir, nodefiles.PasswordFile), []byte("keystore-password-0123"), 0o400); err != nil {
 				t.Fatal(err)
 			}
 			var calls []string

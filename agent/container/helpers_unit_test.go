@@ -7,17 +7,18 @@ import (
 	"testing"
 	"time"
 
-	"github.com/cl-agent/cl-agent/agent/bootstrap"
 	"github.com/cl-agent/cl-agent/agent/config"
 	"github.com/cl-agent/cl-agent/agent/fsutil"
+	"github.com/cl-agent/cl-agent/agent/identity"
 	"github.com/cl-agent/cl-agent/agent/image"
+	"github.com/cl-agent/cl-agent/agent/nodefiles"
 )
 
 // testImage is a pinned image for unit tests.
 var testImage = image.Image{Repository: "smartcontract/chainlink", Tag: "2.10.0",
 	Digest: "sha256:" + fmt.Sprintf("%064x", 0xc1a9e47)}
 
-var testIdentity = bootstrap.Identity{InstanceID: "i-0123456789abcdef0", Region: "eu-west-1", AZ: "eu-west-1a"}
+var testIdentity = identity.Identity{InstanceID: "i-0123456789abcdef0", Region: "eu-west-1", AZ: "eu-west-1a"}
 
 // unitConfig is a configuration whose directories are the test's and whose node user is this process's
 // (so the files can be owned by it without root).
@@ -33,14 +34,14 @@ func unitConfig(t *testing.T) *config.Config {
 }
 
 // tomlRendered is a 2.x rendering with recognisable fake secrets.
-func tomlRendered() *bootstrap.Rendered {
-	return &bootstrap.Rendered{
-		Format: bootstrap.FormatTOML,
+func tomlRendered() *nodefiles.Rendered {
+	return &nodefiles.Rendered{
+		Format: nodefiles.FormatTOML,
 		Files: []fsutil.File{
-			{Name: bootstrap.ConfigFile, Data: []byte("RootDir = '/chainlink'\n")},
-			{Name: bootstrap.SecretsFile, Data: []byte("[Password]\nKeystore = 'fake-keystore-password-0123'\n")},
-			{Name: bootstrap.PasswordFile, Data: []byte("fake-keystore-password-0123")},
-			{Name: bootstrap.APIFile, Data: []byte("ops@example.com\nfake-api-password-0123456\n")},
+			{Name: nodefiles.ConfigFile, Data: []byte("RootDir = '/chainlink'\n")},
+			{Name: nodefiles.SecretsFile, Data: []byte("[Password]\nKeystore = 'fake-keystore-password-0123'\n")},
+			{Name: nodefiles.PasswordFile, Data: []byte("fake-keystore-password-0123")},
+			{Name: nodefiles.APIFile, Data: []byte("ops@example.com\nfake-api-password-0123456\n")},
 		},
 		Cmd: []string{"node", "-config", "/run/chainlink/config.toml", "-secrets", "/run/chainlink/secrets.toml",
 			"start", "-p", "/run/chainlink/.password", "-a", "/run/chainlink/.api"},
@@ -51,7 +52,7 @@ func tomlRendered() *bootstrap.Rendered {
 func nodeFiles(t testing.TB, dir string) []string {
 	t.Helper()
 	var present []string
-	for _, name := range bootstrap.AllFiles {
+	for _, name := range nodefiles.AllFiles {
 		if _, err := os.Stat(filepath.Join(dir, name)); err == nil {
 			present = append(present, name)
 		}

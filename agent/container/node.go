@@ -8,8 +8,8 @@ import (
 
 	"go.uber.org/zap"
 
-	"github.com/cl-agent/cl-agent/agent/bootstrap"
 	"github.com/cl-agent/cl-agent/agent/fsutil"
+	"github.com/cl-agent/cl-agent/agent/nodefiles"
 )
 
 // ErrNotManaged: a container holds the node's name but does not carry the cl-agent.managed label; the agent
@@ -79,7 +79,7 @@ func (s *Supervisor) remove(ctx context.Context, c ContainerInfo) error {
 
 // start pulls the image if needed, runs BeforeStart, writes the files, creates and starts the container, and
 // waits until the node is ready. The files are shredded as soon as the node is ready, and on every failure.
-func (s *Supervisor) start(ctx context.Context, spec ContainerSpec, r *bootstrap.Rendered) error {
+func (s *Supervisor) start(ctx context.Context, spec ContainerSpec, r *nodefiles.Rendered) error {
 	k := s.o.Config.Container
 	if err := EnsureImage(ctx, s.o.Engine, spec.Config.Image, s.o.PullInactivity, s.o.PullTimeout, s.log); err != nil {
 		return err
@@ -99,7 +99,7 @@ func (s *Supervisor) start(ctx context.Context, spec ContainerSpec, r *bootstrap
 	if err := fsutil.EnsureDir(k.DataDir, dataDirMode, s.owner); err != nil {
 		return fmt.Errorf("the node's data directory: %w", err)
 	}
-	if err := bootstrap.WriteNodeFiles(k.SecretsDir, r, s.owner); err != nil {
+	if err := nodefiles.Write(k.SecretsDir, r, s.owner); err != nil {
 		s.shred()
 		return err
 	}

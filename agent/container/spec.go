@@ -17,9 +17,10 @@ import (
 	"github.com/moby/moby/api/types/mount"
 	"github.com/moby/moby/api/types/network"
 
-	"github.com/cl-agent/cl-agent/agent/bootstrap"
 	"github.com/cl-agent/cl-agent/agent/config"
+	"github.com/cl-agent/cl-agent/agent/identity"
 	"github.com/cl-agent/cl-agent/agent/image"
+	"github.com/cl-agent/cl-agent/agent/nodefiles"
 )
 
 // Labels on the node's container. A container without LabelManaged=true is never touched.
@@ -37,7 +38,7 @@ const (
 )
 
 // nodePort is the node's HTTP port inside the container, as the engine names it.
-var nodePort = network.MustParsePort(strconv.Itoa(bootstrap.NodePort) + "/tcp")
+var nodePort = network.MustParsePort(strconv.Itoa(nodefiles.NodePort) + "/tcp")
 
 // ContainerSpec is everything the node's container is created from.
 type ContainerSpec struct {
@@ -54,7 +55,7 @@ type ContainerSpec struct {
 // mounted read-write at /chainlink, secrets_dir read-only at /run/chainlink, the database CA (if any)
 // read-only at its own path, the instance id as host name, the managed labels, the log driver, restart policy
 // "no" (the agent restarts the node itself, after rendering the files again) and the stop timeout.
-func Spec(cfg *config.Config, id bootstrap.Identity, img image.Image, r *bootstrap.Rendered) (ContainerSpec, error) {
+func Spec(cfg *config.Config, id identity.Identity, img image.Image, r *nodefiles.Rendered) (ContainerSpec, error) {
 	k := cfg.Container
 	switch {
 	case r == nil:
@@ -72,8 +73,8 @@ func Spec(cfg *config.Config, id bootstrap.Identity, img image.Image, r *bootstr
 		return ContainerSpec{}, err
 	}
 	mounts := []mount.Mount{
-		{Type: mount.TypeBind, Source: k.DataDir, Target: bootstrap.DataMount},
-		{Type: mount.TypeBind, Source: k.SecretsDir, Target: bootstrap.SecretsMount, ReadOnly: true},
+		{Type: mount.TypeBind, Source: k.DataDir, Target: nodefiles.DataMount},
+		{Type: mount.TypeBind, Source: k.SecretsDir, Target: nodefiles.SecretsMount, ReadOnly: true},
 	}
 	if ca := cfg.Node.Database.SSLRootCert; ca != "" {
 		mounts = append(mounts, mount.Mount{Type: mount.TypeBind, Source: ca, Target: ca, ReadOnly: true})
@@ -112,7 +113,7 @@ func Spec(cfg *config.Config, id bootstrap.Identity, img image.Image, r *bootstr
 // logConfig is the container's log driver. awslogs ships to container.log.group in this host's region under a
 // stream named after the instance, creating the group if needed, in non-blocking mode with a bounded buffer;
 // container.log.options come last and win. Other drivers get exactly container.log.options.
-func logConfig(l config.LogDriver, id bootstrap.Identity) (container.LogConfig, error) {
+func logConfig(l config.LogDriver, id identity.Identity) (container.LogConfig, error) {
 	opts := map[string]string{}
 	if l.Driver == "awslogs" {
 		opts["awslogs-group"] = l.Group

@@ -11,8 +11,9 @@ import (
 	"github.com/moby/moby/api/types/container"
 	"github.com/moby/moby/api/types/mount"
 
-	"github.com/cl-agent/cl-agent/agent/bootstrap"
+	"github.com/cl-agent/cl-agent/agent/identity"
 	"github.com/cl-agent/cl-agent/agent/image"
+	"github.com/cl-agent/cl-agent/agent/nodefiles"
 )
 
 func TestSpec(t *testing.T) {
@@ -93,14 +94,14 @@ func TestSpecRefuses(t *testing.T) {
 	cases := []struct {
 		name string
 		img  image.Image
-		id   bootstrap.Identity
-		r    *bootstrap.Rendered
+		id   identity.Identity
+		r    *nodefiles.Rendered
 		want string
 	}{
 		{"NoRendering", testImage, testIdentity, nil, "no rendered"},
 		{"TagNotDigest", image.Image{Repository: "smartcontract/chainlink", Tag: "2.10.0"}, testIdentity, tomlRendered(), "not pinned"},
-		{"NoInstanceID", testImage, bootstrap.Identity{Region: "eu-west-1"}, tomlRendered(), "instance id"},
-		{"NoRegionForAwslogs", testImage, bootstrap.Identity{InstanceID: "i-1"}, tomlRendered(), "region"},
+		{"NoInstanceID", testImage, identity.Identity{Region: "eu-west-1"}, tomlRendered(), "instance id"},
+		{"NoRegionForAwslogs", testImage, identity.Identity{InstanceID: "i-1"}, tomlRendered(), "region"},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -116,13 +117,13 @@ func TestSpecRefuses(t *testing.T) {
 func TestConfigHash(t *testing.T) {
 	t.Parallel()
 	cfg := unitConfig(t)
-	legacy := func(dbURL, level string) *bootstrap.Rendered {
+	legacy := func(dbURL, level string) *nodefiles.Rendered {
 		r := tomlRendered()
-		r.Format, r.Cmd = bootstrap.FormatEnv, []string{"local", "n", "-p", "/run/chainlink/.password", "-a", "/run/chainlink/.api"}
+		r.Format, r.Cmd = nodefiles.FormatEnv, []string{"local", "n", "-p", "/run/chainlink/.password", "-a", "/run/chainlink/.api"}
 		r.Env = []string{"ROOT=/chainlink", "LOG_LEVEL=" + level, "DATABASE_URL=" + dbURL, "ETH_URL=wss://user:pw-secret@eth.example/ws"}
 		return r
 	}
-	hash := func(img image.Image, r *bootstrap.Rendered, mutate func(s *ContainerSpec)) string {
+	hash := func(img image.Image, r *nodefiles.Rendered, mutate func(s *ContainerSpec)) string {
 		s, err := Spec(cfg, testIdentity, img, r)
 		if err != nil {
 			t.Fatal(err)

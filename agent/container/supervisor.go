@@ -13,11 +13,12 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/cl-agent/cl-agent/agent/backoff"
-	"github.com/cl-agent/cl-agent/agent/bootstrap"
 	"github.com/cl-agent/cl-agent/agent/config"
 	"github.com/cl-agent/cl-agent/agent/exitcode"
 	"github.com/cl-agent/cl-agent/agent/fsutil"
+	"github.com/cl-agent/cl-agent/agent/identity"
 	"github.com/cl-agent/cl-agent/agent/image"
+	"github.com/cl-agent/cl-agent/agent/nodefiles"
 )
 
 // Supervision defaults.
@@ -43,13 +44,13 @@ type Options struct {
 	// Config supplies container.* (name, port, user, directories, stop timeout, log driver) and
 	// node.database.sslrootcert.
 	Config   *config.Config
-	Identity bootstrap.Identity
+	Identity identity.Identity
 	// Image is what runs, by digest.
 	Image image.Image
 	// Render produces the node's files for one start. It is called before every start (and to check a
 	// running container against the desired spec); the supervisor writes the files, and shreds them once
 	// the node is ready or the start failed. It never sees the configuration's secret ids.
-	Render func(ctx context.Context) (*bootstrap.Rendered, error)
+	Render func(ctx context.Context) (*nodefiles.Rendered, error)
 	// BeforeStart runs before each container start, after the image is present (the leader waits out its
 	// takeover guard there). An error fails the start. Nil: none.
 	BeforeStart func(ctx context.Context) error
@@ -150,7 +151,7 @@ func NewSupervisor(o Options) (*Supervisor, error) {
 		o:         o,
 		log:       o.Logger.With(zap.String("container", name)),
 		name:      name,
-		owner:     bootstrap.NodeOwner(o.Config.Container),
+		owner:     nodefiles.Owner(o.Config.Container),
 		http:      readyClient(o.ReadyRequest),
 		wake:      make(chan struct{}, 1),
 		restartRq: make(chan chan error),
@@ -336,7 +337,7 @@ func (s *Supervisor) Restart(ctx context.Context) error {
 
 // shred destroys the node's files; a failure is logged (the next write shreds again).
 func (s *Supervisor) shred() {
-	if err := bootstrap.ShredNodeFiles(s.o.Config.Container.SecretsDir); err != nil {
+	if err := nodefiles.Shred(s.o.Config.Container.SecretsDir); err != nil {
 		s.log.Error("shredding the node's files failed", zap.Error(err))
 	}
 }

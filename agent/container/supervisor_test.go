@@ -16,7 +16,8 @@ import (
 	"go.uber.org/zap"
 	"go.uber.org/zap/zapcore"
 
-	"github.com/cl-agent/cl-agent/agent/bootstrap"
+	"github.com/cl-agent/cl-agent/agent/nodefiles"
+	"github.com/cl-agent/cl-agent/agent/secrets"
 	"github.com/cl-agent/cl-agent/internal/testenv"
 )
 
@@ -43,7 +44,7 @@ func startUnit(t *testing.T, m *memDocker, f *fakeEngine, tweak func(o *Options)
 		Config:   unitConfig(t),
 		Identity: testIdentity,
 		Image:    testImage,
-		Render: func(context.Context) (*bootstrap.Rendered, error) {
+		Render: func(context.Context) (*nodefiles.Rendered, error) {
 			u.renders.Add(1)
 			return tomlRendered(), nil
 		},
@@ -420,11 +421,11 @@ func TestSupervisorRestart(t *testing.T) {
 func TestSupervisorTerminal(t *testing.T) {
 	t.Parallel()
 	m, f := newMemDocker(t)
-	terminal := &bootstrap.SecretError{Key: "api_password", ID: "ApiSecret", Terminal: true, Err: errors.New("too short")}
+	terminal := &secrets.Error{Key: "api_password", ID: "ApiSecret", Terminal: true, Err: errors.New("too short")}
 	var calls atomic.Int32
 	u := startUnit(t, m, f, func(o *Options) {
 		o.BeforeStart = func(context.Context) error { return errors.New("the takeover guard is not over") }
-		o.Render = func(context.Context) (*bootstrap.Rendered, error) {
+		o.Render = func(context.Context) (*nodefiles.Rendered, error) {
 			if calls.Add(1) >= 3 {
 				return nil, terminal
 			}
@@ -434,7 +435,7 @@ func TestSupervisorTerminal(t *testing.T) {
 	select {
 	case err := <-u.done:
 		u.done <- err
-		var se *bootstrap.SecretError
+		var se *secrets.Error
 		if !errors.As(err, &se) || se.ExitCode() != 5 {
 			t.Errorf("Run = %v; want the terminal secret error", err)
 		}

@@ -1,4 +1,4 @@
-package bootstrap
+package identity
 
 import (
 	"context"
@@ -39,15 +39,15 @@ func NewIMDSClient(endpoint string) *imds.Client {
 // only adds the availability zone and address, and a host off EC2 should not wait long for it.
 const whenConfigured = 2 * time.Second
 
-// ResolveIdentity asks IMDS for the identity document and lets instance.id and instance.region override it. It
+// Resolve asks IMDS for the identity document and lets instance.id and instance.region override it. It
 // retries with backoff until timeout; without an answer it fails, unless the configuration already names both the
 // instance and the region, in which case it returns those and a non-nil warning.
-func ResolveIdentity(ctx context.Context, api IMDSAPI, inst config.Instance, timeout time.Duration) (id Identity, warning, err error) {
+func Resolve(ctx context.Context, api IMDSAPI, inst config.Instance, timeout time.Duration) (id Identity, warning, err error) {
 	configured := inst.ID != "" && inst.Region != ""
 	if configured {
 		timeout = min(timeout, whenConfigured)
 	}
-	doc, err := identityDocument(ctx, api, timeout)
+	doc, err := document(ctx, api, timeout)
 	if err != nil {
 		if !configured {
 			return Identity{}, nil, fmt.Errorf("%w within %s: %v; set instance.id and instance.region to run without it", ErrIMDSUnavailable, timeout, err)
@@ -64,7 +64,7 @@ func ResolveIdentity(ctx context.Context, api IMDSAPI, inst config.Instance, tim
 	return id, warning, nil
 }
 
-func identityDocument(ctx context.Context, api IMDSAPI, timeout time.Duration) (imds.InstanceIdentityDocument, error) {
+func document(ctx context.Context, api IMDSAPI, timeout time.Duration) (imds.InstanceIdentityDocument, error) {
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
 	retry := backoff.New(100*time.Millisecond, 2*time.Second)

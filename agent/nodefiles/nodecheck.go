@@ -1,4 +1,4 @@
-package bootstrap
+package nodefiles
 
 import (
 	"context"
@@ -12,15 +12,15 @@ import (
 // The agent's checks mirror the node's rules it can know without the node: the password rules, the EIP-55 case of
 // addresses, what extra_toml may not touch. The node's TOML decoding is strict (an unknown key in extra_toml is
 // refused) and its schema changes from release to release, so the last word is the node's own
-// `chainlink node -config … -secrets … validate`, run in the node's image on the files as written. A NodeValidator
+// `chainlink node -config … -secrets … validate`, run in the node's image on the files as written. A Validator
 // is the hook for that; the agent ships none, a caller plugs one in (a test harness running the real image, or a
 // deployment that wants the check before every start).
 
-// ErrNodeRefused is wrapped by NodeRefusedError.
+// ErrNodeRefused is wrapped by RefusedError.
 var ErrNodeRefused = errors.New("the node's own validate refuses the rendered configuration")
 
-// NodeFiles is what a NodeValidator gets: the files as WriteNodeFiles wrote them, and how to run the node on them.
-type NodeFiles struct {
+// Written is what a Validator gets: the files as Write wrote them, and how to run the node on them.
+type Written struct {
 	Format Format
 	// SecretsDir is the host directory holding config.toml and secrets.toml (0400, owned by the node's user);
 	// mount it read-only at SecretsMount.
@@ -33,53 +33,53 @@ type NodeFiles struct {
 	Args []string
 }
 
-// NodeValidator runs the node's own validation on written files. It returns nil when the node accepts them, and
+// Validator runs the node's own validation on written files. It returns nil when the node accepts them, and
 // otherwise an error carrying the node's reason (the node prints secrets as ***** or xxxxx; the agent's log
 // redactor masks any value that slips through). It owns its deadline within ctx.
-type NodeValidator interface {
-	ValidateNode(ctx context.Context, files NodeFiles) error
+type Validator interface {
+	ValidateNode(ctx context.Context, files Written) error
 }
 
-// NodeValidatorFunc makes a function a NodeValidator.
-type NodeValidatorFunc func(ctx context.Context, files NodeFiles) error
+// ValidatorFunc makes a function a Validator.
+type ValidatorFunc func(ctx context.Context, files Written) error
 
 // ValidateNode calls f.
-func (f NodeValidatorFunc) ValidateNode(ctx context.Context, files NodeFiles) error {
+func (f ValidatorFunc) ValidateNode(ctx context.Context, files Written) error {
 	return f(ctx, files)
 }
 
-// NodeRefusedError is the node's refusal of the rendered files: a configuration error (exit 2), since the agent's
+// RefusedError is the node's refusal of the rendered files: a configuration error (exit 2), since the agent's
 // own checks have passed the secrets.
-type NodeRefusedError struct {
+type RefusedError struct {
 	Err error
 }
 
-func (e *NodeRefusedError) Error() string { return fmt.Sprintf("%v: %v", ErrNodeRefused, e.Err) }
+func (e *RefusedError) Error() string { return fmt.Sprintf("%v: %v", ErrNodeRefused, e.Err) }
 
 // Unwrap gives both the sentinel and the validator's error.
-func (e *NodeRefusedError) Unwrap() []error { return []error{ErrNodeRefused, e.Err} }
+func (e *RefusedError) Unwrap() []error { return []error{ErrNodeRefused, e.Err} }
 
 // ExitCode is exitcode.Config: bad configuration (DESIGN.md §7).
-func (e *NodeRefusedError) ExitCode() int { return exitcode.Config }
+func (e *RefusedError) ExitCode() int { return exitcode.Config }
 
 // ValidateArgs is the node's command line, after its entrypoint, that validates the files in SecretsMount.
 func ValidateArgs() []string {
 	return []string{"node", "-config", SecretsMount + "/" + ConfigFile, "-secrets", SecretsMount + "/" + SecretsFile, "validate"}
 }
 
-// NodeFilesFor describes the files of format f that WriteNodeFiles wrote into dir for configuration c.
-func NodeFilesFor(c *config.Config, f Format, dir string) NodeFiles {
-	files := NodeFiles{Format: f, SecretsDir: dir, User: c.Container.User, Args: ValidateArgs()}
+// WrittenFor describes the files of format f that Write wrote into dir for configuration c.
+func WrittenFor(c *config.Config, f Format, dir string) Written {
+	files := Written{Format: f, SecretsDir: dir, User: c.Container.User, Args: ValidateArgs()}
 	if c.Node.Database.SSLRootCert != "" {
 		files.ReadOnly = []string{c.Node.Database.SSLRootCert}
 	}
 	return files
 }
 
-// ValidateWithNode runs v on written files (see NodeFilesFor). A nil v, or the 1.x format (whose nodes have no
-// validate), checks nothing. A refusal is a *NodeRefusedError; the caller decides whether to shred the files. A
+// ValidateWithNode runs v on written files (see WrittenFor). A nil v, or the 1.x format (whose nodes have no
+// validate), checks nothing. A refusal is a *RefusedError; the caller decides whether to shred the files. A
 // validator cut short by ctx is not a refusal.
-func ValidateWithNode(ctx context.Context, v NodeValidator, files NodeFiles) error {
+func ValidateWithNode(ctx context.Context, v Validator, files Written) error {
 	if v == nil || files.Format != FormatTOML {
 		return nil
 	}
@@ -90,7 +90,7 @@ func ValidateWithNode(ctx context.Context, v NodeValidator, files NodeFiles) err
 		if ctx.Err() != nil {
 			return fmt.Errorf("validate the rendered files with the node: %w", err)
 		}
-		return &NodeRefusedError{Err: err}
+		return &RefusedError{Err: err}
 	}
 	return nil
 }

@@ -1,4 +1,4 @@
-package bootstrap
+package nodefiles
 
 import (
 	"errors"
@@ -15,6 +15,8 @@ import (
 
 	"github.com/cl-agent/cl-agent/agent/config"
 	"github.com/cl-agent/cl-agent/agent/fsutil"
+	"github.com/cl-agent/cl-agent/agent/identity"
+	"github.com/cl-agent/cl-agent/agent/secrets"
 )
 
 // Format is the node's configuration generation.
@@ -87,10 +89,10 @@ func (r *Rendered) Wipe() {
 }
 
 // Render produces the node's files for format f. It does not touch the disk. It checks the three passwords against
-// the node's rules first (CheckSecrets) and node.extra_toml against the agent's (config.ExtraTOMLProblems); the
+// the node's rules first (secrets.Check) and node.extra_toml against the agent's (config.ExtraTOMLProblems); the
 // keystore's strength rule, which depends on the node's database, is CheckKeystore's.
-func Render(c *config.Config, id Identity, s NodeSecrets, f Format) (*Rendered, error) {
-	if err := CheckSecrets(c, s); err != nil {
+func Render(c *config.Config, id identity.Identity, s secrets.NodeSecrets, f Format) (*Rendered, error) {
+	if err := secrets.Check(c, s); err != nil {
 		return nil, err
 	}
 	dbURL := DatabaseURL(c.Node.Database, s.DatabasePassword.Reveal(), id.InstanceID)
@@ -136,28 +138,12 @@ func DatabaseURL(db config.Database, password, instanceID string) string {
 	if instanceID != "" {
 		q.Set("application_name", NodeApplicationName(instanceID))
 	}
-	return "postgresql://" + escapeUserinfo(db.User) + ":" + escapeUserinfo(password) + "@" +
+	return "postgresql://" + secrets.PercentEncode(db.User) + ":" + secrets.PercentEncode(password) + "@" +
 		net.JoinHostPort(db.Host, strconv.Itoa(db.Port)) + "/" + url.PathEscape(db.Name) + "?" + q.Encode()
 }
 
 // NodeApplicationName is the application_name of the node's database sessions on the host instanceID.
 func NodeApplicationName(instanceID string) string { return "chainlink/" + instanceID }
-
-func escapeUserinfo(s string) string {
-	const hex = "0123456789ABCDEF"
-	var b strings.Builder
-	for i := 0; i < len(s); i++ {
-		c := s[i]
-		if 'a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' || c == '-' || c == '.' || c == '_' || c == '~' {
-			b.WriteByte(c)
-			continue
-		}
-		b.WriteByte('%')
-		b.WriteByte(hex[c>>4])
-		b.WriteByte(hex[c&15])
-	}
-	return b.String()
-}
 
 // envSettings are the 1.x variables the old Quick Start wrote (minus ALLOW_ORIGINS=*, which let any web page
 // drive the operator API), with extra_env added and allowed to replace the non-owned defaults.

@@ -1,4 +1,4 @@
-package bootstrap
+package nodefiles
 
 import (
 	"errors"
@@ -11,6 +11,8 @@ import (
 	"github.com/pelletier/go-toml/v2"
 
 	"github.com/cl-agent/cl-agent/agent/config"
+	"github.com/cl-agent/cl-agent/agent/identity"
+	"github.com/cl-agent/cl-agent/agent/secrets"
 )
 
 const (
@@ -35,15 +37,15 @@ node:
 	return c
 }
 
-func testSecrets() NodeSecrets {
-	return NodeSecrets{
-		DatabasePassword: NewSecret(testDBPassword, "v1"),
-		APIPassword:      NewSecret(testAPIPassword, "v1"),
-		KeystorePassword: NewSecret(testKeystore, "v1"),
+func testSecrets() secrets.NodeSecrets {
+	return secrets.NodeSecrets{
+		DatabasePassword: secrets.NewSecret(testDBPassword, "v1"),
+		APIPassword:      secrets.NewSecret(testAPIPassword, "v1"),
+		KeystorePassword: secrets.NewSecret(testKeystore, "v1"),
 	}
 }
 
-var testID = Identity{InstanceID: "i-0123456789abcdef0", Region: "us-east-1", AZ: "us-east-1a", PrivateIP: "10.0.1.10"}
+var testID = identity.Identity{InstanceID: "i-0123456789abcdef0", Region: "us-east-1", AZ: "us-east-1a", PrivateIP: "10.0.1.10"}
 
 func file(t *testing.T, r *Rendered, name string) string {
 	t.Helper()
@@ -217,17 +219,17 @@ func TestRenderTOMLNeedsHTTPURL(t *testing.T) {
 func TestRenderChecksEachSecret(t *testing.T) {
 	cases := []struct {
 		name   string
-		edit   func(*NodeSecrets)
+		edit   func(*secrets.NodeSecrets)
 		key    string // "" when accepted
 		saying string
 	}{
-		{"APIPasswordContainingEmailAccepted", func(s *NodeSecrets) { s.APIPassword = NewSecret("xx-ops@example.com-xx", "v") }, "", ""},
-		{"WeakKeystoreAcceptedWithoutKnowingTheKeystore", func(s *NodeSecrets) { s.KeystorePassword = NewSecret("weak", "v") }, "", ""},
-		{"LongDatabasePasswordAccepted", func(s *NodeSecrets) { s.DatabasePassword = NewSecret(strings.Repeat("d", 200), "v") }, "", ""},
-		{"ShortDatabasePassword", func(s *NodeSecrets) { s.DatabasePassword = NewSecret("short-db-pw", "v") }, "database_password", "shorter than 16 bytes"},
-		{"DatabasePasswordEndsInSpace", func(s *NodeSecrets) { s.DatabasePassword = NewSecret("database-password-0123 ", "v") }, "database_password", "white space"},
-		{"LongAPIPassword", func(s *NodeSecrets) { s.APIPassword = NewSecret(strings.Repeat("a", 51), "v") }, "api_password", "longer than 50 bytes"},
-		{"KeystoreEndsInNewline", func(s *NodeSecrets) { s.KeystorePassword = NewSecret("keystore-Password-0123\n", "v") }, "keystore_password", "white space"},
+		{"APIPasswordContainingEmailAccepted", func(s *secrets.NodeSecrets) { s.APIPassword = secrets.NewSecret("xx-ops@example.com-xx", "v") }, "", ""},
+		{"WeakKeystoreAcceptedWithoutKnowingTheKeystore", func(s *secrets.NodeSecrets) { s.KeystorePassword = secrets.NewSecret("weak", "v") }, "", ""},
+		{"LongDatabasePasswordAccepted", func(s *secrets.NodeSecrets) { s.DatabasePassword = secrets.NewSecret(strings.Repeat("d", 200), "v") }, "", ""},
+		{"ShortDatabasePassword", func(s *secrets.NodeSecrets) { s.DatabasePassword = secrets.NewSecret("short-db-pw", "v") }, "database_password", "shorter than 16 bytes"},
+		{"DatabasePasswordEndsInSpace", func(s *secrets.NodeSecrets) { s.DatabasePassword = secrets.NewSecret("database-password-0123 ", "v") }, "database_password", "white space"},
+		{"LongAPIPassword", func(s *secrets.NodeSecrets) { s.APIPassword = secrets.NewSecret(strings.Repeat("a", 51), "v") }, "api_password", "longer than 50 bytes"},
+		{"KeystoreEndsInNewline", func(s *secrets.NodeSecrets) { s.KeystorePassword = secrets.NewSecret("keystore-Password-0123\n", "v") }, "keystore_password", "white space"},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -240,8 +242,8 @@ func TestRenderChecksEachSecret(t *testing.T) {
 				}
 				return
 			}
-			var se *SecretError
-			if !errors.As(err, &se) || se.Key != tc.key || se.ExitCode() != 5 || !errors.Is(err, ErrPasswordRule) || !strings.Contains(err.Error(), tc.saying) {
+			var se *secrets.Error
+			if !errors.As(err, &se) || se.Key != tc.key || se.ExitCode() != 5 || !errors.Is(err, secrets.ErrPasswordRule) || !strings.Contains(err.Error(), tc.saying) {
 				t.Fatalf("got %v, want a terminal %s error saying %q", err, tc.key, tc.saying)
 			}
 			for _, v := range s.Values() {
@@ -275,96 +277,13 @@ func TestFormatFor(t *testing.T) {
 	}
 }
 
-func TestPasswordRules(t *testing.T) {
-	db := CheckDatabasePassword
-	api := CheckAPIPassword
-	change := func(p string) error { return CheckAPIPasswordChange(p, "ops@example.com") }
-	emptyKeystore := func(p string) error { return CheckKeystorePassword(p, true) }
-	keptKeystore := func(p string) error { return CheckKeystorePassword(p, false) }
-	eacute := "\u00e9" // é: 2 bytes of UTF-8
-	cases := []struct {
-		name, pw string
-		check    func(string) error
-		ok       bool
-	}{
-		// Database URL password: 16+ bytes, no \t \n \f \r or space at either end, no maximum.
-		{"DBSixteenBytesAccepted", "0123456789abcdef", db, true},
-		{"DBFifteenBytesRefused", "0123456789abcde", db, false},
-		{"DBEightTwoByteCharactersAccepted", strings.Repeat(eacute, 8), db, true},
-		{"DBSevenTwoByteCharactersAndOneByteRefused", strings.Repeat(eacute, 7) + "x", db, false},
-		{"DBSixtyBytesAccepted", strings.Repeat("x", 60), db, true},
-		{"DBLeadingSpaceRefused", " 0123456789abcdef", db, false},
-		{"DBTrailingTabRefused", "0123456789abcdef\t", db, false},
-		{"DBTrailingNewlineRefused", "0123456789abcdef\n", db, false},
-		{"DBTrailingVerticalTabAccepted", "0123456789abcdef\v", db, true}, // not in RE2's \s
-		{"DBTrailingNoBreakSpaceAccepted", "0123456789abcdef\u00a0", db, true},
-		{"DBInnerSpaceAccepted", "0123 4567 89ab cdef", db, true},
-		{"DBNulRefused", "db-password-0123456789\x00", db, false},
-		{"DBControlCharacterAccepted", "db-password\x07-0123456789", db, true},
-		{"DBURLSpecialCharactersAccepted", testDBPassword, db, true},
-		// API password (.api): 16 to 50 bytes, no white space at either end, no line break; the e-mail is allowed.
-		{"APIFiftyBytesAccepted", strings.Repeat("x", 50), api, true},
-		{"APIFiftyOneBytesRefused", strings.Repeat("x", 51), api, false},
-		{"APITwentyFiveTwoByteCharactersAccepted", strings.Repeat(eacute, 25), api, true},
-		{"APITwentyFiveTwoByteCharactersAndOneByteRefused", strings.Repeat(eacute, 25) + "x", api, false},
-		{"APIFortyNineBytesAndATwoByteCharacterRefused", strings.Repeat("x", 49) + eacute, api, false},
-		{"APIFifteenBytesRefused", "0123456789abcde", api, false},
-		{"APIContainingEmailAccepted", "xxOPS@example.comxx", api, true},
-		{"APINewlineRefused", "0123456789\nabcdef", api, false},
-		{"APILeadingSpaceRefused", " 0123456789abcdefgh", api, false},
-		{"APITrailingNoBreakSpaceRefused", "0123456789abcdefgh\u00a0", api, false}, // the node's TrimSpace drops it
-		// API password change through the web API: the same plus the e-mail rule.
-		{"ChangeContainingEmailRefused", "xxOPS@example.comxx", change, false},
-		{"ChangeOK", "0123456789abcdefgh", change, true},
-		{"ChangeFiftyOneBytesRefused", strings.Repeat("x", 51), change, false},
-		// Keystore: strength only for an empty keystore; white space at either end always; no maximum.
-		{"KeystoreWeakAcceptedForExistingKeyRing", "weak", keptKeystore, true},
-		{"KeystoreWeakRefusedForEmptyKeystore", "weak", emptyKeystore, false},
-		{"KeystoreFifteenBytesRefusedForEmptyKeystore", "0123456789abcde", emptyKeystore, false},
-		{"KeystoreSixteenBytesAcceptedForEmptyKeystore", "0123456789abcdef", emptyKeystore, true},
-		{"KeystoreEightTwoByteCharactersAcceptedForEmptyKeystore", strings.Repeat(eacute, 8), emptyKeystore, true},
-		{"KeystoreTwoHundredBytesAccepted", strings.Repeat("k", 200), emptyKeystore, true},
-		{"KeystoreLeadingSpaceRefusedForExistingKeyRing", " 0123456789abcdef", keptKeystore, false},
-		{"KeystoreTrailingNoBreakSpaceRefused", "0123456789abcdef\u00a0", keptKeystore, false},
-		{"KeystoreEmptyRefused", "", keptKeystore, false},
-		{"KeystoreNotUTF8Refused", "000000000000\x8d0000000", keptKeystore, false},
-		{"KeystoreControlCharacterAccepted", "0123456789\x07abcdef", emptyKeystore, true},
-	}
-	for _, tc := range cases {
-		t.Run(tc.name, func(t *testing.T) {
-			err := tc.check(tc.pw)
-			if (err == nil) != tc.ok {
-				t.Fatalf("err = %v, want ok=%v", err, tc.ok)
-			}
-			if err != nil && (!errors.Is(err, ErrPasswordRule) || (strings.TrimSpace(tc.pw) != "" && strings.Contains(err.Error(), strings.TrimSpace(tc.pw)))) {
-				t.Errorf("error %q must wrap ErrPasswordRule and not quote the password", err)
-			}
-		})
-	}
-}
-
-func TestSecretNeverFormats(t *testing.T) {
-	s := testSecrets()
-	for _, out := range []string{
-		s.APIPassword.String(), s.APIPassword.GoString(),
-		sprintf("%v %+v %#v %s %q", s, s, s, s.KeystorePassword, s.DatabasePassword),
-		mustJSON(t, s),
-	} {
-		for _, v := range s.Values() {
-			if strings.Contains(out, v) {
-				t.Fatalf("secret value in %q", out)
-			}
-		}
-	}
-}
-
 func FuzzRender(f *testing.F) {
 	f.Add(testDBPassword, "keystore-password-xyz", "api-password-xyz-123", "[Log]\nLevel='debug'", uint8(0))
 	f.Add("p", "k", "a", "[[EVM]]\nX=1\n[[EVM.Nodes]]\nY=2", uint8(1))
 	f.Fuzz(func(t *testing.T, dbpw, keystore, apipw, extra string, fmtSel uint8) {
 		c := testConfig(t, "")
 		c.Node.ExtraTOML = extra
-		s := NodeSecrets{DatabasePassword: NewSecret(dbpw, ""), APIPassword: NewSecret(apipw, ""), KeystorePassword: NewSecret(keystore, "")}
+		s := secrets.NodeSecrets{DatabasePassword: secrets.NewSecret(dbpw, ""), APIPassword: secrets.NewSecret(apipw, ""), KeystorePassword: secrets.NewSecret(keystore, "")}
 		format := FormatTOML
 		if fmtSel%2 == 1 {
 			format = FormatEnv

@@ -1,20 +1,16 @@
-package bootstrap
+package nodefiles
 
 import (
 	"context"
 	"errors"
 	"fmt"
-	"regexp"
 	"slices"
 	"strings"
 	"testing"
-	"time"
 
-	"github.com/jackc/pgx/v5"
 	"github.com/pelletier/go-toml/v2"
 
 	"github.com/cl-agent/cl-agent/agent/config"
-	"github.com/cl-agent/cl-agent/internal/testenv"
 )
 
 // leafPaths lists the scalar keys of a TOML tree in config.AgentTOMLKeys' notation.
@@ -140,71 +136,15 @@ func TestMergeNeverReplacesAgentKeys(t *testing.T) {
 	}
 }
 
-// TestKeystoreEmpty asks a real PostgreSQL the node's question, through the states a node's database goes through.
-func TestKeystoreEmpty(t *testing.T) {
-	pg := testenv.PostgresT(t)
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	if err := pg.CreateDatabase(ctx, "keyring", "node_user", "node-Password-0123456789"); err != nil {
-		t.Fatal(err)
-	}
-	conn, err := pgx.Connect(ctx, pg.URL("keyring"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close(context.Background())
-	c := testConfig(t, "")
-	weak := testSecrets()
-	weak.KeystorePassword = NewSecret("weak", "v")
-
-	steps := []struct {
-		name      string
-		sql       string
-		wantEmpty bool
-	}{
-		{"NotMigratedYet", "", true},
-		{"MigratedNoKeyRing", "CREATE TABLE encrypted_key_rings (encrypted_keys jsonb, updated_at timestamptz NOT NULL)", true},
-		{"KeyRingMade", "INSERT INTO encrypted_key_rings (encrypted_keys, updated_at) VALUES (NULL, NOW())", false},
-	}
-	for _, st := range steps {
-		if st.sql != "" {
-			if _, err := conn.Exec(ctx, st.sql); err != nil {
-				t.Fatalf("%s: %v", st.name, err)
-			}
-		}
-		empty, err := KeystoreEmpty(ctx, conn)
-		if err != nil || empty != st.wantEmpty {
-			t.Fatalf("%s: KeystoreEmpty = %t, %v; want %t", st.name, empty, err, st.wantEmpty)
-		}
-		err = CheckKeystore(ctx, conn, c, weak)
-		var se *SecretError
-		if st.wantEmpty && (!errors.As(err, &se) || se.Key != "keystore_password" || se.ID != "WalletSecret" || se.ExitCode() != 5 ||
-			!strings.Contains(err.Error(), "keystore is empty")) {
-			t.Errorf("%s: a weak password for an empty keystore: got %v", st.name, err)
-		}
-		if !st.wantEmpty && err != nil {
-			t.Errorf("%s: a weak password bound to an existing key ring must pass: %v", st.name, err)
-		}
-		if err := CheckKeystore(ctx, conn, c, testSecrets()); err != nil {
-			t.Errorf("%s: a strong password: %v", st.name, err)
-		}
-	}
-
-	conn.Close(ctx)
-	if _, err := KeystoreEmpty(ctx, conn); err == nil || !strings.Contains(err.Error(), "encrypted_key_rings") {
-		t.Errorf("a closed session: got %v, want an error naming the table", err)
-	}
-}
-
 type fakeValidator struct {
 	calls int
-	got   NodeFiles
+	got   Written
 	err   error
 }
 
-var _ NodeValidator = (*fakeValidator)(nil)
+var _ Validator = (*fakeValidator)(nil)
 
-func (f *fakeValidator) ValidateNode(_ context.Context, files NodeFiles) error {
+func (f *fakeValidator) ValidateNode(_ context.Context, files Written) error {
 	f.calls++
 	f.got = files
 	return f.err
@@ -213,7 +153,7 @@ func (f *fakeValidator) ValidateNode(_ context.Context, files NodeFiles) error {
 func TestValidateWithNode(t *testing.T) {
 	c := testConfig(t, "")
 	c.Node.Database.SSLRootCert = "/etc/cl-agent/ca.pem"
-	files := NodeFilesFor(c, FormatTOML, "/run/cl-agent/node")
+	files := WrittenFor(c, FormatTOML, "/run/cl-agent/node")
 	wantArgs := []string{"node", "-config", "/run/chainlink/config.toml", "-secrets", "/run/chainlink/secrets.toml", "validate"}
 	t.Run("AcceptedFilesPass", func(t *testing.T) {
 		v := &fakeValidator{}
@@ -228,7 +168,7 @@ func TestValidateWithNode(t *testing.T) {
 	t.Run("RefusalIsAConfigError", func(t *testing.T) {
 		reason := errors.New("Invalid configuration: Log.Colour: missing field")
 		err := ValidateWithNode(context.Background(), &fakeValidator{err: reason}, files)
-		var nr *NodeRefusedError
+		var nr *RefusedError
 		if !errors.As(err, &nr) || nr.ExitCode() != 2 || !errors.Is(err, ErrNodeRefused) || !errors.Is(err, reason) || !strings.Contains(err.Error(), "Log.Colour") {
 			t.Fatalf("got %v", err)
 		}
@@ -236,8 +176,8 @@ func TestValidateWithNode(t *testing.T) {
 	t.Run("CancelledIsNotARefusal", func(t *testing.T) {
 		ctx, cancel := context.WithCancel(context.Background())
 		cancel()
-		err := ValidateWithNode(ctx, NodeValidatorFunc(func(ctx context.Context, _ NodeFiles) error { return ctx.Err() }), files)
-		var nr *NodeRefusedError
+		err := ValidateWithNode(ctx, ValidatorFunc(func(ctx context.Context, _ Written) error { return ctx.Err() }), files)
+		var nr *RefusedError
 		if err == nil || errors.As(err, &nr) || !errors.Is(err, context.Canceled) {
 			t.Fatalf("got %v", err)
 		}
@@ -247,36 +187,8 @@ func TestValidateWithNode(t *testing.T) {
 		if err := ValidateWithNode(context.Background(), nil, files); err != nil {
 			t.Errorf("nil validator: %v", err)
 		}
-		if err := ValidateWithNode(context.Background(), v, NodeFilesFor(c, FormatEnv, "/d")); err != nil || v.calls != 0 {
+		if err := ValidateWithNode(context.Background(), v, WrittenFor(c, FormatEnv, "/d")); err != nil || v.calls != 0 {
 			t.Errorf("1.x files: %v, %d calls", err, v.calls)
-		}
-	})
-}
-
-// The node's own expressions (chainlink v2.19.0 core/utils/password.go), to hold the agent's byte-wise version to.
-var (
-	nodeLeadingWhitespace  = regexp.MustCompile(`^\s+`)
-	nodeTrailingWhitespace = regexp.MustCompile(`\s+$`)
-)
-
-// FuzzPasswordRulesMatchTheNode: for any value, the agent's database and API rules decide as the node's code does
-// (VerifyPasswordComplexity; the API's 50-byte limit after the .api line is trimmed), the only extra refusals being
-// a NUL in the database password and, for .api, what the file cannot carry unchanged.
-func FuzzPasswordRulesMatchTheNode(f *testing.F) {
-	for _, seed := range []string{"", "0123456789abcdef", " 0123456789abcdef", "0123456789abcdef\v", "\u00e9\u00e9\u00e9\u00e9\u00e9\u00e9\u00e9\u00e9",
-		strings.Repeat("x", 50), strings.Repeat("x", 51), "0123456789abcdef\u00a0", "x\x00xxxxxxxxxxxxxxxx"} {
-		f.Add(seed)
-	}
-	f.Fuzz(func(t *testing.T, pw string) {
-		nodeOK := !nodeLeadingWhitespace.MatchString(pw) && !nodeTrailingWhitespace.MatchString(pw) && len(pw) >= 16
-		if got := CheckDatabasePassword(pw) == nil; got != (nodeOK && !strings.Contains(pw, "\x00")) {
-			t.Fatalf("database password %q: agent ok=%t, node ok=%t", pw, got, nodeOK)
-		}
-		line := strings.TrimSpace(pw) // as the node reads .api
-		nodeAPIOK := !nodeLeadingWhitespace.MatchString(line) && !nodeTrailingWhitespace.MatchString(line) && len(line) >= 16 && len(line) <= 50
-		carried := line == pw && !strings.Contains(pw, "\n")
-		if got := CheckAPIPassword(pw) == nil; got != (nodeAPIOK && carried) {
-			t.Fatalf("API password %q: agent ok=%t, node ok=%t, carried unchanged=%t", pw, got, nodeAPIOK, carried)
 		}
 	})
 }

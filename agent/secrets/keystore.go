@@ -1,4 +1,4 @@
-package bootstrap
+package secrets
 
 import (
 	"context"
@@ -39,7 +39,7 @@ func KeystoreEmpty(ctx context.Context, db RowQuerier) (bool, error) {
 
 // CheckKeystore is the keystore check to run before each start of the node, once the node's database can be
 // reached (the active holds a session on it): KeystoreEmpty on db, then CheckKeystorePassword with that fact. A
-// password that breaks the rule is a terminal *SecretError (exit 5) naming keystore_password and its id; a failed
+// password that breaks the rule is a terminal *Error (exit 5) naming keystore_password and its id; a failed
 // query is returned as it is (worth retrying).
 func CheckKeystore(ctx context.Context, db RowQuerier, c *config.Config, s NodeSecrets) error {
 	empty, err := KeystoreEmpty(ctx, db)
@@ -47,7 +47,7 @@ func CheckKeystore(ctx context.Context, db RowQuerier, c *config.Config, s NodeS
 		return err
 	}
 	if err := CheckKeystorePassword(s.KeystorePassword.Reveal(), empty); err != nil {
-		return &SecretError{Key: "keystore_password", ID: c.Secrets.KeystorePassword.ID, Terminal: true, Err: err}
+		return &Error{Key: "keystore_password", ID: c.Secrets.KeystorePassword.ID, Terminal: true, Err: err}
 	}
 	return nil
 }

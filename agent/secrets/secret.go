@@ -1,4 +1,4 @@
-package bootstrap
+package secrets
 
 import (
 	"strings"
@@ -52,7 +52,7 @@ func (n NodeSecrets) Forms() []string {
 		if v == "" {
 			continue
 		}
-		out = append(out, v, escapeUserinfo(v))
+		out = append(out, v, PercentEncode(v))
 		if b, err := toml.Marshal(map[string]string{"v": v}); err == nil {
 			s := strings.TrimSpace(string(b))
 			s = strings.TrimPrefix(s, "v = ")
@@ -60,4 +60,23 @@ func (n NodeSecrets) Forms() []string {
 		}
 	}
 	return out
+}
+
+// PercentEncode encodes every byte but RFC 3986's unreserved characters: how a user name or password is spelled in
+// the node's database URL (nodefiles.DatabaseURL), so any password survives any URL parser. Forms lists this
+// spelling for the redactor.
+func PercentEncode(s string) string {
+	const hex = "0123456789ABCDEF"
+	var b strings.Builder
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if 'a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' || c == '-' || c == '.' || c == '_' || c == '~' {
+			b.WriteByte(c)
+			continue
+		}
+		b.WriteByte('%')
+		b.WriteByte(hex[c>>4])
+		b.WriteByte(hex[c&15])
+	}
+	return b.String()
 }

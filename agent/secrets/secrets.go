@@ -1,4 +1,4 @@
-package bootstrap
+package secrets
 
 import (
 	"context"
@@ -20,44 +20,44 @@ import (
 
 // Sentinels for secret failures; test with errors.Is.
 var (
-	ErrAccessDenied  = errors.New("access denied")
-	ErrSecretMissing = errors.New("not found")
-	ErrSecretEmpty   = errors.New("is empty")
-	ErrSecretFormat  = errors.New("is not in the expected format")
+	ErrAccessDenied = errors.New("access denied")
+	ErrMissing      = errors.New("not found")
+	ErrEmpty        = errors.New("is empty")
+	ErrFormat       = errors.New("is not in the expected format")
 )
 
-// SecretError is a failure to obtain or accept one secret. It names the secret by its configuration key and id,
+// Error is a failure to obtain or accept one secret. It names the secret by its configuration key and id,
 // never by value. Terminal errors exit 5: retrying cannot help until an operator acts.
-type SecretError struct {
+type Error struct {
 	Key      string // configuration key, e.g. "api_password"
 	ID       string // Secrets Manager id
 	Terminal bool
 	Err      error
 }
 
-func (e *SecretError) Error() string {
+func (e *Error) Error() string {
 	return fmt.Sprintf("secret %s (id %q): %v", e.Key, e.ID, e.Err)
 }
 
-func (e *SecretError) Unwrap() error { return e.Err }
+func (e *Error) Unwrap() error { return e.Err }
 
 // ExitCode is exitcode.Terminal for a terminal failure and exitcode.Retry for one worth retrying.
-func (e *SecretError) ExitCode() int {
+func (e *Error) ExitCode() int {
 	if e.Terminal {
 		return exitcode.Terminal
 	}
 	return exitcode.Retry
 }
 
-// SecretsAPI is the one Secrets Manager call the agent makes.
-type SecretsAPI interface {
+// API is the one Secrets Manager call the agent makes.
+type API interface {
 	GetSecretValue(ctx context.Context, in *secretsmanager.GetSecretValueInput, optFns ...func(*secretsmanager.Options)) (*secretsmanager.GetSecretValueOutput, error)
 }
 
-// NewSecretsClient builds a Secrets Manager client with the agent's retry policy: the SDK's standard retryer
+// NewClient builds a Secrets Manager client with the agent's retry policy: the SDK's standard retryer
 // (exponential backoff with full jitter, retrying throttling, 5xx and connection errors only) with maxAttempts
 // tries, and a per-attempt HTTP timeout so one hung attempt cannot use the whole budget.
-func NewSecretsClient(cfg aws.Config, endpoint string, maxAttempts int, attemptTimeout time.Duration) *secretsmanager.Client {
+func NewClient(cfg aws.Config, endpoint string, maxAttempts int, attemptTimeout time.Duration) *secretsmanager.Client {
 	return secretsmanager.NewFromConfig(cfg, func(o *secretsmanager.Options) {
 		if endpoint != "" {
 			o.BaseEndpoint = aws.String(endpoint)
@@ -70,10 +70,10 @@ func NewSecretsClient(cfg aws.Config, endpoint string, maxAttempts int, attemptT
 	})
 }
 
-// FetchSecrets gets the three secrets and checks them with CheckSecrets. Each fetch is bounded by timeout (retries
+// Fetch gets the three secrets and checks them with Check. Each fetch is bounded by timeout (retries
 // included). apiEmail is unused: the e-mail rule is the node's web API's, not a rule of the .api file the node
 // reads (see CheckAPIPasswordChange); the parameter stays for the callers.
-func FetchSecrets(ctx context.Context, api SecretsAPI, refs config.Secrets, apiEmail string, timeout time.Duration) (NodeSecrets, error) {
+func Fetch(ctx context.Context, api API, refs config.Secrets, apiEmail string, timeout time.Duration) (NodeSecrets, error) {
 	var out NodeSecrets
 	steps := []struct {
 		key string
@@ -91,21 +91,21 @@ func FetchSecrets(ctx context.Context, api SecretsAPI, refs config.Secrets, apiE
 		}
 		*s.dst = sec
 	}
-	if err := checkSecrets(refs, out); err != nil {
+	if err := check(refs, out); err != nil {
 		return NodeSecrets{}, err
 	}
 	return out, nil
 }
 
-// CheckSecrets applies the node's rules that do not depend on the node's state to the three passwords: the
+// Check applies the node's rules that do not depend on the node's state to the three passwords: the
 // database URL's (CheckDatabasePassword), the .api user's (CheckAPIPassword) and the keystore's that hold whether or
 // not its keystore is empty (CheckKeystorePassword with false; CheckKeystore adds the strength rule for an empty
-// one). A violation is a terminal *SecretError (exit 5) naming the secret's key, id and the rule, never the value.
-func CheckSecrets(c *config.Config, s NodeSecrets) error {
-	return checkSecrets(c.Secrets, s)
+// one). A violation is a terminal *Error (exit 5) naming the secret's key, id and the rule, never the value.
+func Check(c *config.Config, s NodeSecrets) error {
+	return check(c.Secrets, s)
 }
 
-func checkSecrets(refs config.Secrets, s NodeSecrets) error {
+func check(refs config.Secrets, s NodeSecrets) error {
 	for _, r := range []struct {
 		key string
 		ref config.SecretRef
@@ -116,15 +116,15 @@ func checkSecrets(refs config.Secrets, s NodeSecrets) error {
 		{"keystore_password", refs.KeystorePassword, CheckKeystorePassword(s.KeystorePassword.Reveal(), false)},
 	} {
 		if r.err != nil {
-			return &SecretError{Key: r.key, ID: r.ref.ID, Terminal: true, Err: r.err}
+			return &Error{Key: r.key, ID: r.ref.ID, Terminal: true, Err: r.err}
 		}
 	}
 	return nil
 }
 
-func fetchOne(ctx context.Context, api SecretsAPI, key string, ref config.SecretRef, timeout time.Duration) (Secret, error) {
+func fetchOne(ctx context.Context, api API, key string, ref config.SecretRef, timeout time.Duration) (Secret, error) {
 	fail := func(terminal bool, err error) (Secret, error) {
-		return Secret{}, &SecretError{Key: key, ID: ref.ID, Terminal: terminal, Err: err}
+		return Secret{}, &Error{Key: key, ID: ref.ID, Terminal: terminal, Err: err}
 	}
 	cctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
@@ -137,29 +137,29 @@ func fetchOne(ctx context.Context, api SecretsAPI, key string, ref config.Secret
 	}
 	if resp.SecretString == nil {
 		if len(resp.SecretBinary) > 0 {
-			return fail(true, fmt.Errorf("%w: a binary secret; store the value as a string", ErrSecretFormat))
+			return fail(true, fmt.Errorf("%w: a binary secret; store the value as a string", ErrFormat))
 		}
-		return fail(true, ErrSecretEmpty)
+		return fail(true, ErrEmpty)
 	}
 	value := *resp.SecretString
 	if ref.JSONKey != "" {
 		var fields map[string]any
 		if err := json.Unmarshal([]byte(value), &fields); err != nil {
 			// Never quote the value or the decoder's message, which may contain part of it.
-			return fail(true, fmt.Errorf("%w: json_key %q is set but the secret is not a JSON object", ErrSecretFormat, ref.JSONKey))
+			return fail(true, fmt.Errorf("%w: json_key %q is set but the secret is not a JSON object", ErrFormat, ref.JSONKey))
 		}
 		v, ok := fields[ref.JSONKey]
 		if !ok {
-			return fail(true, fmt.Errorf("%w: the JSON secret has no key %q", ErrSecretFormat, ref.JSONKey))
+			return fail(true, fmt.Errorf("%w: the JSON secret has no key %q", ErrFormat, ref.JSONKey))
 		}
 		s, isString := v.(string)
 		if !isString {
-			return fail(true, fmt.Errorf("%w: the JSON secret's key %q is not a string", ErrSecretFormat, ref.JSONKey))
+			return fail(true, fmt.Errorf("%w: the JSON secret's key %q is not a string", ErrFormat, ref.JSONKey))
 		}
 		value = s
 	}
 	if value == "" {
-		return fail(true, ErrSecretEmpty)
+		return fail(true, ErrEmpty)
 	}
 	return NewSecret(value, aws.ToString(resp.VersionId)), nil
 }
@@ -174,7 +174,7 @@ func classify(err error) (terminal bool, _ error) {
 			"ExpiredTokenException", "DecryptionFailure":
 			return true, fmt.Errorf("%w: %s", ErrAccessDenied, apiErr.ErrorMessage())
 		case "ResourceNotFoundException":
-			return true, fmt.Errorf("%w: %s", ErrSecretMissing, apiErr.ErrorMessage())
+			return true, fmt.Errorf("%w: %s", ErrMissing, apiErr.ErrorMessage())
 		case "InvalidRequestException", "InvalidParameterException":
 			return true, fmt.Errorf("%s: %s", apiErr.ErrorCode(), apiErr.ErrorMessage())
 		}

@@ -1,4 +1,4 @@
-package bootstrap
+package secrets
 
 import (
 	"context"
@@ -66,17 +66,17 @@ func TestFetchRetriesOnlyWhatIsWorthRetrying(t *testing.T) {
 		{"ServerErrorThenSuccess", []scripted{{500, `{"__type":"InternalServiceError","message":"boom"}`}, {500, `{"__type":"InternalServiceError"}`}, {200, okBody}}, 3, nil, false},
 		{"ThrottledThenSuccess", []scripted{{400, `{"__type":"ThrottlingException","message":"Rate exceeded"}`}, {200, okBody}}, 2, nil, false},
 		{"AccessDeniedNotRetried", []scripted{{400, `{"__type":"AccessDeniedException","message":"not authorized"}`}}, 1, ErrAccessDenied, true},
-		{"NotFoundNotRetried", []scripted{{400, `{"__type":"ResourceNotFoundException","message":"Secrets Manager can't find the specified secret."}`}}, 1, ErrSecretMissing, true},
+		{"NotFoundNotRetried", []scripted{{400, `{"__type":"ResourceNotFoundException","message":"Secrets Manager can't find the specified secret."}`}}, 1, ErrMissing, true},
 		{"KMSDecryptDenied", []scripted{{400, `{"__type":"DecryptionFailure","message":"kms"}`}}, 1, ErrAccessDenied, true},
 		{"PersistentServerErrorGivesUp", []scripted{{503, `{"__type":"ServiceUnavailable"}`}}, 3, nil, false},
-		{"EmptySecret", []scripted{{200, `{"Name":"s","SecretString":""}`}}, 1, ErrSecretEmpty, true},
-		{"BinarySecret", []scripted{{200, `{"Name":"s","SecretBinary":"AAEC"}`}}, 1, ErrSecretFormat, true},
+		{"EmptySecret", []scripted{{200, `{"Name":"s","SecretString":""}`}}, 1, ErrEmpty, true},
+		{"BinarySecret", []scripted{{200, `{"Name":"s","SecretBinary":"AAEC"}`}}, 1, ErrFormat, true},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
 			srv, calls := fakeSecretsManager(t, tc.script...)
-			api := NewSecretsClient(testAWSConfig(), srv.URL, 3, 5*time.Second)
+			api := NewClient(testAWSConfig(), srv.URL, 3, 5*time.Second)
 			sec, err := fetchOne(context.Background(), api, "keystore_password", config.SecretRef{ID: "WalletSecret"}, 20*time.Second)
 			if got := calls.Load(); got != tc.wantCalls {
 				t.Errorf("%d calls, want %d", got, tc.wantCalls)
@@ -88,7 +88,7 @@ func TestFetchRetriesOnlyWhatIsWorthRetrying(t *testing.T) {
 				}
 				return
 			}
-			var se *SecretError
+			var se *Error
 			if !errors.As(err, &se) || se.Terminal != tc.terminal || se.Key != "keystore_password" || se.ID != "WalletSecret" {
 				t.Fatalf("got %#v", err)
 			}
@@ -104,9 +104,9 @@ func TestFetchRetriesOnlyWhatIsWorthRetrying(t *testing.T) {
 
 func TestFetchTimesOutWithTheBound(t *testing.T) {
 	srv, _ := fakeSecretsManager(t, scripted{status: 0})
-	api := NewSecretsClient(testAWSConfig(), srv.URL, 3, 5*time.Second)
+	api := NewClient(testAWSConfig(), srv.URL, 3, 5*time.Second)
 	_, err := fetchOne(context.Background(), api, "api_password", config.SecretRef{ID: "ApiSecret"}, 300*time.Millisecond)
-	var se *SecretError
+	var se *Error
 	if !errors.As(err, &se) || se.Terminal || !strings.Contains(err.Error(), "timed out after 300ms") {
 		t.Fatalf("got %v", err)
 	}
@@ -125,7 +125,7 @@ func TestFetchJSONKey(t *testing.T) {
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
 			srv, _ := fakeSecretsManager(t, scripted{200, tc.body})
-			api := NewSecretsClient(testAWSConfig(), srv.URL, 1, time.Second)
+			api := NewClient(testAWSConfig(), srv.URL, 1, time.Second)
 			sec, err := fetchOne(context.Background(), api, "database_password", config.SecretRef{ID: "DBSecret", JSONKey: tc.key}, 5*time.Second)
 			if tc.ok {
 				if err != nil || sec.Reveal() != "db-Password-0123456789" {
@@ -133,7 +133,7 @@ func TestFetchJSONKey(t *testing.T) {
 				}
 				return
 			}
-			if !errors.Is(err, ErrSecretFormat) || strings.Contains(err.Error(), "db-Password") {
+			if !errors.Is(err, ErrFormat) || strings.Contains(err.Error(), "db-Password") {
 				t.Fatalf("got %v", err)
 			}
 		})
@@ -144,7 +144,7 @@ func TestFetchJSONKey(t *testing.T) {
 func TestFetchFromMoto(t *testing.T) {
 	moto := testenv.MotoT(t)
 	ctx := context.Background()
-	api := NewSecretsClient(testAWSConfig(), moto.URL, 3, 5*time.Second)
+	api := NewClient(testAWSConfig(), moto.URL, 3, 5*time.Second)
 	create := func(name, value string) {
 		if _, err := api.CreateSecret(ctx, &secretsmanager.CreateSecretInput{Name: aws.String(name), SecretString: aws.String(value)}); err != nil {
 			t.Fatalf("create %s: %v", name, err)
@@ -158,7 +158,7 @@ func TestFetchFromMoto(t *testing.T) {
 		APIPassword:      config.SecretRef{ID: "ApiSecret"},
 		KeystorePassword: config.SecretRef{ID: "WalletSecret"},
 	}
-	got, err := FetchSecrets(ctx, api, refs, "ops@example.com", 10*time.Second)
+	got, err := Fetch(ctx, api, refs, "ops@example.com", 10*time.Second)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -167,9 +167,9 @@ func TestFetchFromMoto(t *testing.T) {
 		t.Errorf("unexpected values or version ids")
 	}
 	refs.APIPassword.ID = "NoSuchSecret"
-	_, err = FetchSecrets(ctx, api, refs, "ops@example.com", 10*time.Second)
-	var se *SecretError
-	if !errors.As(err, &se) || !se.Terminal || !errors.Is(err, ErrSecretMissing) || se.Key != "api_password" {
+	_, err = Fetch(ctx, api, refs, "ops@example.com", 10*time.Second)
+	var se *Error
+	if !errors.As(err, &se) || !se.Terminal || !errors.Is(err, ErrMissing) || se.Key != "api_password" {
 		t.Fatalf("missing secret: got %v", err)
 	}
 }

@@ -11,11 +11,12 @@ import (
 	"github.com/jackc/pgx/v5"
 
 	"github.com/cl-agent/cl-agent/agent"
-	"github.com/cl-agent/cl-agent/agent/bootstrap"
 	"github.com/cl-agent/cl-agent/agent/config"
 	"github.com/cl-agent/cl-agent/agent/container"
 	"github.com/cl-agent/cl-agent/agent/exitcode"
 	"github.com/cl-agent/cl-agent/agent/fsutil"
+	"github.com/cl-agent/cl-agent/agent/nodefiles"
+	"github.com/cl-agent/cl-agent/agent/secrets"
 )
 
 // checkTimeout bounds the checks that have no configured bound of their own (Docker, the database).
@@ -67,7 +68,7 @@ func runCheck(ctx context.Context, args []string, out, errOut io.Writer) error {
 	line("docker", checkDocker(ctx), "engine answers")
 	img, err := h.ResolveImage(ctx)
 	if line("image", err, img.String()) || h.Config.Node.Format != "auto" {
-		if format, err := bootstrap.FormatFor(h.Config.Node.Format, img.Tag); err == nil {
+		if format, err := nodefiles.FormatFor(h.Config.Node.Format, img.Tag); err == nil {
 			note(out, "format", formatNote(format, h.Config.Container.Name))
 		}
 	}
@@ -77,12 +78,12 @@ func runCheck(ctx context.Context, args []string, out, errOut io.Writer) error {
 		skip("secrets", "database")
 		return done()
 	}
-	secrets, err := h.FetchSecrets(ctx)
+	nodeSecrets, err := h.FetchSecrets(ctx)
 	if !line("secrets", err, "database_password, api_password and keystore_password fetched and meet the node's rules") {
 		skip("database")
 		return done()
 	}
-	version, err := checkDatabase(ctx, h.Config, secrets.DatabasePassword)
+	version, err := checkDatabase(ctx, h.Config, nodeSecrets.DatabasePassword)
 	line("database", err, version)
 	return done()
 }
@@ -133,8 +134,8 @@ func secretsDirNote(dir string) checkNote {
 
 // formatNote warns about what the 1.x format cannot avoid: the node reads its settings only from its environment,
 // so the database URL, password included, is part of the container's configuration.
-func formatNote(format bootstrap.Format, container string) checkNote {
-	if format != bootstrap.FormatEnv {
+func formatNote(format nodefiles.Format, container string) checkNote {
+	if format != nodefiles.FormatEnv {
 		return checkNote{}
 	}
 	return checkNote{text: fmt.Sprintf("1.x .env format: the node reads its settings only from its environment, so "+
@@ -153,10 +154,10 @@ func checkDocker(ctx context.Context) error {
 }
 
 // checkDatabase connects as the node will (same URL, TLS settings and password) and reports the server version.
-func checkDatabase(ctx context.Context, c *config.Config, password bootstrap.Secret) (string, error) {
+func checkDatabase(ctx context.Context, c *config.Config, password secrets.Secret) (string, error) {
 	ctx, cancel := context.WithTimeout(ctx, checkTimeout)
 	defer cancel()
-	conn, err := pgx.Connect(ctx, bootstrap.DatabaseURL(c.Node.Database, password.Reveal(), ""))
+	conn, err := pgx.Connect(ctx, nodefiles.DatabaseURL(c.Node.Database, password.Reveal(), ""))
 	if err != nil {
 		// pgx masks the password in its errors; the redactor would catch it anyway.
 		return "", fmt.Errorf("connect to %s:%d/%s as %s (bound %s): %w", c.Node.Database.Host, c.Node.Database.Port,

@@ -7,8 +7,8 @@ import (
 	"syscall"
 	"testing"
 
-	"github.com/cl-agent/cl-agent/agent/bootstrap"
 	"github.com/cl-agent/cl-agent/agent/fsutil"
+	"github.com/cl-agent/cl-agent/agent/nodefiles"
 )
 
 // TestSecretsDirNote: check says whether container.secrets_dir is on tmpfs, and warns when it is not; a
@@ -54,13 +54,13 @@ func TestSecretsDirNote(t *testing.T) {
 // TestFormatNote: the 1.x format puts the database URL with its password in the container's environment; check
 // says so and how to avoid it. Nothing is said for 2.x.
 func TestFormatNote(t *testing.T) {
-	n := formatNote(bootstrap.FormatEnv, "chainlink")
+	n := formatNote(nodefiles.FormatEnv, "chainlink")
 	for _, s := range []string{"DATABASE_URL", "database password", "docker inspect chainlink", "node.format toml", "2.x"} {
 		if !strings.Contains(n.text, s) {
 			t.Errorf("%q does not say %q", n.text, s)
 		}
 	}
-	if n := formatNote(bootstrap.FormatTOML, "chainlink"); n.text != "" {
+	if n := formatNote(nodefiles.FormatTOML, "chainlink"); n.text != "" {
 		t.Errorf("a note for 2.x: %q", n.text)
 	}
 }

@@ -9,21 +9,21 @@ import (
 	"path/filepath"
 
 	"github.com/cl-agent/cl-agent/agent"
-	"github.com/cl-agent/cl-agent/agent/bootstrap"
 	"github.com/cl-agent/cl-agent/agent/fsutil"
 	"github.com/cl-agent/cl-agent/agent/logging"
+	"github.com/cl-agent/cl-agent/agent/nodefiles"
 )
 
-// renderValidator, when set, runs the node's own `validate` on the files render wrote (bootstrap.NodeValidator);
+// renderValidator, when set, runs the node's own `validate` on the files render wrote (nodefiles.Validator);
 // a refusal shreds them and exits 2. None is set in the shipped binary: the agent does not carry the node's image.
 // Tests set it (a fake, or internal/realnode's run of the real image).
-var renderValidator bootstrap.NodeValidator
+var renderValidator nodefiles.Validator
 
 // runRender writes the node's files once, exactly as the daemon would (modes, owner, all or nothing), and exits.
 // It replaces the old create-env / create-password / create-api scripts. Everything is fetched and checked
 // before the first byte is written: the configuration (node.link_contract's EIP-55 case, extra_toml's rules) at
 // load, the passwords against the node's rules that do not depend on its database. The keystore password's strength
-// rule applies only to an empty keystore, which render does not look at (the daemon does, bootstrap.CheckKeystore).
+// rule applies only to an empty keystore, which render does not look at (the daemon does, secrets.CheckKeystore).
 func runRender(ctx context.Context, args []string, out, errOut io.Writer) error {
 	f := newFlags("render", errOut)
 	dir := f.String("out", "", "a new or empty directory to write the files into (made 0700, owned by container.user)")
@@ -74,11 +74,11 @@ func runRender(ctx context.Context, args []string, out, errOut io.Writer) error 
 		r.Wipe()
 		return err
 	}
-	if err := bootstrap.WriteNodeFiles(*dir, r, bootstrap.NodeOwner(h.Config.Container)); err != nil {
+	if err := nodefiles.Write(*dir, r, nodefiles.Owner(h.Config.Container)); err != nil {
 		return err
 	}
-	if err := bootstrap.ValidateWithNode(ctx, renderValidator, bootstrap.NodeFilesFor(h.Config, r.Format, *dir)); err != nil {
-		if serr := bootstrap.ShredNodeFiles(*dir); serr != nil {
+	if err := nodefiles.ValidateWithNode(ctx, renderValidator, nodefiles.WrittenFor(h.Config, r.Format, *dir)); err != nil {
+		if serr := nodefiles.Shred(*dir); serr != nil {
 			return errors.Join(err, fmt.Errorf("shred the refused files in %s: %w", *dir, serr))
 		}
 		return err

@@ -22,8 +22,8 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/pelletier/go-toml/v2"
 
-	"github.com/cl-agent/cl-agent/agent/bootstrap"
 	"github.com/cl-agent/cl-agent/agent/logging"
+	"github.com/cl-agent/cl-agent/agent/nodefiles"
 	"github.com/cl-agent/cl-agent/internal/standin"
 	"github.com/cl-agent/cl-agent/internal/testenv"
 )
@@ -350,10 +350,10 @@ func TestRenderAcceptsWhatTheNodeAccepts(t *testing.T) {
 // TestRenderRunsTheNodeValidator: with a validator hooked in, render hands it the written files; a refusal exits 2
 // with the node's reason and leaves no file behind.
 func TestRenderRunsTheNodeValidator(t *testing.T) {
-	var seen []bootstrap.NodeFiles
+	var seen []nodefiles.Written
 	refuse := errors.New("Invalid configuration: Log.Colour: missing field")
-	validate := func(answer error) bootstrap.NodeValidator {
-		return bootstrap.NodeValidatorFunc(func(_ context.Context, f bootstrap.NodeFiles) error {
+	validate := func(answer error) nodefiles.Validator {
+		return nodefiles.ValidatorFunc(func(_ context.Context, f nodefiles.Written) error {
 			if _, err := os.Stat(filepath.Join(f.SecretsDir, "config.toml")); err != nil {
 				t.Errorf("the validator runs before the files are written: %v", err)
 			}
@@ -368,7 +368,7 @@ func TestRenderRunsTheNodeValidator(t *testing.T) {
 	if code, _, stderr := cli(t, "render", "--config", writeConfig(t, "toml"), "--out", dir); code != 0 {
 		t.Fatalf("accepted: exit %d: %s", code, stderr)
 	}
-	if len(seen) != 1 || seen[0].SecretsDir != dir || !slices.Equal(seen[0].Args, bootstrap.ValidateArgs()) {
+	if len(seen) != 1 || seen[0].SecretsDir != dir || !slices.Equal(seen[0].Args, nodefiles.ValidateArgs()) {
 		t.Fatalf("validator saw %+v", seen)
 	}
 

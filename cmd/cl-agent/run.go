@@ -12,13 +12,14 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/cl-agent/cl-agent/agent"
-	"github.com/cl-agent/cl-agent/agent/bootstrap"
 	"github.com/cl-agent/cl-agent/agent/container"
 	"github.com/cl-agent/cl-agent/agent/control"
 	"github.com/cl-agent/cl-agent/agent/fsutil"
 	"github.com/cl-agent/cl-agent/agent/health"
 	"github.com/cl-agent/cl-agent/agent/image"
 	"github.com/cl-agent/cl-agent/agent/leader"
+	"github.com/cl-agent/cl-agent/agent/nodefiles"
+	"github.com/cl-agent/cl-agent/agent/secrets"
 )
 
 // runDaemon is `cl-agent run`: the daemon systemd starts. Logs are JSON lines on stdout (journald).
@@ -61,7 +62,7 @@ func runDaemon(ctx context.Context, args []string, out, errOut io.Writer) error 
 	if cfg.Leader.Enabled {
 		o.Election = election(h)
 	}
-	o.ChangeAPIPassword = func(ctx context.Context, held, rotated bootstrap.Secret) error {
+	o.ChangeAPIPassword = func(ctx context.Context, held, rotated secrets.Secret) error {
 		ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 		defer cancel()
 		return health.ChangeAPIPassword(ctx, fmt.Sprintf("http://127.0.0.1:%d", cfg.Container.HostPort), cfg.Node.APIEmail,
@@ -158,10 +159,10 @@ func checkResults(svc *health.Service) []control.Check {
 
 // election builds the elector and the takeover check for a database password: the lock session logs in as the
 // node does (same database, user and password).
-func election(h *agent.Host) func(bootstrap.Secret) (agent.Elector, agent.Takeover, error) {
+func election(h *agent.Host) func(secrets.Secret) (agent.Elector, agent.Takeover, error) {
 	cfg := h.Config
-	return func(password bootstrap.Secret) (agent.Elector, agent.Takeover, error) {
-		connConfig, err := pgx.ParseConfig(bootstrap.DatabaseURL(cfg.Node.Database, password.Reveal(), ""))
+	return func(password secrets.Secret) (agent.Elector, agent.Takeover, error) {
+		connConfig, err := pgx.ParseConfig(nodefiles.DatabaseURL(cfg.Node.Database, password.Reveal(), ""))
 		if err != nil {
 			return nil, nil, fmt.Errorf("node.database: %w", err)
 		}

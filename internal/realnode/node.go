@@ -13,7 +13,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/cl-agent/cl-agent/agent/bootstrap"
+	"github.com/cl-agent/cl-agent/agent/nodefiles"
 )
 
 // Where a node's files are inside its container, and who it runs as: as agent/container.Spec has them.
@@ -35,9 +35,9 @@ const (
 // Files is what a node container gets from the host.
 type Files struct {
 	// SecretsDir holds the rendered files (config.toml, secrets.toml, .password, .api), mounted read-only at
-	// bootstrap.SecretsMount.
+	// nodefiles.SecretsMount.
 	SecretsDir string
-	// DataDir is the node's RootDir, mounted read-write at bootstrap.DataMount; it must be writable by UID.
+	// DataDir is the node's RootDir, mounted read-write at nodefiles.DataMount; it must be writable by UID.
 	// Validate makes a throwaway one when it is empty.
 	DataDir string
 	// ReadOnly are host paths mounted read-only at the same path (e.g. the database CA of sslrootcert).
@@ -46,8 +46,8 @@ type Files struct {
 
 func (f Files) mountArgs() []string {
 	args := []string{
-		"--mount", "type=bind,source=" + f.SecretsDir + ",target=" + bootstrap.SecretsMount + ",readonly",
-		"--mount", "type=bind,source=" + f.DataDir + ",target=" + bootstrap.DataMount,
+		"--mount", "type=bind,source=" + f.SecretsDir + ",target=" + nodefiles.SecretsMount + ",readonly",
+		"--mount", "type=bind,source=" + f.DataDir + ",target=" + nodefiles.DataMount,
 	}
 	for _, p := range f.ReadOnly {
 		args = append(args, "--mount", "type=bind,source="+p+",target="+p+",readonly")
@@ -83,8 +83,8 @@ func Validate(t testing.TB, image string, f Files) (output string, err error) {
 	t.Cleanup(func() { removeContainer(name) })
 	args := append([]string{"run", "--rm", "--name", name, "--network", "bridge", "--user", User}, f.mountArgs()...)
 	args = append(args, image, "node",
-		"-config", bootstrap.SecretsMount+"/"+bootstrap.ConfigFile,
-		"-secrets", bootstrap.SecretsMount+"/"+bootstrap.SecretsFile, "validate")
+		"-config", nodefiles.SecretsMount+"/"+nodefiles.ConfigFile,
+		"-secrets", nodefiles.SecretsMount+"/"+nodefiles.SecretsFile, "validate")
 	out, err := exec.CommandContext(ctx, "docker", args...).CombinedOutput()
 	if ctx.Err() != nil {
 		return string(out), fmt.Errorf("node validate timed out after %s: %w", validateTimeout, ctx.Err())
@@ -108,7 +108,7 @@ type Node struct {
 }
 
 // Start runs the real node: image with cmd (the arguments after the `chainlink` entrypoint, e.g. a rendered
-// bootstrap.Rendered.Cmd) on the files in f, detached, and returns once the container runs. It does not wait
+// nodefiles.Rendered.Cmd) on the files in f, detached, and returns once the container runs. It does not wait
 // for the node: see WaitReady. The container is removed at cleanup; if the test failed, its log is attached.
 func Start(t testing.TB, image string, f Files, cmd []string) *Node {
 	t.Helper()
@@ -122,13 +122,13 @@ func Start(t testing.TB, image string, f Files, cmd []string) *Node {
 	})
 	args := append([]string{"run", "-d", "--name", name, "--network", "bridge", "--user", User,
 		"--stop-timeout", strconv.Itoa(int(stopTimeout.Seconds())),
-		"--publish", "127.0.0.1::" + strconv.Itoa(bootstrap.NodePort)}, f.mountArgs()...)
+		"--publish", "127.0.0.1::" + strconv.Itoa(nodefiles.NodePort)}, f.mountArgs()...)
 	args = append(append(args, image), cmd...)
 	if _, err := docker(args...); err != nil {
 		t.Fatalf("realnode: start node: %v", err)
 	}
 	n.Started = time.Now()
-	hostPort, err := docker("port", name, strconv.Itoa(bootstrap.NodePort)+"/tcp")
+	hostPort, err := docker("port", name, strconv.Itoa(nodefiles.NodePort)+"/tcp")
 	if err != nil {
 		t.Fatalf("realnode: published port of %s: %v", name, err)
 	}

@@ -9,8 +9,10 @@ import (
 	"testing"
 	"time"
 
-	"github.com/cl-agent/cl-agent/agent/bootstrap"
 	"github.com/cl-agent/cl-agent/agent/config"
+	"github.com/cl-agent/cl-agent/agent/identity"
+	"github.com/cl-agent/cl-agent/agent/nodefiles"
+	"github.com/cl-agent/cl-agent/agent/secrets"
 	"github.com/cl-agent/cl-agent/internal/testenv"
 )
 
@@ -21,13 +23,13 @@ const (
 	ClosedChainHTTP = "http://127.0.0.1:1"
 )
 
-// Setup is a node's files as the agent renders them (bootstrap.Render, TOML generation) for a fresh database in a
-// test PostgreSQL, written the way the agent writes them (bootstrap.WriteNodeFiles: 0400, owned by the node).
+// Setup is a node's files as the agent renders them (nodefiles.Render, TOML generation) for a fresh database in a
+// test PostgreSQL, written the way the agent writes them (nodefiles.Write: 0400, owned by the node).
 type Setup struct {
 	Config   *config.Config
-	Identity bootstrap.Identity
+	Identity identity.Identity
 	// Secrets are the values rendered into the files (the database password also owns the database's role).
-	Secrets bootstrap.NodeSecrets
+	Secrets secrets.NodeSecrets
 	// Files are the rendered secrets directory, the database CA, and an empty data directory. Start more nodes on
 	// the same database with Files.DataDir replaced by a fresh DataDir(t), as a second host would.
 	Files Files
@@ -66,14 +68,14 @@ func Render(t testing.TB, pg *testenv.Postgres, opts ...SetupOption) *Setup {
 	}
 	suffix := randomHex(6)
 	dbName, dbUser := "chainlink_"+suffix, "node_"+suffix
-	secrets := bootstrap.NodeSecrets{
-		DatabasePassword: bootstrap.NewSecret("db:p@ss/w?rd#"+randomHex(8), "test"),
-		APIPassword:      bootstrap.NewSecret("api-P@ssword-"+randomHex(8), "test"),
-		KeystorePassword: bootstrap.NewSecret("keystore-P@ssword-"+randomHex(8), "test"),
+	nodeSecrets := secrets.NodeSecrets{
+		DatabasePassword: secrets.NewSecret("db:p@ss/w?rd#"+randomHex(8), "test"),
+		APIPassword:      secrets.NewSecret("api-P@ssword-"+randomHex(8), "test"),
+		KeystorePassword: secrets.NewSecret("keystore-P@ssword-"+randomHex(8), "test"),
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	if err := pg.CreateDatabase(ctx, dbName, dbUser, secrets.DatabasePassword.Reveal()); err != nil {
+	if err := pg.CreateDatabase(ctx, dbName, dbUser, nodeSecrets.DatabasePassword.Reveal()); err != nil {
 		t.Fatalf("realnode: %v", err)
 	}
 
@@ -89,20 +91,20 @@ node:
 	if err != nil {
 		t.Fatalf("realnode: agent config: %v", err)
 	}
-	id := bootstrap.Identity{InstanceID: cfg.Instance.ID, Region: cfg.Instance.Region}
-	r, err := bootstrap.Render(cfg, id, secrets, bootstrap.FormatTOML)
+	id := identity.Identity{InstanceID: cfg.Instance.ID, Region: cfg.Instance.Region}
+	r, err := nodefiles.Render(cfg, id, nodeSecrets, nodefiles.FormatTOML)
 	if err != nil {
 		t.Fatalf("realnode: render: %v", err)
 	}
 	cmd := r.Cmd
 	secretsDir := filepath.Join(t.TempDir(), "node-secrets")
-	if err := bootstrap.WriteNodeFiles(secretsDir, r, bootstrap.NodeOwner(cfg.Container)); err != nil {
+	if err := nodefiles.Write(secretsDir, r, nodefiles.Owner(cfg.Container)); err != nil {
 		t.Fatalf("realnode: write node files: %v", err)
 	}
 	return &Setup{
 		Config:   cfg,
 		Identity: id,
-		Secrets:  secrets,
+		Secrets:  nodeSecrets,
 		Files:    Files{SecretsDir: secretsDir, DataDir: DataDir(t), ReadOnly: []string{pg.CAFile}},
 		Cmd:      cmd,
 	}
