@@ -12,6 +12,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/cl-agent/cl-agent/agent/config"
+	"github.com/cl-agent/cl-agent/agent/container"
 	"github.com/cl-agent/cl-agent/agent/fsutil"
 	"github.com/cl-agent/cl-agent/agent/identity"
 	"github.com/cl-agent/cl-agent/agent/image"
@@ -131,5 +132,20 @@ func (h *Host) WarnIfNotTmpfs(dir string) {
 	if ok, err := fsutil.IsTmpfs(dir); err == nil && !ok {
 		h.Log.Warn("the secrets directory is not on tmpfs: the node's secrets touch a disk while it starts",
 			zap.String("dir", dir))
+	}
+}
+
+// Warm is the production warm-up of a standby: resolve the image, pull it, fetch and check the secrets.
+func (h *Host) Warm(engine container.Engine) func(ctx context.Context) (image.Image, secrets.NodeSecrets, error) {
+	return func(ctx context.Context) (image.Image, secrets.NodeSecrets, error) {
+		img, err := h.ResolveImage(ctx)
+		if err != nil {
+			return image.Image{}, secrets.NodeSecrets{}, err
+		}
+		if err := container.EnsureImage(ctx, engine, img.Ref(), container.DefaultPullInactivity, container.DefaultPullTimeout, h.Log); err != nil {
+			return image.Image{}, secrets.NodeSecrets{}, err
+		}
+		s, err := h.FetchSecrets(ctx)
+		return img, s, err
 	}
 }

@@ -20,11 +20,12 @@ import (
 	"github.com/jonboulle/clockwork"
 
 	"github.com/cl-agent/cl-agent/agent"
-	"github.com/cl-agent/cl-agent/agent/bootstrap"
 	"github.com/cl-agent/cl-agent/agent/container"
 	"github.com/cl-agent/cl-agent/agent/control"
 	"github.com/cl-agent/cl-agent/agent/image"
 	"github.com/cl-agent/cl-agent/agent/leader"
+	"github.com/cl-agent/cl-agent/agent/nodefiles"
+	"github.com/cl-agent/cl-agent/agent/secrets"
 	"github.com/cl-agent/cl-agent/agent/state"
 )
 
@@ -38,7 +39,7 @@ type Node interface {
 // NodeHooks are what the daemon gives each term's supervisor: the files to write, the work before every start,
 // and a callback for every status change (so /readyz follows the node at once, not at the next tick).
 type NodeHooks struct {
-	Render      func(context.Context) (*bootstrap.Rendered, error)
+	Render      func(context.Context) (*nodefiles.Rendered, error)
 	BeforeStart func(context.Context) error
 	OnStatus    func(container.Status)
 }
@@ -97,14 +98,14 @@ type Options struct {
 	Host *agent.Host
 	// Election builds the elector and takeover logging in with the database password given; it is called again
 	// when that secret rotates. Nil: no leader election (leader.enabled: false).
-	Election func(dbPassword bootstrap.Secret) (Elector, Takeover, error)
+	Election func(dbPassword secrets.Secret) (Elector, Takeover, error)
 	Notify   Notifier
 	// NewNode builds the supervisor of one term: it runs img with the daemon's hooks.
 	NewNode func(img image.Image, hooks NodeHooks) (Node, error)
 	// Warm prepares what a start needs: the image resolved and pulled, the secrets fetched and checked.
-	Warm func(ctx context.Context) (image.Image, bootstrap.NodeSecrets, error)
+	Warm func(ctx context.Context) (image.Image, secrets.NodeSecrets, error)
 	// Fetch gets the secrets again for a restart or a rotation check. Default Host.FetchSecrets.
-	Fetch func(ctx context.Context) (bootstrap.NodeSecrets, error)
+	Fetch func(ctx context.Context) (secrets.NodeSecrets, error)
 	// Fence stops and removes this host's node container without its supervisor, within its own bound: the
 	// active retries it, holding the lock, when the supervisor could not prove the node stopped. Required with
 	// Election.
@@ -112,7 +113,7 @@ type Options struct {
 	// ChangeAPIPassword moves the node's API user from the held password to the rotated one (the node reads .api
 	// only into an empty database). The active calls it when api_password rotates; until it succeeds the agent
 	// keeps the held password, which the node still takes. Nil: a rotated API password is only held.
-	ChangeAPIPassword func(ctx context.Context, held, rotated bootstrap.Secret) error
+	ChangeAPIPassword func(ctx context.Context, held, rotated secrets.Secret) error
 	// Observer records failovers and the image (metrics). Nil: nobody.
 	Observer Observer
 	// Checks gives the health checks' last results for the status. Nil: none.
@@ -148,7 +149,7 @@ type Daemon struct {
 	holder       string // who holds the lock, as last seen ("" none)
 	lastPeer     string // the last other host seen holding the lock: taking it after that is a failover
 	img          image.Image
-	secrets      bootstrap.NodeSecrets
+	secrets      secrets.NodeSecrets
 	elector      Elector
 	takeover     Takeover
 	electionFor  string // the database password version the elector logs in with
@@ -167,7 +168,7 @@ func New(o Options) (*Daemon, error) {
 		return nil, errors.New("daemon: Fence is required with Election")
 	}
 	if o.ChangeAPIPassword == nil {
-		o.ChangeAPIPassword = func(context.Context, bootstrap.Secret, bootstrap.Secret) error { return nil }
+		o.ChangeAPIPassword = func(context.Context, secrets.Secret, secrets.Secret) error { return nil }
 	}
 	if o.Fetch == nil {
 		o.Fetch = o.Host.FetchSecrets

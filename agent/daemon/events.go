@@ -1,10 +1,10 @@
 package daemon
 
 import (
-	"github.com/cl-agent/cl-agent/agent/bootstrap"
 	"github.com/cl-agent/cl-agent/agent/container"
 	"github.com/cl-agent/cl-agent/agent/image"
 	"github.com/cl-agent/cl-agent/agent/leader"
+	"github.com/cl-agent/cl-agent/agent/secrets"
 	"github.com/cl-agent/cl-agent/agent/state"
 )
 
@@ -34,7 +34,7 @@ type request struct {
 type (
 	warmed struct {
 		img     image.Image
-		secrets bootstrap.NodeSecrets
+		secrets secrets.NodeSecrets
 		err     error
 	}
 	warmDue  struct{} // retry a failed warm-up
@@ -72,7 +72,7 @@ type (
 	restartFetched struct {
 		gen     int
 		reply   chan error
-		secrets bootstrap.NodeSecrets
+		secrets secrets.NodeSecrets
 		err     error
 	}
 	restarted struct {

@@ -9,7 +9,7 @@ import (
 
 	"go.uber.org/zap"
 
-	"github.com/cl-agent/cl-agent/agent/bootstrap"
+	"github.com/cl-agent/cl-agent/agent/nodefiles"
 	"github.com/cl-agent/cl-agent/agent/state"
 )
 
@@ -130,11 +130,11 @@ func (r *running) peerAnswered(pa peerAnswer) phase {
 }
 
 // render gives the supervisor the node's files from the secrets published by the loop.
-func (d *Daemon) render(context.Context) (*bootstrap.Rendered, error) {
+func (d *Daemon) render(context.Context) (*nodefiles.Rendered, error) {
 	d.pub.mu.Lock()
-	img, secrets := d.pub.img, d.pub.secrets
+	img, held := d.pub.img, d.pub.secrets
 	d.pub.mu.Unlock()
-	return d.host.Render(img, secrets)
+	return d.host.Render(img, held)
 }
 
 // beforeStart runs before every start of the node: the previous node is known dead by then (the peer's, after

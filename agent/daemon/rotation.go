@@ -7,9 +7,8 @@ import (
 	"slices"
 	"time"
 
+	"github.com/cl-agent/cl-agent/agent/secrets"
 	"go.uber.org/zap"
-
-	"github.com/cl-agent/cl-agent/agent/bootstrap"
 )
 
 // The secrets' keys, as the log names them.
@@ -24,7 +23,7 @@ const apiNotApplied = "rotated API password not applied yet"
 
 // rotationCheck is the result of looking for rotated secrets: the fresh values and which of them changed.
 type rotationCheck struct {
-	fresh   bootstrap.NodeSecrets
+	fresh   secrets.NodeSecrets
 	changed []string
 	err     error // the fetch failed: nothing changed
 	// apiErr: api_password rotated but the node's user could not be moved to it yet (fresh holds the old value).
@@ -145,11 +144,11 @@ func (r *running) restartDone(ev restarted) {
 }
 
 // rotated lists the secrets whose version changed.
-func rotated(held, fresh bootstrap.NodeSecrets) []string {
+func rotated(held, fresh secrets.NodeSecrets) []string {
 	var changed []string
 	for _, s := range []struct {
 		key        string
-		old, fresh bootstrap.Secret
+		old, fresh secrets.Secret
 	}{
 		{databasePasswordKey, held.DatabasePassword, fresh.DatabasePassword},
 		{apiPasswordKey, held.APIPassword, fresh.APIPassword},

@@ -8,12 +8,12 @@ import (
 
 	"go.uber.org/zap"
 
-	"github.com/cl-agent/cl-agent/agent/bootstrap"
 	"github.com/cl-agent/cl-agent/agent/container"
 	"github.com/cl-agent/cl-agent/agent/control"
 	"github.com/cl-agent/cl-agent/agent/health"
 	"github.com/cl-agent/cl-agent/agent/image"
 	"github.com/cl-agent/cl-agent/agent/leader"
+	"github.com/cl-agent/cl-agent/agent/secrets"
 	"github.com/cl-agent/cl-agent/agent/state"
 )
 
@@ -23,7 +23,7 @@ type published struct {
 	status   control.Status // without the checks, which Status adds when asked
 	lastBeat time.Time
 	img      image.Image
-	secrets  bootstrap.NodeSecrets
+	secrets  secrets.NodeSecrets
 	elector  Elector  // stepdown --wait looks up the holder with it
 	takeover Takeover // the supervisor's BeforeStart expires the stale lease with it
 }

@@ -7,19 +7,21 @@ import (
 	"net"
 	"time"
 
-	"github.com/coreos/go-systemd/v22/daemon"
+	sd "github.com/coreos/go-systemd/v22/daemon"
 	"github.com/jackc/pgx/v5"
 	"go.uber.org/zap"
 
 	"github.com/cl-agent/cl-agent/agent"
 	"github.com/cl-agent/cl-agent/agent/container"
 	"github.com/cl-agent/cl-agent/agent/control"
+	"github.com/cl-agent/cl-agent/agent/daemon"
 	"github.com/cl-agent/cl-agent/agent/fsutil"
 	"github.com/cl-agent/cl-agent/agent/health"
 	"github.com/cl-agent/cl-agent/agent/image"
 	"github.com/cl-agent/cl-agent/agent/leader"
 	"github.com/cl-agent/cl-agent/agent/nodefiles"
 	"github.com/cl-agent/cl-agent/agent/secrets"
+	"github.com/cl-agent/cl-agent/agent/takeover"
 )
 
 // runDaemon is `cl-agent run`: the daemon systemd starts. Logs are JSON lines on stdout (journald).
@@ -48,11 +50,11 @@ func runDaemon(ctx context.Context, args []string, out, errOut io.Writer) error 
 	}
 	defer engine.Close()
 
-	o := agent.DaemonOptions{
+	o := daemon.Options{
 		Host:   h,
 		Notify: systemd{},
 		Warm:   h.Warm(engine),
-		NewNode: func(img image.Image, hooks agent.NodeHooks) (agent.Node, error) {
+		NewNode: func(img image.Image, hooks daemon.NodeHooks) (daemon.Node, error) {
 			return container.NewSupervisor(container.Options{
 				Engine: engine, Logger: h.Log, Config: cfg, Identity: h.Identity, Image: img,
 				Render: hooks.Render, BeforeStart: hooks.BeforeStart, OnStatus: hooks.OnStatus,
@@ -78,7 +80,7 @@ func runDaemon(ctx context.Context, args []string, out, errOut io.Writer) error 
 	// late-bound view of the checks.
 	var svc *health.Service
 	o.Checks = func() []control.Check { return checkResults(svc) }
-	d, err := agent.NewDaemon(o)
+	d, err := daemon.New(o)
 	if err != nil {
 		return err
 	}
@@ -113,7 +115,7 @@ func reachableFromOtherHosts(listen string) bool {
 }
 
 // healthService builds /healthz, /readyz, /metrics, the checks and the CloudWatch publisher.
-func healthService(h *agent.Host, d *agent.Daemon) (*health.Service, error) {
+func healthService(h *agent.Host, d *daemon.Daemon) (*health.Service, error) {
 	c := h.Config
 	hc := c.Health
 	chainID, _ := c.Node.Chain()
@@ -159,9 +161,9 @@ func checkResults(svc *health.Service) []control.Check {
 
 // election builds the elector and the takeover check for a database password: the lock session logs in as the
 // node does (same database, user and password).
-func election(h *agent.Host) func(secrets.Secret) (agent.Elector, agent.Takeover, error) {
+func election(h *agent.Host) func(secrets.Secret) (daemon.Elector, daemon.Takeover, error) {
 	cfg := h.Config
-	return func(password secrets.Secret) (agent.Elector, agent.Takeover, error) {
+	return func(password secrets.Secret) (daemon.Elector, daemon.Takeover, error) {
 		connConfig, err := pgx.ParseConfig(nodefiles.DatabaseURL(cfg.Node.Database, password.Reveal(), ""))
 		if err != nil {
 			return nil, nil, fmt.Errorf("node.database: %w", err)
@@ -175,11 +177,11 @@ func election(h *agent.Host) func(secrets.Secret) (agent.Elector, agent.Takeover
 		if err != nil {
 			return nil, nil, err
 		}
-		return agent.ElectorFrom(e), agent.NewTakeover(connConfig, h.Identity.InstanceID, l.TakeoverGuard, cfg.AWS.CallTimeout), nil
+		return daemon.ElectorFrom(e), daemon.TakeoverFrom(takeover.New(connConfig, h.Identity.InstanceID, l.TakeoverGuard, cfg.AWS.CallTimeout)), nil
 	}
 }
 
 // systemd sends sd_notify messages; outside systemd (no NOTIFY_SOCKET) they are dropped.
 type systemd struct{}
 
-func (systemd) Notify(state string) { _, _ = daemon.SdNotify(false, state) }
+func (systemd) Notify(state string) { _, _ = sd.SdNotify(false, state) }

@@ -1,0 +1,246 @@
+package daemon
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/jonboulle/clockwork"
+
+	"github.com/cl-agent/cl-agent/agent/container"
+	"github.com/cl-agent/cl-agent/agent/leader"
+	"github.com/cl-agent/cl-agent/agent/state"
+)
+
+// fakeTerm is a term the test ends by hand.
+
+type fakeTerm struct {
+	ctx      context.Context
+	cancel   context.CancelCauseFunc
+	at       time.Time
+	released atomic.Bool
+}
+
+var _ Term = (*fakeTerm)(nil)
+
+func newFakeTerm() *fakeTerm {
+	ctx, cancel := context.WithCancelCause(context.Background())
+	return &fakeTerm{ctx: ctx, cancel: cancel, at: time.Now()}
+}
+
+func (t *fakeTerm) Context() context.Context { return t.ctx }
+
+func (t *fakeTerm) Done() <-chan struct{} { return t.ctx.Done() }
+
+func (t *fakeTerm) Err() error { return context.Cause(t.ctx) }
+
+func (t *fakeTerm) AcquiredAt() time.Time { return t.at }
+
+func (t *fakeTerm) Release(context.Context) error {
+	t.released.Store(true)
+	t.cancel(errors.New("released"))
+	return nil
+}
+
+// fakeElector hands out the terms the test sends on grant.
+
+type fakeElector struct {
+	now      func() time.Time // the daemon's clock
+	grant    chan *fakeTerm
+	acquires atomic.Int32
+	lastCall atomic.Int64 // unix nanos of the last Acquire call
+}
+
+var _ Elector = (*fakeElector)(nil)
+
+func (e *fakeElector) Acquire(ctx context.Context, _ func(leader.Holder)) (Term, error) {
+	e.acquires.Add(1)
+	e.lastCall.Store(time.Now().UnixNano())
+	select {
+	case t := <-e.grant:
+		t.at = e.now()
+		return t, nil
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
+}
+
+func (e *fakeElector) Holder(context.Context) (leader.Holder, error) { return leader.Holder{}, nil }
+
+// fakeNode plays the supervisor: it calls beforeStart, is ready at once, and stops when its context ends.
+
+type fakeNode struct {
+	beforeStart func(context.Context) error
+	onStatus    func(container.Status)
+	// stopGate and stopErr play a node that stops only when the test closes the gate, or an engine that cannot
+	// prove it stopped.
+	stopGate chan struct{}
+	stopErr  error
+	// startErr plays a start that keeps failing: the node never gets ready, with this as its last error.
+	startErr string
+	// stopTakes plays a node slow to stop, on clock; stopTimed is closed once that wait began.
+	stopTakes time.Duration
+	clock     clockwork.Clock
+	stopTimed chan struct{}
+	mu        sync.Mutex
+	status    container.Status
+	restarts  int
+	running   atomic.Bool
+}
+
+var _ Node = (*fakeNode)(nil)
+
+func (n *fakeNode) Run(ctx context.Context) error {
+	n.running.Store(true)
+	defer n.running.Store(false)
+	if n.beforeStart != nil {
+		if err := n.beforeStart(ctx); err != nil {
+			return err
+		}
+	}
+	if n.startErr != "" {
+		n.set(container.Status{State: container.StateBackoff, LastError: n.startErr})
+	} else {
+		n.set(container.Status{State: container.StateReady, Ready: true})
+	}
+	<-ctx.Done()
+	if n.stopGate != nil {
+		<-n.stopGate
+	}
+	if n.stopTakes > 0 {
+		stopped := n.clock.After(n.stopTakes)
+		close(n.stopTimed)
+		<-stopped
+	}
+	n.set(container.Status{State: container.StateStopped})
+	return n.stopErr
+}
+
+func (n *fakeNode) Restart(context.Context) error {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	n.restarts++
+	return nil
+}
+
+func (n *fakeNode) Status() container.Status {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	return n.status
+}
+
+func (n *fakeNode) set(s container.Status) {
+	n.mu.Lock()
+	n.status = s
+	n.mu.Unlock()
+	if n.onStatus != nil {
+		n.onStatus(s)
+	}
+}
+
+type fakeTakeover struct {
+	gone      atomic.Bool
+	expired   atomic.Int32
+	peerReady atomic.Bool
+	asked     atomic.Int32
+	reports   atomic.Int32
+	checks    atomic.Int32
+	// lastReport is the last health published ("healthy: detail"); expiredBy the password version of the
+	// takeover that expired the stale lease last.
+	lastReport atomic.Pointer[string]
+	expiredBy  atomic.Pointer[string]
+}
+
+func (f *fakeTakeover) PublishHealth(_ context.Context, _ state.Role, healthy bool, detail string) error {
+	f.reports.Add(1)
+	r := fmt.Sprintf("%v: %s", healthy, detail)
+	f.lastReport.Store(&r)
+	return nil
+}
+
+func (f *fakeTakeover) PeerReady(context.Context) (bool, string, error) {
+	f.asked.Add(1)
+	return f.peerReady.Load(), "test", nil
+}
+
+func (f *fakeTakeover) Watch(context.Context) (Watch, error) { return fakeWatch{f}, nil }
+
+func (f *fakeTakeover) ExpireStaleLease(context.Context) error { f.expired.Add(1); return nil }
+
+func (f *fakeTakeover) Close() {}
+
+type fakeWatch struct{ f *fakeTakeover }
+
+func (w fakeWatch) Check(context.Context) (bool, string, error) {
+	w.f.checks.Add(1)
+	return w.f.gone.Load(), "test", nil
+}
+
+func (w fakeWatch) Close() {}
+
+// versionedTakeover is the harness's takeover as built for one database password version.
+
+type versionedTakeover struct {
+	*fakeTakeover
+	version string
+}
+
+func (v versionedTakeover) ExpireStaleLease(ctx context.Context) error {
+	v.expiredBy.Store(&v.version)
+	return v.fakeTakeover.ExpireStaleLease(ctx)
+}
+
+type recorder struct {
+	mu    sync.Mutex
+	notes []string
+}
+
+func (r *recorder) Notify(s string) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.notes = append(r.notes, s)
+}
+
+func (r *recorder) has(prefix string) bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for _, n := range r.notes {
+		if strings.HasPrefix(n, prefix) {
+			return true
+		}
+	}
+	return false
+}
+
+func (r *recorder) contains(text string) bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for _, n := range r.notes {
+		if strings.Contains(n, text) {
+			return true
+		}
+	}
+	return false
+}
+
+func (r *recorder) all() []string {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return append([]string(nil), r.notes...)
+}
+
+func (r *recorder) count(prefix string) int {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	n := 0
+	for _, note := range r.notes {
+		if strings.HasPrefix(note, prefix) {
+			n++
+		}
+	}
+	return n
+}

@@ -1,0 +1,226 @@
+package daemon
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/jonboulle/clockwork"
+	"go.uber.org/zap"
+
+	"github.com/cl-agent/cl-agent/agent"
+	"github.com/cl-agent/cl-agent/agent/config"
+	"github.com/cl-agent/cl-agent/agent/control"
+	"github.com/cl-agent/cl-agent/agent/identity"
+	"github.com/cl-agent/cl-agent/agent/image"
+	"github.com/cl-agent/cl-agent/agent/secrets"
+	"github.com/cl-agent/cl-agent/agent/state"
+	"github.com/cl-agent/cl-agent/internal/testenv"
+)
+
+type harness struct {
+	nodeSick  atomic.Bool  // the health checks say the node fails
+	elections atomic.Int32 // how often the daemon built an elector
+	version   atomic.Int32 // the secrets' version id that fetch returns
+	fetches   atomic.Int32
+	fetchErr  atomic.Pointer[error]
+	// fenceFails is how many more fence attempts fail; fences counts them all.
+	fenceFails atomic.Int32
+	fences     atomic.Int32
+	// apiVersion, when set, is the API password's version alone (a rotation of that secret only); apiChanges
+	// records the node-side changes asked for ("held->rotated"), apiChangeErr fails them.
+	apiVersion   atomic.Int32
+	apiChanges   chan string
+	apiChangeErr atomic.Pointer[error]
+	d            *Daemon
+	elector      *fakeElector
+	takeover     *fakeTakeover
+	notes        *recorder
+	nodes        chan *fakeNode
+	cancel       context.CancelFunc
+	done         chan error
+}
+
+// setup is what a test changes before the daemon starts.
+
+type setup struct {
+	leader bool
+	config func(*config.Config)
+	warm   error
+	node   func(*fakeNode) // applied to every node the daemon makes
+	clock  clockwork.Clock // nil: the real clock
+}
+
+func start(t *testing.T, leaderEnabled bool, edit func(*config.Config), warmErr error) *harness {
+	t.Helper()
+	return startWith(t, setup{leader: leaderEnabled, config: edit, warm: warmErr})
+}
+
+// startWith starts a daemon on fakes, as set up.
+
+func startWith(t *testing.T, su setup) *harness {
+	t.Helper()
+	cfg := config.Default()
+	cfg.Leader.Enabled = su.leader
+	cfg.Leader.TakeoverGuard = 300 * time.Millisecond
+	cfg.Leader.StepdownHold = 300 * time.Millisecond
+	cfg.Secrets.PollInterval = 0
+	if su.config != nil {
+		su.config(&cfg)
+	}
+	h := &harness{notes: &recorder{}, nodes: make(chan *fakeNode, 10), done: make(chan error, 1), apiChanges: make(chan string, 10)}
+	o := Options{
+		Host:   &agent.Host{Config: &cfg, Log: zap.NewNop(), Identity: identity.Identity{InstanceID: "i-0aaa"}},
+		Notify: h.notes,
+		Tick:   10 * time.Millisecond,
+		Clock:  su.clock,
+		Warm: func(context.Context) (image.Image, secrets.NodeSecrets, error) {
+			return image.Image{Repository: "r", Tag: "2.10.0", Digest: "sha256:" + strings.Repeat("a", 64)}, h.secrets(), su.warm
+		},
+		Fetch: func(context.Context) (secrets.NodeSecrets, error) {
+			h.fetches.Add(1)
+			if err := h.fetchErr.Load(); err != nil {
+				return secrets.NodeSecrets{}, *err
+			}
+			return h.secrets(), nil
+		},
+		Checks: func() []control.Check {
+			return []control.Check{{Name: string(state.NodeHealth), OK: !h.nodeSick.Load(), Detail: "207: EVM.1 failing"}}
+		},
+		NewNode: func(_ image.Image, hooks NodeHooks) (Node, error) {
+			n := &fakeNode{beforeStart: hooks.BeforeStart, onStatus: hooks.OnStatus}
+			if su.node != nil {
+				su.node(n)
+			}
+			h.nodes <- n
+			return n, nil
+		},
+		ChangeAPIPassword: func(_ context.Context, held, rotated secrets.Secret) error {
+			if err := h.apiChangeErr.Load(); err != nil {
+				return *err
+			}
+			h.apiChanges <- held.VersionID + "->" + rotated.VersionID
+			return nil
+		},
+		Fence: func(context.Context) error {
+			h.fences.Add(1)
+			if h.fenceFails.Add(-1) >= 0 {
+				return errors.New("docker engine unreachable")
+			}
+			return nil
+		},
+	}
+	if su.leader {
+		h.elector = &fakeElector{grant: make(chan *fakeTerm), now: time.Now}
+		if su.clock != nil {
+			h.elector.now = su.clock.Now
+		}
+		h.takeover = &fakeTakeover{}
+		o.Election = func(pw secrets.Secret) (Elector, Takeover, error) {
+			h.elections.Add(1)
+			return h.elector, versionedTakeover{h.takeover, pw.VersionID}, nil
+		}
+	}
+	d, err := New(o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	h.d = d
+	ctx, cancel := context.WithCancel(context.Background())
+	h.cancel = cancel
+	go func() { h.done <- d.Run(ctx) }()
+	t.Cleanup(func() {
+		cancel()
+		select {
+		case <-h.done:
+		case <-time.After(5 * time.Second):
+			t.Error("daemon did not stop within 5s")
+		}
+	})
+	return h
+}
+
+// secrets are the fake Secrets Manager's current values: every version id is "v<version>".
+
+func (h *harness) secrets() secrets.NodeSecrets {
+	v := fmt.Sprintf("v%d", h.version.Load())
+	api := v
+	if n := h.apiVersion.Load(); n != 0 {
+		api = fmt.Sprintf("v%d", n)
+	}
+	return secrets.NodeSecrets{
+		DatabasePassword: secrets.NewSecret("db-password-0123456789", v),
+		APIPassword:      secrets.NewSecret("api-password-0123456789-"+api, api),
+		KeystorePassword: secrets.NewSecret("keystore-password-0123456789", v),
+	}
+}
+
+// held is the secrets the daemon holds, as its loop last published them.
+
+func (h *harness) held() secrets.NodeSecrets {
+	h.d.pub.mu.Lock()
+	defer h.d.pub.mu.Unlock()
+	return h.d.pub.secrets
+}
+
+func (h *harness) role() state.Role { return state.Role(h.d.Status().Role) }
+
+// TestTakeoverWaitsForProofOrGuard: the first start of a term waits for proof that the previous node is gone, or
+
+// for the takeover guard, on the daemon's clock (a fake one here: no wall-time windows).
+
+// TestStepdownReleasesAndHolds: a stepdown stops the node, releases the lock, and keeps this host out of the
+
+// election for leader.stepdown_hold on the daemon's clock.
+
+// TestRotatedDatabasePasswordReachesTheActiveLogins: after a rotation on the active, the takeover that runs before
+
+// the node's next start logs in with the new password (RDS managed rotation locked it out before).
+
+// TestRotatedAPIPasswordGoesThroughTheNode: the active moves the node's API user to a rotated password (the node
+
+// ignores .api once its user exists) and only then holds it, without restarting the node; a failed change keeps
+
+// the held password, says so in the status, and is tried again.
+
+// TestStuckStartHandsOver: a host that holds the lock but cannot start its node (a foreign container under its
+
+// name) hands over to a healthy standby once the bound has passed, and says why.
+
+// activate starts a leader-enabled daemon and makes it active with a fresh term; it returns the term's node too.
+
+func activate(t *testing.T, nodeSetup func(*fakeNode)) (*harness, *fakeTerm, *fakeNode) {
+	t.Helper()
+	h := startWith(t, setup{leader: true, node: nodeSetup})
+	h.takeover.gone.Store(true)
+	testenv.WaitFor(t, 5*time.Second, "campaigning", func() bool { return h.elector.acquires.Load() == 1 })
+	term := newFakeTerm()
+	h.elector.grant <- term
+	node := <-h.nodes
+	testenv.WaitFor(t, 5*time.Second, "active", func() bool { return h.role() == state.Active })
+	return h, term, node
+}
+
+// TestNodeNotProvenStoppedKeepsTheLock: when the engine cannot prove the node stopped (dockerd down), a stepdown
+
+// keeps the lock, beating, until a fence succeeds; only then may the peer take over.
+
+// TestLoopBeatsWhileTheNodeStops: a planned stop of a slow node never starves systemd's watchdog or /healthz.
+
+// TestStandbyProblemClearsAfterAGoodFetch: one throttled Secrets Manager call on the standby is a problem until the
+
+// next good fetch, and the health it publishes says healthy again then (it used to stay unhealthy for the term,
+
+// which disabled the unhealthy-active handover).
+
+// TestLostTheLockSurvivesTheFence: the problem that the lock was lost stays in the status after the fence stopped
+
+// the node (the supervisor's status used to overwrite it), until the next term.
+
+// TestHealthzStaysUpThroughASlowStop: a planned stop of a node that takes 20 s to stop keeps the loop beating, so
+
+// /healthz answers 200 throughout and systemd's watchdog is fed; the lock is released only once the node stopped.
