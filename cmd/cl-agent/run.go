@@ -129,16 +129,19 @@ func healthService(h *agent.Host, d *daemon.Daemon) (*health.Service, error) {
 		Credentials: d.APICredentials, MinBalanceETH: hc.MinBalanceETH,
 		ChainID: chainID, ChainHTTPURL: c.Node.HTTPURL, ChainWSURL: c.Node.WSURL, HeadStallAfter: hc.HeadStallAfter, DiskPaths: disks,
 		CheckInterval: hc.CheckInterval, CheckTimeout: hc.CheckTimeout, APIInterval: hc.APIInterval, HostInterval: hc.HostInterval,
-		InstanceID: h.Identity.InstanceID,
+		InstanceID: h.Identity.InstanceID, MetricsTokenFile: hc.MetricsTokenFile,
 	}
 	if hc.CloudWatch.Enabled {
 		o.CloudWatch = health.NewCloudWatchClient(h.AWS, c.AWS.EndpointURL, 10*time.Second)
 		o.CloudWatchInterval, o.Namespace = hc.CloudWatch.Interval, hc.CloudWatch.Namespace
 	}
 	if reachableFromOtherHosts(hc.Listen) {
-		h.Log.Warn("health.listen is reachable from other hosts: /healthz, /readyz and /metrics answer without "+
-			"authentication there; let only the load balancer reach it (the template's security group does)",
-			zap.String("listen", hc.Listen))
+		open := "/healthz, /readyz and /metrics answer"
+		if hc.MetricsTokenFile != "" {
+			open = "/healthz and /readyz answer" // /metrics wants the bearer token
+		}
+		h.Log.Warn("health.listen is reachable from other hosts: "+open+" without authentication there; let only "+
+			"the load balancer reach it (the template's security group does)", zap.String("listen", hc.Listen))
 	}
 	svc, err := health.New(o)
 	if err != nil {
