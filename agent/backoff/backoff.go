@@ -64,7 +64,12 @@ func (b *Backoff) Wait(ctx context.Context, clock clockwork.Clock) error {
 	if err := ctx.Err(); err != nil {
 		return err
 	}
-	t := clock.NewTimer(b.Next())
+	return Sleep(ctx, clock, b.Next())
+}
+
+// Sleep waits d on clock, or until ctx ends and then returns ctx.Err().
+func Sleep(ctx context.Context, clock clockwork.Clock, d time.Duration) error {
+	t := clock.NewTimer(d)
 	defer t.Stop()
 	select {
 	case <-ctx.Done():

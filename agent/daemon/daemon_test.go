@@ -64,6 +64,8 @@ func TestGainLoseRegain(t *testing.T) {
 	testenv.WaitFor(t, 5*time.Second, "active again", func() bool { return h.role() == state.Active })
 }
 
+// TestTakeoverWaitsForProofOrGuard: the first start of a term waits for proof that the previous node is gone, or
+// for the takeover guard, on the daemon's clock (a fake one here: no wall-time windows).
 func TestTakeoverWaitsForProofOrGuard(t *testing.T) {
 	t.Run("ProofStartsAtOnce", func(t *testing.T) {
 		clock := clockwork.NewFakeClock()
@@ -115,15 +117,11 @@ func TestTakeoverWaitsForProofOrGuard(t *testing.T) {
 	})
 }
 
+// TestStepdownReleasesAndHolds: a stepdown stops the node, releases the lock, and keeps this host out of the
+// election for leader.stepdown_hold on the daemon's clock.
 func TestStepdownReleasesAndHolds(t *testing.T) {
 	clock := clockwork.NewFakeClock()
-	h := startWith(t, setup{leader: true, clock: clock})
-	h.takeover.gone.Store(true)
-	testenv.WaitFor(t, 5*time.Second, "campaigning", func() bool { return h.elector.acquires.Load() == 1 })
-	term := newFakeTerm()
-	h.elector.grant <- term
-	node := <-h.nodes
-	testenv.WaitFor(t, 5*time.Second, "active", func() bool { return h.role() == state.Active })
+	h, term, node := activateWith(t, setup{clock: clock})
 
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
@@ -167,6 +165,8 @@ func TestTerminalWarmUpFailureEndsTheDaemon(t *testing.T) {
 	}
 }
 
+// TestNodeNotProvenStoppedKeepsTheLock: when the engine cannot prove the node stopped (dockerd down), a stepdown
+// keeps the lock, beating, until a fence succeeds; only then may the peer take over.
 func TestNodeNotProvenStoppedKeepsTheLock(t *testing.T) {
 	h, term, _ := activate(t, func(n *fakeNode) { n.stopErr = errors.New("stop container: engine unreachable") })
 	h.fenceFails.Store(2)
@@ -189,6 +189,7 @@ func TestNodeNotProvenStoppedKeepsTheLock(t *testing.T) {
 	}
 }
 
+// TestLoopBeatsWhileTheNodeStops: a planned stop of a slow node never starves systemd's watchdog or /healthz.
 func TestLoopBeatsWhileTheNodeStops(t *testing.T) {
 	gate := make(chan struct{})
 	h, term, _ := activate(t, func(n *fakeNode) { n.stopGate = gate })
@@ -211,6 +212,8 @@ func TestLoopBeatsWhileTheNodeStops(t *testing.T) {
 	}
 }
 
+// TestLostTheLockSurvivesTheFence: the problem that the lock was lost stays in the status after the fence stopped
+// the node (the supervisor's status used to overwrite it), until the next term.
 func TestLostTheLockSurvivesTheFence(t *testing.T) {
 	h, term, node := activate(t, nil)
 	term.cancel(errors.New("lock session closed"))
@@ -228,17 +231,13 @@ func TestLostTheLockSurvivesTheFence(t *testing.T) {
 	testenv.WaitFor(t, 5*time.Second, "the next term clears it", func() bool { return h.d.Status().LastError == "" })
 }
 
+// TestHealthzStaysUpThroughASlowStop: a planned stop of a node that takes 20 s to stop keeps the loop beating, so
+// /healthz answers 200 throughout and systemd's watchdog is fed; the lock is released only once the node stopped.
 func TestHealthzStaysUpThroughASlowStop(t *testing.T) {
 	clock := clockwork.NewFakeClock()
 	const stopTakes = 20 * time.Second
 	timed := make(chan struct{})
-	h := startWith(t, setup{leader: true, clock: clock, node: func(n *fakeNode) { n.clock, n.stopTakes, n.stopTimed = clock, stopTakes, timed }})
-	h.takeover.gone.Store(true)
-	testenv.WaitFor(t, 5*time.Second, "campaigning", func() bool { return h.elector.acquires.Load() == 1 })
-	term := newFakeTerm()
-	h.elector.grant <- term
-	<-h.nodes
-	testenv.WaitFor(t, 5*time.Second, "active", func() bool { return h.role() == state.Active })
+	h, term, _ := activateWith(t, setup{clock: clock, node: func(n *fakeNode) { n.clock, n.stopTakes, n.stopTimed = clock, stopTakes, timed }})
 
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()

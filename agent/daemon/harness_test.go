@@ -61,7 +61,6 @@ func start(t *testing.T, leaderEnabled bool, edit func(*config.Config), warmErr 
 }
 
 // startWith starts a daemon on fakes, as set up.
-
 func startWith(t *testing.T, su setup) *harness {
 	t.Helper()
 	cfg := config.Default()
@@ -145,7 +144,6 @@ func startWith(t *testing.T, su setup) *harness {
 }
 
 // secrets are the fake Secrets Manager's current values: every version id is "v<version>".
-
 func (h *harness) secrets() secrets.NodeSecrets {
 	v := fmt.Sprintf("v%d", h.version.Load())
 	api := v
@@ -160,7 +158,6 @@ func (h *harness) secrets() secrets.NodeSecrets {
 }
 
 // held is the secrets the daemon holds, as its loop last published them.
-
 func (h *harness) held() secrets.NodeSecrets {
 	h.d.pub.mu.Lock()
 	defer h.d.pub.mu.Unlock()
@@ -169,33 +166,17 @@ func (h *harness) held() secrets.NodeSecrets {
 
 func (h *harness) role() state.Role { return state.Role(h.d.Status().Role) }
 
-// TestTakeoverWaitsForProofOrGuard: the first start of a term waits for proof that the previous node is gone, or
-
-// for the takeover guard, on the daemon's clock (a fake one here: no wall-time windows).
-
-// TestStepdownReleasesAndHolds: a stepdown stops the node, releases the lock, and keeps this host out of the
-
-// election for leader.stepdown_hold on the daemon's clock.
-
-// TestRotatedDatabasePasswordReachesTheActiveLogins: after a rotation on the active, the takeover that runs before
-
-// the node's next start logs in with the new password (RDS managed rotation locked it out before).
-
-// TestRotatedAPIPasswordGoesThroughTheNode: the active moves the node's API user to a rotated password (the node
-
-// ignores .api once its user exists) and only then holds it, without restarting the node; a failed change keeps
-
-// the held password, says so in the status, and is tried again.
-
-// TestStuckStartHandsOver: a host that holds the lock but cannot start its node (a foreign container under its
-
-// name) hands over to a healthy standby once the bound has passed, and says why.
-
 // activate starts a leader-enabled daemon and makes it active with a fresh term; it returns the term's node too.
-
 func activate(t *testing.T, nodeSetup func(*fakeNode)) (*harness, *fakeTerm, *fakeNode) {
 	t.Helper()
-	h := startWith(t, setup{leader: true, node: nodeSetup})
+	return activateWith(t, setup{node: nodeSetup})
+}
+
+// activateWith is activate as set up (leader election is on).
+func activateWith(t *testing.T, su setup) (*harness, *fakeTerm, *fakeNode) {
+	t.Helper()
+	su.leader = true
+	h := startWith(t, su)
 	h.takeover.gone.Store(true)
 	testenv.WaitFor(t, 5*time.Second, "campaigning", func() bool { return h.elector.acquires.Load() == 1 })
 	term := newFakeTerm()
@@ -204,23 +185,3 @@ func activate(t *testing.T, nodeSetup func(*fakeNode)) (*harness, *fakeTerm, *fa
 	testenv.WaitFor(t, 5*time.Second, "active", func() bool { return h.role() == state.Active })
 	return h, term, node
 }
-
-// TestNodeNotProvenStoppedKeepsTheLock: when the engine cannot prove the node stopped (dockerd down), a stepdown
-
-// keeps the lock, beating, until a fence succeeds; only then may the peer take over.
-
-// TestLoopBeatsWhileTheNodeStops: a planned stop of a slow node never starves systemd's watchdog or /healthz.
-
-// TestStandbyProblemClearsAfterAGoodFetch: one throttled Secrets Manager call on the standby is a problem until the
-
-// next good fetch, and the health it publishes says healthy again then (it used to stay unhealthy for the term,
-
-// which disabled the unhealthy-active handover).
-
-// TestLostTheLockSurvivesTheFence: the problem that the lock was lost stays in the status after the fence stopped
-
-// the node (the supervisor's status used to overwrite it), until the next term.
-
-// TestHealthzStaysUpThroughASlowStop: a planned stop of a node that takes 20 s to stop keeps the loop beating, so
-
-// /healthz answers 200 throughout and systemd's watchdog is fed; the lock is released only once the node stopped.

@@ -43,6 +43,8 @@ func TestUnhealthyNodeHandover(t *testing.T) {
 	}
 }
 
+// TestStuckStartHandsOver: a host that holds the lock but cannot start its node (a foreign container under its
+// name) hands over to a healthy standby once the bound has passed, and says why.
 func TestStuckStartHandsOver(t *testing.T) {
 	h := startWith(t, setup{leader: true, config: func(c *config.Config) { c.Health.UnhealthyStepdown = 50 * time.Millisecond },
 		node: func(n *fakeNode) { n.startErr = `container "chainlink" is not managed by cl-agent` }})

@@ -66,6 +66,8 @@ func TestRotatedSecretRestartsTheActiveNode(t *testing.T) {
 	}
 }
 
+// TestRotatedDatabasePasswordReachesTheActiveLogins: after a rotation on the active, the takeover that runs before
+// the node's next start logs in with the new password (RDS managed rotation locked it out before).
 func TestRotatedDatabasePasswordReachesTheActiveLogins(t *testing.T) {
 	h, _, _ := activate(t, nil)
 	if got := h.elections.Load(); got != 1 {
@@ -88,6 +90,9 @@ func TestRotatedDatabasePasswordReachesTheActiveLogins(t *testing.T) {
 	}
 }
 
+// TestRotatedAPIPasswordGoesThroughTheNode: the active moves the node's API user to a rotated password (the node
+// ignores .api once its user exists) and only then holds it, without restarting the node; a failed change keeps
+// the held password, says so in the status, and is tried again.
 func TestRotatedAPIPasswordGoesThroughTheNode(t *testing.T) {
 	h := start(t, false, func(c *config.Config) { c.Secrets.PollInterval = 20 * time.Millisecond }, nil)
 	node := <-h.nodes
@@ -137,6 +142,9 @@ func TestRotatedSecretRefreshesTheStandby(t *testing.T) {
 	})
 }
 
+// TestStandbyProblemClearsAfterAGoodFetch: one throttled Secrets Manager call on the standby is a problem until the
+// next good fetch, and the health it publishes says healthy again then (it used to stay unhealthy for the term,
+// which disabled the unhealthy-active handover).
 func TestStandbyProblemClearsAfterAGoodFetch(t *testing.T) {
 	clock := clockwork.NewFakeClock()
 	h := startWith(t, setup{leader: true, clock: clock, config: func(c *config.Config) { c.Secrets.PollInterval = time.Minute }})

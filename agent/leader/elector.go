@@ -188,7 +188,7 @@ func (e *Elector) AcquireWatching(ctx context.Context, onHolder func(Holder)) (*
 		case ctx.Err() != nil:
 			return nil, ctx.Err()
 		}
-		if err := sleep(ctx, e.clock, wait); err != nil {
+		if err := backoff.Sleep(ctx, e.clock, wait); err != nil {
 			return nil, err
 		}
 	}
