@@ -601,7 +601,7 @@ func TestAlarms(t *testing.T) {
 			if !strings.Contains(expr, `FROM SCHEMA("ChainlinkNode/Agent", InstanceId)`) {
 				t.Errorf("%s: %q does not aggregate the agent's namespace over all instances", id, expr)
 			}
-			for _, name := range []string{"WalletBalanceLow", "ActiveNodes", "Failovers"} {
+			for _, name := range []string{"WalletBalanceLow", "ActiveNodes", "Failovers", "KeystoreRotationHeld"} {
 				if strings.Contains(expr, "("+name+")") {
 					metrics[name] = true
 				}
@@ -611,7 +611,7 @@ func TestAlarms(t *testing.T) {
 			t.Errorf("%s: AlarmActions %v, want the alarm topic", id, actions)
 		}
 	}
-	for _, name := range []string{"WalletBalanceLow", "ActiveNodes", "Failovers"} {
+	for _, name := range []string{"WalletBalanceLow", "ActiveNodes", "Failovers", "KeystoreRotationHeld"} {
 		if !metrics[name] {
 			t.Errorf("no alarm on %s", name)
 		}

@@ -65,12 +65,13 @@ type cwMetric struct {
 	delta bool    // a counter: publish the increase since the last publish
 }
 
-// cloudWatchMetrics maps the registry to CloudWatch. ActiveNodes, Failovers and WalletBalanceLow are the names
-// the template's alarms use; keep them.
+// cloudWatchMetrics maps the registry to CloudWatch. ActiveNodes, Failovers, WalletBalanceLow and
+// KeystoreRotationHeld are the names the template's alarms use; keep them.
 var cloudWatchMetrics = map[string]cwMetric{
 	MetricActiveNode:    {name: "ActiveNodes", unit: types.StandardUnitCount},
 	MetricFailovers:     {name: "Failovers", unit: types.StandardUnitCount, delta: true},
 	MetricWalletLow:     {name: "WalletBalanceLow", unit: types.StandardUnitNone},
+	MetricKeystoreHeld:  {name: "KeystoreRotationHeld", unit: types.StandardUnitNone},
 	MetricLockHeld:      {name: "LockHeld", unit: types.StandardUnitNone},
 	MetricNodeUp:        {name: "NodeUp", unit: types.StandardUnitNone},
 	MetricNodeReady:     {name: "NodeReady", unit: types.StandardUnitNone},

@@ -68,7 +68,7 @@ func TestPublisherToMoto(t *testing.T) {
 		for _, mt := range out.Metrics {
 			names[aws.ToString(mt.MetricName)] = mt.Dimensions
 		}
-		for _, want := range []string{"ActiveNodes", "Failovers", "WalletBalanceLow", "WalletBalance", "LockHeld",
+		for _, want := range []string{"ActiveNodes", "Failovers", "WalletBalanceLow", "KeystoreRotationHeld", "WalletBalance", "LockHeld",
 			"NodeReady", "DiskUsedPercent", "SecretFetches", "SecretFetchDuration"} {
 			dims, ok := names[want]
 			if !ok {

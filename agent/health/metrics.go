@@ -38,6 +38,7 @@ const (
 	MetricImageInfo     = "cl_agent_image_info"                    // labels repository, tag, digest; always 1
 	MetricCheckOK       = "cl_agent_check_ok"                      // label check; absent while skipped
 	MetricCWDropped     = "cl_agent_cloudwatch_dropped_total"      // datums CloudWatch did not take
+	MetricKeystoreHeld  = "cl_agent_keystore_rotation_held"        // 1 while a rotated keystore password is held back
 )
 
 // sampleLabels is the one label of each sample-fed metric ("" for none).
@@ -78,6 +79,7 @@ type Metrics struct {
 	secretLatency prometheus.Histogram
 	image         *prometheus.GaugeVec
 	cwDropped     prometheus.Counter
+	keystoreHeld  prometheus.Gauge
 
 	mu     sync.Mutex
 	series map[string][]series // per check: the sample series it set last
@@ -103,6 +105,8 @@ func NewMetrics(state func() AgentState) *Metrics {
 			Help: "The node image this host runs or last ran (always 1)."}, []string{"repository", "tag", "digest"}),
 		cwDropped: prometheus.NewCounter(prometheus.CounterOpts{Name: MetricCWDropped,
 			Help: "Metric datums dropped because CloudWatch did not take them in time."}),
+		keystoreHeld: prometheus.NewGauge(prometheus.GaugeOpts{Name: MetricKeystoreHeld,
+			Help: "1 while a rotated keystore password is held back because it does not open the node's key ring."}),
 		series: map[string][]series{},
 	}
 	for name, label := range sampleLabels {
@@ -115,7 +119,7 @@ func NewMetrics(state func() AgentState) *Metrics {
 	}
 	m.secretFetches.WithLabelValues("ok")
 	m.secretFetches.WithLabelValues("error")
-	m.reg.MustRegister(m.checkOK, m.failovers, m.secretFetches, m.secretLatency, m.image, m.cwDropped,
+	m.reg.MustRegister(m.checkOK, m.failovers, m.secretFetches, m.secretLatency, m.image, m.cwDropped, m.keystoreHeld,
 		&stateCollector{state: state},
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
@@ -133,6 +137,9 @@ func (m *Metrics) RecordSecretFetch(err error, took time.Duration) {
 	m.secretFetches.WithLabelValues(result).Inc()
 	m.secretLatency.Observe(took.Seconds())
 }
+
+// SetKeystoreHeld says whether a rotated keystore password is held back (it does not open the node's key ring).
+func (m *Metrics) SetKeystoreHeld(held bool) { m.keystoreHeld.Set(boolFloat(held)) }
 
 // RecordFailover counts one takeover: this host became active after another host had held the node. The
 // template's FailoverAlarm sums it across hosts per interval.
