@@ -2,11 +2,8 @@ package container
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"errors"
 	"fmt"
-	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -37,12 +34,6 @@ const (
 	testPrefix        = "clagent-rt-" // Docker objects and directories the tests create
 )
 
-func randomHex(n int) string {
-	b := make([]byte, n)
-	_, _ = rand.Read(b)
-	return hex.EncodeToString(b)
-}
-
 // nodeEnv is everything one supervised stand-in node needs: its database, image in a registry, directories,
 // configuration, secrets and the real Docker engine.
 type nodeEnv struct {
@@ -71,11 +62,11 @@ func newNodeEnv(t testing.TB, ctx context.Context, o envOptions) *nodeEnv {
 	testenv.DockerT(t)
 	pg := testenv.PostgresT(t)
 	reg := testenv.RegistryT(t)
-	e := &nodeEnv{pg: pg, id: o.id, dbName: "cl_" + randomHex(4), logs: &syncBuffer{}}
+	e := &nodeEnv{pg: pg, id: o.id, dbName: "cl_" + testenv.RandomHex(4), logs: &syncBuffer{}}
 	if e.id.InstanceID == "" {
-		e.id = identity.Identity{InstanceID: "i-" + randomHex(8) + "0", Region: "us-east-1", AZ: "us-east-1a"}
+		e.id = identity.Identity{InstanceID: "i-" + testenv.RandomHex(8) + "0", Region: "us-east-1", AZ: "us-east-1a"}
 	}
-	dbPassword := "Db@:/?#%-" + randomHex(8)
+	dbPassword := "Db@:/?#%-" + testenv.RandomHex(8)
 	if err := pg.CreateDatabase(ctx, e.dbName, dockerDBUser, dbPassword); err != nil {
 		t.Fatal(err)
 	}
@@ -92,7 +83,7 @@ func newNodeEnv(t testing.TB, ctx context.Context, o envOptions) *nodeEnv {
 	caFile := filepath.Join(base, "rds-ca.pem")
 	copyFile(t, pg.CAFile, caFile, 0o444)
 
-	name := testPrefix + randomHex(4)
+	name := testPrefix + testenv.RandomHex(4)
 	t.Cleanup(func() { removeContainer(name) })
 	logYAML := "{driver: json-file, options: {max-size: 1m}}"
 	if o.moto != nil {
@@ -119,7 +110,7 @@ container:
 leader: {enabled: false}
 state_dir: %s
 `, e.id.InstanceID, e.id.Region, pg.BridgeHost, pg.Port, e.dbName, dockerDBUser, caFile, e.img.Repository, e.img.Tag,
-		name, freePort(t), dataDir, secretsDir, logYAML, base)
+		name, testenv.FreePort(t), dataDir, secretsDir, logYAML, base)
 	cfg, err := config.Parse([]byte(yaml))
 	if err != nil {
 		t.Fatalf("config: %v\n%s", err, yaml)
@@ -175,7 +166,7 @@ func (e *nodeEnv) secretValues() []string { return e.secrets.Values() }
 // reference to that repository (so the supervisor's pull really happens), and resolves the newest release.
 func pushStandin(t testing.TB, ctx context.Context, reg *testenv.Registry) image.Image {
 	t.Helper()
-	repo := fmt.Sprintf("%s/%s%s/chainlink", reg.Addr, testPrefix, randomHex(4))
+	repo := fmt.Sprintf("%s/%s%s/chainlink", reg.Addr, testPrefix, testenv.RandomHex(4))
 	var refs []string
 	for _, tag := range []string{"2.9.1", "2.10.0", "2.10.0-rc.1", "latest"} {
 		refs = append(refs, repo+":"+tag)
@@ -238,16 +229,6 @@ func copyFile(t testing.TB, src, dst string, mode os.FileMode) {
 	if err := os.Chmod(dst, mode); err != nil {
 		t.Fatal(err)
 	}
-}
-
-func freePort(t testing.TB) int {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	return ln.Addr().(*net.TCPAddr).Port
 }
 
 // dockerCmd runs the docker CLI with a deadline.

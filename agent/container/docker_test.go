@@ -39,7 +39,7 @@ func TestNodeInDocker(t *testing.T) {
 	defer cancel()
 	moto := testenv.MotoT(t)
 	awsCredentialsT(t)
-	imds := testenv.IMDST(t, testenv.Identity{InstanceID: "i-" + randomHex(8) + "1", Region: "us-east-1", AZ: "us-east-1b", PrivateIP: "10.0.1.20"})
+	imds := testenv.IMDST(t, testenv.Identity{InstanceID: "i-" + testenv.RandomHex(8) + "1", Region: "us-east-1", AZ: "us-east-1b", PrivateIP: "10.0.1.20"})
 	id, _, err := identity.Resolve(ctx, identity.NewIMDSClient(imds.URL), config.Instance{}, 10*time.Second)
 	if err != nil {
 		t.Fatal(err)

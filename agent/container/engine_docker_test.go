@@ -34,7 +34,7 @@ func TestEngineInDocker(t *testing.T) {
 	if err := engine.Ping(ctx); err != nil {
 		t.Fatal(err)
 	}
-	name := testPrefix + randomHex(4)
+	name := testPrefix + testenv.RandomHex(4)
 	t.Cleanup(func() { removeContainer(name) })
 
 	if _, err := engine.InspectContainer(ctx, name); !errors.Is(err, ErrNotFound) || !strings.Contains(err.Error(), name) {
@@ -48,7 +48,7 @@ func TestEngineInDocker(t *testing.T) {
 		t.Logf("pull of a missing digest: %v", err)
 	}
 
-	image := standin.Repository + ":" + testPrefix + randomHex(4)
+	image := standin.Repository + ":" + testPrefix + testenv.RandomHex(4)
 	if err := standin.BuildImage(ctx, image); err != nil {
 		t.Fatal(err)
 	}

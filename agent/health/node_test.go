@@ -56,7 +56,7 @@ func startStandin(t *testing.T) *standinNode {
 	dbURL := url.URL{Scheme: "postgres", User: url.UserPassword("health_node", dbPassword),
 		Host: net.JoinHostPort(pg.Host, strconv.Itoa(pg.Port)), Path: "/health_node", RawQuery: "sslmode=require"}
 	secrets, root := t.TempDir(), t.TempDir()
-	port := freePort(t)
+	port := testenv.FreePort(t)
 	files := map[string]string{
 		"config.toml": fmt.Sprintf("RootDir = %q\n[Log]\nJSONConsole = true\n[WebServer]\nHTTPPort = %d\n"+
 			"[Database.Lock]\nEnabled = false\n[[EVM]]\nChainID = '1'\n", root, port),
@@ -116,16 +116,6 @@ func (n *standinNode) fault(name, content string) {
 	if err := os.WriteFile(path, []byte(content), 0o600); err != nil {
 		n.t.Fatal(err)
 	}
-}
-
-func freePort(t *testing.T) int {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	return ln.Addr().(*net.TCPAddr).Port
 }
 
 // credentialsBox is the daemon's in-memory API login, counting how often it was read.

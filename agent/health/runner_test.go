@@ -144,21 +144,15 @@ func TestSkippedCheckRunsSoonAfterItsConditionTurns(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	go r.Run(ctx)
-	deadline := time.Now().Add(5 * time.Second)
-	for res, ok := r.Result("node"); !ok || !res.Skipped; res, ok = r.Result("node") {
-		if time.Now().After(deadline) {
-			t.Fatal("no skipped result")
-		}
-		time.Sleep(5 * time.Millisecond) // poll interval
-	}
+	testenv.WaitFor(t, 5*time.Second, "a skipped result", func() bool {
+		res, ok := r.Result("node")
+		return ok && res.Skipped
+	})
 	active.Store(true)
-	turned := time.Now()
-	for res, _ := r.Result("node"); res.Skipped; res, _ = r.Result("node") {
-		if time.Since(turned) > 3*time.Second {
-			t.Fatal("the check did not run within 3s of its condition turning true (interval 1h)")
-		}
-		time.Sleep(5 * time.Millisecond) // poll interval
-	}
+	testenv.WaitFor(t, 3*time.Second, "the check to run after its condition turned true (interval 1h)", func() bool {
+		res, _ := r.Result("node")
+		return !res.Skipped
+	})
 }
 
 func TestRunnerLogsEachChangeOfReasonOnce(t *testing.T) {

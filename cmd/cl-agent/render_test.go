@@ -257,7 +257,7 @@ func TestStandinNodeStartsOnRenderedFiles(t *testing.T) {
 		t.Fatal(err)
 	}
 	name := fmt.Sprintf("cl-agent-cmdtest-%d", time.Now().UnixNano())
-	port := freePort(t)
+	port := testenv.FreePort(t)
 	args := []string{"run", "-d", "--name", name, "-p", fmt.Sprintf("127.0.0.1:%d:6688", port),
 		"-v", data + ":/chainlink", "-v", secrets + ":/run/chainlink:ro", "-v", ca + ":" + ca + ":ro",
 		"standin-chainlink:2.10.0", "node", "-config", "/run/chainlink/config.toml", "-secrets", "/run/chainlink/secrets.toml",
@@ -266,24 +266,21 @@ func TestStandinNodeStartsOnRenderedFiles(t *testing.T) {
 		t.Fatalf("docker run: %v\n%s", err, out)
 	}
 	t.Cleanup(func() { _ = exec.Command("docker", "rm", "-f", name).Run() })
-	deadline := time.Now().Add(30 * time.Second)
-	for {
+	var last error
+	ready := testenv.Poll(30*time.Second, 100*time.Millisecond, func() bool {
 		resp, err := http.Get(fmt.Sprintf("http://127.0.0.1:%d/readyz", port))
-		if err == nil {
-			resp.Body.Close()
-			if resp.StatusCode == 200 {
-				break
-			}
+		if last = err; err != nil {
+			return false
 		}
-		if time.Now().After(deadline) {
-			logs, _ := exec.Command("docker", "logs", name).CombinedOutput()
-			t.Fatalf("node not ready in 30s (last: %v)\n%s", err, logs)
+		resp.Body.Close()
+		if last = fmt.Errorf("status %d", resp.StatusCode); resp.StatusCode != http.StatusOK {
+			return false
 		}
-		select {
-		case <-ctx.Done():
-			t.Fatal(ctx.Err())
-		case <-time.After(100 * time.Millisecond): // poll interval, not a wait for a condition
-		}
+		return true
+	})
+	if !ready {
+		logs, _ := exec.Command("docker", "logs", name).CombinedOutput()
+		t.Fatalf("node not ready in 30s (last: %v)\n%s", last, logs)
 	}
 	logs, _ := exec.Command("docker", "logs", name).CombinedOutput()
 	assertNoSecret(t, "node logs", string(logs))

@@ -93,7 +93,7 @@ func TestRunAlwaysActive(t *testing.T) {
 	repo := pushStandin(t, "2.9.1", "2.10.0")
 	chain := chainsim.StartT(t, chainsim.Options{ChainID: 11155111, Head: 100})
 	notify := listenNotify(t)
-	port, healthPort := freePort(t), freePort(t)
+	port, healthPort := testenv.FreePort(t), testenv.FreePort(t)
 	dir := t.TempDir()
 	socket := filepath.Join(dir, "control.sock")
 	secretsDir := filepath.Join(dir, "secrets")

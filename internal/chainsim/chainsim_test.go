@@ -12,6 +12,8 @@ import (
 
 	"github.com/coder/websocket"
 	"github.com/coder/websocket/wsjson"
+
+	"github.com/cl-agent/cl-agent/internal/testenv"
 )
 
 func post(t *testing.T, ctx context.Context, url, body string) (int, string) {
@@ -39,15 +41,7 @@ func bounded(t *testing.T) context.Context {
 // waitHeld polls until the stall holds a request, for at most 5s.
 func waitHeld(t *testing.T, s *Server) {
 	t.Helper()
-	deadline := time.Now().Add(5 * time.Second)
-	tick := time.NewTicker(5 * time.Millisecond)
-	defer tick.Stop()
-	for s.Held() == 0 {
-		if time.Now().After(deadline) {
-			t.Fatal("no request held by the stall within 5s")
-		}
-		<-tick.C
-	}
+	testenv.WaitFor(t, 5*time.Second, "a request held by the stall", func() bool { return s.Held() > 0 })
 }
 
 func TestHTTPMethods(t *testing.T) {

@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/cl-agent/cl-agent/agent/nodefiles"
+	"github.com/cl-agent/cl-agent/internal/testenv"
 )
 
 // Where a node's files are inside its container, and who it runs as: as agent/container.Spec has them.
@@ -268,5 +269,5 @@ func docker(args ...string) (string, error) {
 func removeContainer(name string) { _, _ = docker("rm", "-f", "-v", name) }
 
 func containerName(kind string) string {
-	return "cl-agent-realnode-" + kind + "-" + randomHex(6)
+	return "cl-agent-realnode-" + kind + "-" + testenv.RandomHex(6)
 }

@@ -2,8 +2,6 @@ package realnode
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"fmt"
 	"path/filepath"
 	"testing"
@@ -66,12 +64,12 @@ func Render(t testing.TB, pg *testenv.Postgres, opts ...SetupOption) *Setup {
 	for _, opt := range opts {
 		opt(&o)
 	}
-	suffix := randomHex(6)
+	suffix := testenv.RandomHex(6)
 	dbName, dbUser := "chainlink_"+suffix, "node_"+suffix
 	nodeSecrets := secrets.NodeSecrets{
-		DatabasePassword: secrets.NewSecret("db:p@ss/w?rd#"+randomHex(8), "test"),
-		APIPassword:      secrets.NewSecret("api-P@ssword-"+randomHex(8), "test"),
-		KeystorePassword: secrets.NewSecret("keystore-P@ssword-"+randomHex(8), "test"),
+		DatabasePassword: secrets.NewSecret("db:p@ss/w?rd#"+testenv.RandomHex(8), "test"),
+		APIPassword:      secrets.NewSecret("api-P@ssword-"+testenv.RandomHex(8), "test"),
+		KeystorePassword: secrets.NewSecret("keystore-P@ssword-"+testenv.RandomHex(8), "test"),
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
@@ -108,10 +106,4 @@ node:
 		Files:    Files{SecretsDir: secretsDir, DataDir: DataDir(t), ReadOnly: []string{pg.CAFile}},
 		Cmd:      cmd,
 	}
-}
-
-func randomHex(n int) string {
-	b := make([]byte, n)
-	_, _ = rand.Read(b) // crypto/rand does not fail on Linux
-	return hex.EncodeToString(b)
 }

@@ -35,7 +35,7 @@ func TestImageInDocker(t *testing.T) {
 	pg := testenv.PostgresT(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
-	image := Repository + ":test-" + randomHex(4)
+	image := Repository + ":test-" + testenv.RandomHex(4)
 	if err := BuildImage(ctx, image); err != nil {
 		t.Fatal(err)
 	}
@@ -47,7 +47,7 @@ func TestImageInDocker(t *testing.T) {
 	f := tomlFiles(t, dbURL, dataMount, 6688, 30*time.Second, time.Second)
 	ownForNode(t, f, pg.CAFile)
 
-	name := "cl-agent-standin-test-" + randomHex(4)
+	name := "cl-agent-standin-test-" + testenv.RandomHex(4)
 	dockerRun(t, ctx, name, f, nil, nil, image, args2x(secretsMount)...)
 	base := "http://" + hostPort(t, ctx, name)
 	testenv.WaitFor(t, 30*time.Second, "the 2.x container to be ready", func() bool { return httpGet(base+"/readyz") == http.StatusOK })
@@ -109,7 +109,7 @@ func TestImageRefusesMissingFile(t *testing.T) {
 	testenv.DockerT(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
-	image := Repository + ":test-" + randomHex(4)
+	image := Repository + ":test-" + testenv.RandomHex(4)
 	if err := BuildImage(ctx, image); err != nil {
 		t.Fatal(err)
 	}
@@ -118,7 +118,7 @@ func TestImageRefusesMissingFile(t *testing.T) {
 	f := tomlFiles(t, dbURL, dataMount, 6688, 10*time.Second, time.Second)
 	remove(t, f.path(".api"))
 	ownForNode(t, f, "")
-	name := "cl-agent-standin-test-" + randomHex(4)
+	name := "cl-agent-standin-test-" + testenv.RandomHex(4)
 	dockerRun(t, ctx, name, f, nil, nil, image, args2x(secretsMount)...)
 	out, err := exec.CommandContext(ctx, "docker", "wait", name).Output()
 	if err != nil {

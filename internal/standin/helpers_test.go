@@ -4,8 +4,6 @@ import (
 	"bufio"
 	"bytes"
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -57,12 +55,6 @@ const (
 	dbUser      = "cl_node"
 )
 
-func randomHex(n int) string {
-	b := make([]byte, n)
-	_, _ = rand.Read(b)
-	return hex.EncodeToString(b)
-}
-
 // database is a fresh database owned by a role whose password needs percent-encoding.
 type database struct {
 	pg       *testenv.Postgres
@@ -72,7 +64,7 @@ type database struct {
 
 func newDatabase(t *testing.T, pg *testenv.Postgres) database {
 	t.Helper()
-	db := database{pg: pg, name: "standin_" + randomHex(4), password: "Db@:/?#%-" + randomHex(8)}
+	db := database{pg: pg, name: "standin_" + testenv.RandomHex(4), password: "Db@:/?#%-" + testenv.RandomHex(8)}
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	if err := pg.CreateDatabase(ctx, db.name, dbUser, db.password); err != nil {
@@ -184,16 +176,6 @@ func writeFiles(t *testing.T, dir string, files map[string]string) {
 func args2x(dir string) []string {
 	return []string{"node", "-config", dir + "/config.toml", "-secrets", dir + "/secrets.toml",
 		"start", "-p", dir + "/.password", "-a", dir + "/.api"}
-}
-
-func freePort(t *testing.T) int {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	return ln.Addr().(*net.TCPAddr).Port
 }
 
 // node is a stand-in process; its stdout is kept for the test to wait on log lines.

@@ -20,7 +20,7 @@ func TestSecondNodeWaitsAndTakesOverOnRelease(t *testing.T) {
 	const lease = 30 * time.Second // a takeover well before this proves the release
 	dbURL := db.url("127.0.0.1", db.pg.CAFile)
 
-	portA, portB := freePort(t), freePort(t)
+	portA, portB := testenv.FreePort(t), testenv.FreePort(t)
 	filesA := tomlFiles(t, dbURL, "", portA, lease, 200*time.Millisecond)
 	filesB := tomlFiles(t, dbURL, "", portB, lease, 200*time.Millisecond)
 	a := startNode(t, "node-a", portA, nil, args2x(filesA.Secrets)...)
@@ -76,7 +76,7 @@ func TestSecondNodeWaitsAndTakesOverOnRelease(t *testing.T) {
 func TestHolderExitsWhenAnotherTookTheLease(t *testing.T) {
 	t.Parallel()
 	db := newDatabase(t, testenv.PostgresT(t))
-	port := freePort(t)
+	port := testenv.FreePort(t)
 	files := tomlFiles(t, db.url("127.0.0.1", db.pg.CAFile), "", port, 30*time.Second, 200*time.Millisecond)
 	n := startNode(t, "node-a", port, nil, args2x(files.Secrets)...)
 	n.waitLog(t, "ready", 20*time.Second)
@@ -104,7 +104,7 @@ func TestKilledHolderLeavesLastProvenTime(t *testing.T) {
 	db := newDatabase(t, testenv.PostgresT(t))
 	const lease, refresh = 2 * time.Second, 400 * time.Millisecond
 	dbURL := db.url("127.0.0.1", db.pg.CAFile)
-	portA, portB := freePort(t), freePort(t)
+	portA, portB := testenv.FreePort(t), testenv.FreePort(t)
 	a := startNode(t, "node-a", portA, nil, args2x(tomlFiles(t, dbURL, "", portA, lease, refresh).Secrets)...)
 	a.waitLog(t, "ready", 20*time.Second)
 	b := startNode(t, "node-b", portB, nil, args2x(tomlFiles(t, dbURL, "", portB, lease, refresh).Secrets)...)
@@ -141,7 +141,7 @@ func TestLegacyNodeWithEnvironment(t *testing.T) {
 				}
 				return e
 			}
-			portA, portB := freePort(t), freePort(t)
+			portA, portB := testenv.FreePort(t), testenv.FreePort(t)
 			filesA := tomlFiles(t, "", "", portA, time.Second, time.Second/2)
 			filesB := tomlFiles(t, "", "", portB, time.Second, time.Second/2)
 			args := func(f nodeFiles) []string {
@@ -178,7 +178,7 @@ func TestHolderSurvivesDatabaseRestart(t *testing.T) {
 	t.Parallel()
 	pg := testenv.PostgresT(t)
 	db := newDatabase(t, pg)
-	port := freePort(t)
+	port := testenv.FreePort(t)
 	n := startNode(t, "node-a", port, nil, args2x(tomlFiles(t, db.url("127.0.0.1", pg.CAFile), "", port, 30*time.Second, 200*time.Millisecond).Secrets)...)
 	clientID, _ := n.waitLog(t, "lease acquired", 20*time.Second)["clientID"].(string)
 	n.waitLog(t, "ready", 5*time.Second)

@@ -52,7 +52,7 @@ func TestRefusesToStart(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
-			f := tomlFiles(t, dbURL, "", freePort(t), 10*time.Second, time.Second)
+			f := tomlFiles(t, dbURL, "", testenv.FreePort(t), 10*time.Second, time.Second)
 			if tt.edit != nil {
 				tt.edit(t, f)
 			}
@@ -99,7 +99,7 @@ func TestFaultInjection(t *testing.T) {
 	t.Parallel()
 	pg := testenv.PostgresT(t)
 	start := func(t *testing.T, db database, faults map[string]string) (*node, nodeFiles) {
-		port := freePort(t)
+		port := testenv.FreePort(t)
 		f := tomlFiles(t, db.url("127.0.0.1", pg.CAFile), "", port, 30*time.Second, 200*time.Millisecond)
 		writeFiles(t, f.Data, faults)
 		return startNode(t, "faulty", port, nil, args2x(f.Secrets)...), f

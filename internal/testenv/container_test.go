@@ -23,7 +23,7 @@ func TestPostgresFromContainer(t *testing.T) {
 	defer cancel()
 
 	image := buildPgpingImage(t, ctx)
-	name := "cl-agent-testenv-pgping-" + randomHex(6)
+	name := "cl-agent-testenv-pgping-" + RandomHex(6)
 	t.Cleanup(func() { _ = exec.Command("docker", "rm", "-f", name).Run() })
 	cmd := exec.CommandContext(ctx, "docker", "run", "--rm", "--name", name, "--network", "bridge",
 		"--user", "14933:14933", "-v", p.CAFile+":/ca.crt:ro",
@@ -67,7 +67,7 @@ func buildPgpingImage(t *testing.T, ctx context.Context) string {
 	if err := os.WriteFile(filepath.Join(dir, "Dockerfile"), []byte(dockerfile), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	image := "cl-agent-testenv-pgping:" + randomHex(6)
+	image := "cl-agent-testenv-pgping:" + RandomHex(6)
 	if out, err := exec.CommandContext(ctx, "docker", "build", "-q", "-t", image, dir).CombinedOutput(); err != nil {
 		t.Fatalf("docker build: %v\n%s", err, out)
 	}

@@ -21,6 +21,9 @@
 // the docker bridge gateway so containers can connect, with TLS from a throwaway CA; ExtraListen adds an address
 // (e.g. the root end of an internal/netns host's link) and the network allowed through it.
 //
+// It is also the one home of the small helpers every test package needs: WaitFor (fail unless a condition holds
+// within a bound) and Poll (the same, reporting instead of failing), FreePort and RandomHex.
+//
 // Tools pinned in go.mod (ec2-metadata-mock, registry) are resolved with `go tool -n` from the module root, once per
 // process, and run directly.
 package testenv

@@ -2,8 +2,6 @@ package testenv
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"fmt"
 	"net"
 	"net/url"
@@ -78,7 +76,7 @@ func StartPostgres(ctx context.Context, dir string, opts ...PostgresOption) (*Po
 	p := &Postgres{
 		Host:       "127.0.0.1",
 		BridgeHost: br.Gateway.String(),
-		Password:   randomHex(24),
+		Password:   RandomHex(24),
 		CAFile:     filepath.Join(dir, "ca.crt"),
 		Dir:        dir,
 		uid:        uid,
@@ -411,12 +409,4 @@ func logSince(path string, offset int64, s string) bool {
 		return false
 	}
 	return strings.Contains(string(b[offset:]), s)
-}
-
-func randomHex(n int) string {
-	b := make([]byte, n)
-	if _, err := rand.Read(b); err != nil {
-		panic(err) // crypto/rand does not fail on Linux
-	}
-	return hex.EncodeToString(b)
 }

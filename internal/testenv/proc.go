@@ -176,10 +176,10 @@ func (p *proc) startFailure(cause error) error {
 	return err
 }
 
-// freePort asks the kernel for a free loopback TCP port. Another process may take it before our child binds it;
-// starters retry on errAddrInUse.
+// freePort asks the kernel for a TCP port free on every address (a wildcard bind), hence on loopback too. Another
+// process may take it before our child binds it; starters retry on errAddrInUse.
 func freePort() (int, error) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
+	l, err := net.Listen("tcp", "0.0.0.0:0")
 	if err != nil {
 		return 0, fmt.Errorf("find a free port: %w", err)
 	}

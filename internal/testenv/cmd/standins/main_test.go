@@ -73,26 +73,24 @@ func TestRunWritesEnvFileAndCleansUp(t *testing.T) {
 	}
 }
 
+// waitForEnvFile waits up to 3m for run to write the env file, failing at once should run return first.
 func waitForEnvFile(t *testing.T, path string, done <-chan error) map[string]string {
 	t.Helper()
-	deadline := time.After(3 * time.Minute)
-	tick := time.NewTicker(50 * time.Millisecond)
-	defer tick.Stop()
-	for {
-		if b, err := os.ReadFile(path); err == nil {
-			env := map[string]string{}
-			for _, line := range strings.Split(strings.TrimSpace(string(b)), "\n") {
-				k, v, _ := strings.Cut(line, "=")
-				env[k] = v
-			}
-			return env
-		}
+	var b []byte
+	testenv.WaitFor(t, 3*time.Minute, "the env file", func() bool {
 		select {
 		case err := <-done:
 			t.Fatalf("run returned before writing the env file: %v", err)
-		case <-deadline:
-			t.Fatal("no env file within 3m")
-		case <-tick.C:
+		default:
 		}
+		var err error
+		b, err = os.ReadFile(path)
+		return err == nil
+	})
+	env := map[string]string{}
+	for _, line := range strings.Split(strings.TrimSpace(string(b)), "\n") {
+		k, v, _ := strings.Cut(line, "=")
+		env[k] = v
 	}
+	return env
 }
