@@ -2,8 +2,6 @@ package ha
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"encoding/json"
 	"fmt"
 	"net"
@@ -89,8 +87,8 @@ func newCluster(tb testing.TB) *cluster {
 	ctx, cancel := context.WithTimeout(context.Background(), setupBound)
 	defer cancel()
 	testenv.DockerT(tb)
-	tag := randomHex(4)
-	c := &cluster{tb: tb, db: "clagent_ha_" + tag, dbPassword: "Db@:/?#%-" + randomHex(10)}
+	tag := testenv.RandomHex(4)
+	c := &cluster{tb: tb, db: "clagent_ha_" + tag, dbPassword: "Db@:/?#%-" + testenv.RandomHex(10)}
 	nss := [2]*netns.Host{netns.CreateT(tb), netns.CreateT(tb)}
 	c.pg = testenv.PostgresT(tb,
 		testenv.ExtraListen(nss[0].RootIP, nss[0].Subnet), testenv.ExtraListen(nss[1].RootIP, nss[1].Subnet))
@@ -228,7 +226,7 @@ func (c *cluster) newHost(name string, ns *netns.Host, id testenv.Identity, objP
 		c: c, name: name, ns: ns, id: id, dir: dir,
 		cfgPath:   filepath.Join(dir, "config.yaml"),
 		container: objPrefix + "-" + name,
-		port:      freePort(tb),
+		port:      testenv.FreePort(tb),
 		socket:    filepath.Join(dir, "control.sock"),
 		logPath:   filepath.Join(dir, "agent.log"),
 		imdsURL:   imds.URL,
@@ -513,22 +511,6 @@ func iptables(ctx context.Context, args ...string) error {
 }
 
 // ---- small helpers ----
-
-func randomHex(n int) string {
-	b := make([]byte, n)
-	_, _ = rand.Read(b)
-	return hex.EncodeToString(b)
-}
-
-func freePort(tb testing.TB) int {
-	tb.Helper()
-	ln, err := net.Listen("tcp", "0.0.0.0:0")
-	if err != nil {
-		tb.Fatal(err)
-	}
-	defer ln.Close()
-	return ln.Addr().(*net.TCPAddr).Port
-}
 
 // portOf is the port of an http://host:port URL.
 func portOf(tb testing.TB, url string) int {

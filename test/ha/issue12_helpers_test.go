@@ -20,6 +20,7 @@ import (
 	"github.com/jackc/pgx/v5"
 
 	"github.com/cl-agent/cl-agent/agent/control"
+	"github.com/cl-agent/cl-agent/internal/testenv"
 )
 
 // Helpers of the issue-12 scenarios (rotation of the database password, an active that cannot start its node).
@@ -57,7 +58,7 @@ func (c *cluster) rotateDBPassword(tb testing.TB) (altered, put time.Time) {
 	tb.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), cmdBound)
 	defer cancel()
-	next := "Db@:/?#%-" + randomHex(10) // the same shape as the first one: every URL-breaking character, 29 bytes
+	next := "Db@:/?#%-" + testenv.RandomHex(10) // the same shape as the first one: every URL-breaking character, 29 bytes
 	conn, err := pgx.Connect(ctx, c.pg.URL("postgres"))
 	if err != nil {
 		tb.Fatalf("connect as superuser to rotate the password (bound %s): %v", cmdBound, err)

@@ -19,6 +19,7 @@ import (
 	"github.com/moby/moby/client"
 
 	"github.com/cl-agent/cl-agent/agent/control"
+	"github.com/cl-agent/cl-agent/internal/testenv"
 )
 
 // pollEvery is how often the harness looks at a condition it waits for; readyPoll is finer, because its first
@@ -378,7 +379,7 @@ func readyz(port int) int {
 func waitReadyz(tb testing.TB, port int, bound time.Duration, what string) time.Time {
 	tb.Helper()
 	var at time.Time
-	if !poll(bound, readyPoll, func() bool {
+	if !testenv.Poll(bound, readyPoll, func() bool {
 		at = time.Now()
 		return readyz(port) == http.StatusOK
 	}) {
@@ -407,7 +408,7 @@ func (h *host) agentReadyz() int {
 func lbFlip(tb testing.TB, newActive, old *host, nodeReady time.Time) time.Duration {
 	tb.Helper()
 	var at time.Time
-	if !poll(5*time.Second, readyPoll, func() bool {
+	if !testenv.Poll(5*time.Second, readyPoll, func() bool {
 		at = time.Now()
 		return newActive.agentReadyz() == http.StatusOK && old.agentReadyz() != http.StatusOK
 	}) {
@@ -418,24 +419,6 @@ func lbFlip(tb testing.TB, newActive, old *host, nodeReady time.Time) time.Durat
 		tb.Errorf("/readyz flipped to %s %s after its node was ready; want within 1s", newActive.name, flip)
 	}
 	return flip
-}
-
-// poll calls cond every interval until it reports true (true) or bound passes (false).
-func poll(bound, every time.Duration, cond func() bool) bool {
-	deadline := time.NewTimer(bound)
-	defer deadline.Stop()
-	tick := time.NewTicker(every)
-	defer tick.Stop()
-	for {
-		if cond() {
-			return true
-		}
-		select {
-		case <-deadline.C:
-			return cond()
-		case <-tick.C:
-		}
-	}
 }
 
 // status asks the host's agent over its control socket.
@@ -520,7 +503,7 @@ func (c *cluster) settled(want *host) (active *host, why string) {
 func (c *cluster) waitSettled(tb testing.TB, want *host, bound time.Duration) (active, standby *host) {
 	tb.Helper()
 	var why string
-	if !poll(bound, pollEvery, func() bool {
+	if !testenv.Poll(bound, pollEvery, func() bool {
 		active, why = c.settled(want)
 		return why == ""
 	}) {

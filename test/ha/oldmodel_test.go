@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/cl-agent/cl-agent/internal/standin"
+	"github.com/cl-agent/cl-agent/internal/testenv"
 )
 
 // oldModel is what the agent replaces: both hosts run the node all the time (docker run, as the shell approach
@@ -43,7 +44,7 @@ func (c *cluster) newOldModel(tb testing.TB) *oldModel {
 	o := &oldModel{c: c}
 	for i, h := range c.hosts {
 		name := h.container + "-old"
-		port := freePort(tb)
+		port := testenv.FreePort(tb)
 		dir := filepath.Join(h.dir, "old")
 		cfg := filepath.Join(dir, "config.yaml")
 		if err := os.MkdirAll(dir, 0o700); err != nil {
@@ -86,7 +87,7 @@ func (c *cluster) newOldModel(tb testing.TB) *oldModel {
 func (o *oldModel) roles(tb testing.TB) (holder, waiter oldNode) {
 	tb.Helper()
 	var why string
-	if !poll(settleBound, pollEvery, func() bool {
+	if !testenv.Poll(settleBound, pollEvery, func() bool {
 		a, b := readyz(o.nodes[0].port), readyz(o.nodes[1].port)
 		switch {
 		case a == http.StatusOK && b != http.StatusOK:
@@ -131,7 +132,7 @@ func (o *oldModel) failover(tb testing.TB, verb string) time.Duration {
 	if _, err := docker(context.Background(), "start", holder.name); err != nil {
 		tb.Fatal(err)
 	}
-	if !poll(30*time.Second, pollEvery, func() bool {
+	if !testenv.Poll(30*time.Second, pollEvery, func() bool {
 		out, _ := docker(context.Background(), "logs", "--since", restarted.Add(-time.Second).Format(time.RFC3339Nano), holder.name)
 		return strings.Contains(out, "waiting for lease")
 	}) {

@@ -6,6 +6,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/cl-agent/cl-agent/internal/testenv"
 )
 
 // rotationPoll is secrets.poll_interval in the rotation scenario: the smallest the configuration accepts.
@@ -38,7 +40,7 @@ func TestDatabasePasswordRotationHA(t *testing.T) {
 
 	// The active notices the new version within a poll interval and restarts its node once.
 	var st = before
-	if !poll(rotationPoll+settleBound, pollEvery, func() bool {
+	if !testenv.Poll(rotationPoll+settleBound, pollEvery, func() bool {
 		s, err := active.status()
 		if err == nil {
 			st = s
@@ -63,7 +65,7 @@ func TestDatabasePasswordRotationHA(t *testing.T) {
 	// Exactly once: one more rotation check finds nothing new, and nothing else restarts the node.
 	_, _, _, rotatedID := inspectState(active.container)
 	var why string
-	if poll(rotationPoll+3*time.Second, pollEvery, func() bool {
+	if testenv.Poll(rotationPoll+3*time.Second, pollEvery, func() bool {
 		s, err := active.status()
 		_, _, _, id := inspectState(active.container)
 		switch {
@@ -88,7 +90,7 @@ func TestDatabasePasswordRotationHA(t *testing.T) {
 	}
 
 	// The standby took the new value and campaigns with it: its lock session was opened after the ALTER ROLE.
-	if !poll(rotationPoll+10*time.Second, pollEvery, func() bool {
+	if !testenv.Poll(rotationPoll+10*time.Second, pollEvery, func() bool {
 		n, err := c.sessionsSince(standby.appName(), altered)
 		return err == nil && n > 0 && strings.Contains(standby.logSince(standbyLog), "the standby holds the new values")
 	}) {
@@ -106,7 +108,7 @@ func TestDatabasePasswordRotationHA(t *testing.T) {
 	}
 	reportBound := 3 * healthReportEvery
 	for _, h := range c.hosts {
-		if !poll(reportBound, pollEvery, func() bool {
+		if !testenv.Poll(reportBound, pollEvery, func() bool {
 			ok, err := c.reportedSince(h, cut)
 			return err == nil && ok
 		}) {

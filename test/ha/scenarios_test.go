@@ -8,6 +8,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/cl-agent/cl-agent/internal/testenv"
 )
 
 // Every scenario starts from a settled cluster (one active with a ready node, one campaigning standby), does one
@@ -21,7 +23,7 @@ func (c *cluster) bringUp(tb testing.TB) (active, standby *host) {
 	if first.agent == nil && c.hosts[1].agent == nil {
 		first.start(tb)
 		// host1 alone: it takes the lock and starts its node; host2 joins as the standby.
-		if !poll(settleBound, pollEvery, func() bool {
+		if !testenv.Poll(settleBound, pollEvery, func() bool {
 			s, err := first.status()
 			return err == nil && s.Role == "active" && s.Node.Ready
 		}) {
@@ -75,7 +77,7 @@ func (c *cluster) nodeCrash(tb testing.TB) time.Duration {
 	if _, err := docker(context.Background(), "kill", a.container); err != nil {
 		tb.Fatal(err)
 	}
-	if !poll(10*time.Second, readyPoll, func() bool {
+	if !testenv.Poll(10*time.Second, readyPoll, func() bool {
 		running, _, _, id := inspectState(a.container)
 		return !running || id != oldID
 	}) {
@@ -155,7 +157,7 @@ func (c *cluster) stepdown(tb testing.TB) time.Duration {
 	}()
 	var cliErr error
 	var t1 time.Time
-	if !poll(30*time.Second, readyPoll, func() bool {
+	if !testenv.Poll(30*time.Second, readyPoll, func() bool {
 		select {
 		case cliErr = <-done:
 			done <- cliErr // for the wait below

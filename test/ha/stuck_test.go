@@ -6,6 +6,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/cl-agent/cl-agent/internal/testenv"
 )
 
 // unhealthyStepdown is health.unhealthy_stepdown in the stuck-active scenario: short, but above the stand-in
@@ -45,7 +47,7 @@ func TestStuckActiveHandsOverHA(t *testing.T) {
 	stuck, healthy := c.hosts[0], c.hosts[1]
 	// host2 first, so that it is the active and host1 the standby.
 	healthy.start(t)
-	if !poll(settleBound, pollEvery, func() bool {
+	if !testenv.Poll(settleBound, pollEvery, func() bool {
 		s, err := healthy.status()
 		return err == nil && s.Role == "active" && s.Node.Ready
 	}) {
@@ -92,7 +94,7 @@ func (c *cluster) stuckHandsOver(t *testing.T, stuck, healthy *host, reason stri
 	// Stuck: from the moment host1 holds the lock with no node behind it.
 	var seen statusLog
 	var tStuck time.Time
-	if !poll(30*time.Second, readyPoll, func() bool {
+	if !testenv.Poll(30*time.Second, readyPoll, func() bool {
 		s, err := stuck.status()
 		if err != nil {
 			return false
@@ -110,7 +112,7 @@ func (c *cluster) stuckHandsOver(t *testing.T, stuck, healthy *host, reason stri
 	// Handed over: host2 holds the lock again.
 	var tBack time.Time
 	wait := handoverBound + 20*time.Second // to measure a late handover, not only to see it missed
-	if !poll(wait, readyPoll, func() bool {
+	if !testenv.Poll(wait, readyPoll, func() bool {
 		if s, err := stuck.status(); err == nil {
 			seen.add(s)
 		}
