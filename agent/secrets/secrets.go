@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"strings"
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
@@ -142,6 +143,11 @@ func fetchOne(ctx context.Context, api API, key string, ref config.SecretRef, ti
 		return fail(true, ErrEmpty)
 	}
 	value := *resp.SecretString
+	if ref.JSONKey == "" && isJSONObject(value) {
+		// The whole document (an RDS secret's username, host, password …) is no password, and the node would
+		// refuse it at every start: an operator must say which key holds it. Never quote the value.
+		return fail(true, fmt.Errorf("%w: the secret holds JSON: set secrets.%s.json_key to the key of the password", ErrFormat, key))
+	}
 	if ref.JSONKey != "" {
 		var fields map[string]any
 		if err := json.Unmarshal([]byte(value), &fields); err != nil {
@@ -162,6 +168,13 @@ func fetchOne(ctx context.Context, api API, key string, ref config.SecretRef, ti
 		return fail(true, ErrEmpty)
 	}
 	return NewSecret(value, aws.ToString(resp.VersionId)), nil
+}
+
+// isJSONObject reports whether s is a JSON object (surrounding white space allowed). A password that merely
+// starts with "{" is not one.
+func isJSONObject(s string) bool {
+	var fields map[string]json.RawMessage
+	return strings.HasPrefix(strings.TrimSpace(s), "{") && json.Unmarshal([]byte(s), &fields) == nil
 }
 
 // classify sorts an AWS error into terminal (an operator must act) or retryable. The SDK has already retried

@@ -112,29 +112,46 @@ func TestFetchTimesOutWithTheBound(t *testing.T) {
 	}
 }
 
+// TestFetchJSONKey: json_key picks a string field of a JSON secret; a JSON object fetched without json_key is
+// refused (terminal) instead of becoming the password whole, and a plain value that only starts like JSON is
+// taken as it is.
 func TestFetchJSONKey(t *testing.T) {
+	const pass = "db-Password-0123456789"
+	const holdsJSON = "the secret holds JSON: set secrets.database_password.json_key"
 	cases := []struct {
 		name, body, key string
-		ok              bool
+		want            string // the password; "" when refused
+		says            string // in the refusal
 	}{
-		{"Found", `{"SecretString":"{\"username\":\"cl\",\"password\":\"db-Password-0123456789\"}"}`, "password", true},
-		{"MissingKey", `{"SecretString":"{\"username\":\"cl\"}"}`, "password", false},
-		{"NotJSON", `{"SecretString":"db-Password-0123456789"}`, "password", false},
-		{"NotString", `{"SecretString":"{\"password\":12345678901234567}"}`, "password", false},
+		{"Found", `{"SecretString":"{\"username\":\"cl\",\"password\":\"` + pass + `\"}"}`, "password", pass, ""},
+		{"MissingKey", `{"SecretString":"{\"username\":\"cl\"}"}`, "password", "", "no key"},
+		{"NotJSON", `{"SecretString":"` + pass + `"}`, "password", "", "not a JSON object"},
+		{"NotString", `{"SecretString":"{\"password\":12345678901234567}"}`, "password", "", "not a string"},
+		{"JSONWithoutKey", `{"SecretString":"{\"username\":\"cl\",\"password\":\"` + pass + `\"}"}`, "", "", holdsJSON},
+		{"JSONWithSpaceWithoutKey", `{"SecretString":" \n{\"password\": \"` + pass + `\"}\n"}`, "", "", holdsJSON},
+		{"PlainWithoutKey", `{"SecretString":"` + pass + `"}`, "", pass, ""},
+		{"BraceWithoutKey", `{"SecretString":"{` + pass + `"}`, "", "{" + pass, ""},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
 			srv, _ := fakeSecretsManager(t, scripted{200, tc.body})
 			api := NewClient(testAWSConfig(), srv.URL, 1, time.Second)
 			sec, err := fetchOne(context.Background(), api, "database_password", config.SecretRef{ID: "DBSecret", JSONKey: tc.key}, 5*time.Second)
-			if tc.ok {
-				if err != nil || sec.Reveal() != "db-Password-0123456789" {
+			if tc.want != "" {
+				if err != nil || sec.Reveal() != tc.want {
 					t.Fatalf("got %v", err)
 				}
 				return
 			}
 			if !errors.Is(err, ErrFormat) || strings.Contains(err.Error(), "db-Password") {
 				t.Fatalf("got %v", err)
+			}
+			var se *Error
+			if !errors.As(err, &se) || !se.Terminal || se.ExitCode() != 5 {
+				t.Errorf("not terminal: %v", err)
+			}
+			if !strings.Contains(err.Error(), tc.says) {
+				t.Errorf("error %q does not say %q", err, tc.says)
 			}
 		})
 	}
