@@ -119,10 +119,14 @@ func TestElector(t *testing.T) {
 		if took > 500*time.Millisecond {
 			t.Fatalf("the term ended %s after its backend was terminated, want well under FenceAfter (%s)", took, DefaultFenceAfter)
 		}
-		eventually(t, 5*time.Second, "lock freed", func() (bool, error) {
+		var lastErr error
+		if !testenv.Poll(5*time.Second, 20*time.Millisecond, func() bool {
 			h, err := e.Holder(ctx)
-			return err == nil && !h.Held, err
-		})
+			lastErr = err
+			return err == nil && !h.Held
+		}) {
+			t.Fatalf("the lock is not free within 5s (last error: %v)", lastErr)
+		}
 	})
 
 	t.Run("SlowSuccessfulCheckDoesNotExtendTrust", func(t *testing.T) {

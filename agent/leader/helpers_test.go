@@ -2,8 +2,6 @@ package leader
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"net"
@@ -70,8 +68,8 @@ type testDB struct {
 
 func newDB(t testing.TB, pg *testenv.Postgres) testDB {
 	t.Helper()
-	suffix := randomHex(t, 6)
-	db := testDB{pg: pg, name: "leader_" + suffix, user: "agent_" + suffix, password: randomHex(t, 16)}
+	suffix := testenv.RandomHex(6)
+	db := testDB{pg: pg, name: "leader_" + suffix, user: "agent_" + suffix, password: testenv.RandomHex(16)}
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	if err := pg.CreateDatabase(ctx, db.name, db.user, db.password); err != nil {
@@ -246,24 +244,6 @@ func waitDone(t *testing.T, term *Term, bound time.Duration, who string) time.Ti
 	return time.Time{}
 }
 
-// eventually polls cond every 20ms until it holds or bound passes.
-func eventually(t *testing.T, bound time.Duration, what string, cond func() (bool, error)) time.Time {
-	t.Helper()
-	deadline := time.Now().Add(bound)
-	var lastErr error
-	for {
-		ok, err := cond()
-		if ok {
-			return time.Now()
-		}
-		lastErr = err
-		if time.Now().After(deadline) {
-			t.Fatalf("%s: not within %s (last error: %v)", what, bound, lastErr)
-		}
-		<-time.After(20 * time.Millisecond)
-	}
-}
-
 func holderOf(t *testing.T, e *Elector) Holder {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
@@ -273,14 +253,6 @@ func holderOf(t *testing.T, e *Elector) Holder {
 		t.Fatalf("Holder: %v", err)
 	}
 	return h
-}
-
-func randomHex(t testing.TB, n int) string {
-	b := make([]byte, n)
-	if _, err := rand.Read(b); err != nil {
-		t.Fatal(err)
-	}
-	return hex.EncodeToString(b)
 }
 
 // isCause reports whether the term ended for reason.

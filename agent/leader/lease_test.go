@@ -6,6 +6,8 @@ import (
 	"time"
 
 	"github.com/google/uuid"
+
+	"github.com/cl-agent/cl-agent/internal/testenv"
 )
 
 // The node's own SQL (core/services/pg/lease_lock.go, as internal/standin/cmd/chainlink/lease.go runs it).
@@ -132,10 +134,12 @@ func TestLease(t *testing.T) {
 			t.Fatalf("short lease: %+v, %v", short, err)
 		}
 		var lapsed LeaseInfo
-		eventually(t, 5*time.Second, "the short lease lapses", func() (bool, error) {
+		if !testenv.Poll(5*time.Second, 20*time.Millisecond, func() bool {
 			lapsed, err = LeaseState(ctx, conn)
-			return err == nil && lapsed.Expired, err
-		})
+			return err == nil && lapsed.Expired
+		}) {
+			t.Fatalf("the short lease did not lapse within 5s (last: %+v, %v)", lapsed, err)
+		}
 		if lapsed.ReleasedSince(short) {
 			t.Fatalf("a lapsed lease (%+v after %+v) reads as released", lapsed, short)
 		}
@@ -156,9 +160,11 @@ func TestLease(t *testing.T) {
 		for _, c := range others {
 			_ = c.Close(ctx)
 		}
-		eventually(t, 5*time.Second, "the old node's sessions gone", func() (bool, error) {
-			n, err := NodeSessions(ctx, conn)
-			return err == nil && n == 0, err
-		})
+		if !testenv.Poll(5*time.Second, 20*time.Millisecond, func() bool {
+			n, err = NodeSessions(ctx, conn)
+			return err == nil && n == 0
+		}) {
+			t.Fatalf("the old node's sessions not gone within 5s (last: %d, %v)", n, err)
+		}
 	})
 }
