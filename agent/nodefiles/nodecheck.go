@@ -59,7 +59,7 @@ func (e *RefusedError) Error() string { return fmt.Sprintf("%v: %v", ErrNodeRefu
 // Unwrap gives both the sentinel and the validator's error.
 func (e *RefusedError) Unwrap() []error { return []error{ErrNodeRefused, e.Err} }
 
-// ExitCode is exitcode.Config: bad configuration (DESIGN.md §7).
+// ExitCode is exitcode.Config (2): bad configuration, which systemd does not restart the agent for.
 func (e *RefusedError) ExitCode() int { return exitcode.Config }
 
 // ValidateArgs is the node's command line, after its entrypoint, that validates the files in SecretsMount.

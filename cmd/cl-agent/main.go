@@ -52,7 +52,7 @@ var errPriority = func() string {
 // errReported marks a failure the command has already explained on its output (e.g. check's FAIL lines).
 var errReported = errors.New("reported")
 
-// exitCode maps an error to the exit code contract with systemd (agent/exitcode, DESIGN.md §7): a cancelled
+// exitCode maps an error to the exit code contract with systemd (agent/exitcode; README, "Commands"): a cancelled
 // context is a clean stop, and every other error is exitcode.Of's (its own code, else worth retrying).
 func exitCode(err error) int {
 	if errors.Is(err, context.Canceled) {

@@ -101,7 +101,7 @@ func TestRenderedDatabaseURLConnects(t *testing.T) {
 	}
 }
 
-// TestBadInputs: each bad input gives a clear error naming what is wrong, the DESIGN.md §7 exit code, and no
+// TestBadInputs: each bad input gives a clear error naming what is wrong, its exit code (agent/exitcode), and no
 // file in the output directory.
 func TestBadInputs(t *testing.T) {
 	denied := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {

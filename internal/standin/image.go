@@ -24,7 +24,7 @@ const HashLabel = "cl-agent.standin.hash"
 // Repository:sha-HASH as well, so removing a test's own tag never deletes an image other tests share.
 const Repository = "standin-chainlink"
 
-// Image user of the real node (DESIGN.md §2).
+// UID and GID are the user the real node's image runs as, and the default of container.user.
 const (
 	UID = 14933
 	GID = 14933

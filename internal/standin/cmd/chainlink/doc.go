@@ -1,6 +1,6 @@
 // Command chainlink is a stand-in for the Chainlink node, shipped in a FROM-scratch test image (see package
 // standin). The agent runs it exactly as it runs the real image, so it keeps the node's runtime contract
-// (DESIGN.md §2) where the agent can observe it, and nothing else.
+// (the command lines, inputs, HTTP endpoints and exits below) where the agent can observe it, and nothing else.
 //
 // # Command lines
 //
