@@ -56,7 +56,7 @@ ha:
 ## fuzz: each fuzz target briefly (the corpus seeds also run in `unit`).
 fuzz:
 	$(GO) test -run '^$$' -fuzz '^FuzzParse$$' -fuzztime $(FUZZTIME) ./agent/config
-	$(GO) test -run '^$$' -fuzz '^FuzzRender$$' -fuzztime $(FUZZTIME) ./agent/bootstrap
+	$(GO) test -run '^$$' -fuzz '^FuzzRender$$' -fuzztime $(FUZZTIME) ./agent/nodefiles
 
 ## dockerd-restart: tests that restart the shared Docker engine, one package at a time (-p 1), after everything else.
 dockerd-restart:

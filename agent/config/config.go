@@ -1,4 +1,4 @@
-// Package config owns cl-agent's configuration: the YAML schema of DESIGN.md §7, its defaults, strict decoding
+// Package config owns cl-agent's configuration: the YAML schema (README, Configuration), its defaults, strict decoding
 // (an unknown key is an error that names the key and its line), environment overrides, and validation, including
 // the leader-election timing invariant. A Config returned by Parse or Load is complete and valid; nothing else in
 // the agent re-checks it.

@@ -45,7 +45,7 @@ func (e *FieldError) Error() string {
 
 func (e *FieldError) Unwrap() error { return e.Err }
 
-// ExitCode makes every configuration error exit exitcode.Config (bad usage or configuration, DESIGN.md §7).
+// ExitCode makes every configuration error exit exitcode.Config (bad usage or configuration; agent/exitcode).
 func (e *FieldError) ExitCode() int { return exitcode.Config }
 
 // detail wraps a sentinel with a sentence that says what the rule is.

@@ -13,7 +13,7 @@ import (
 // merges extra_toml over them: tables key by key, arrays of tables element by element (so `[[EVM]]` in extra_toml
 // adds to the agent's chain and a second `[[EVM]]` adds a chain). extra_toml may add keys and tables; it may never
 // replace or change what the agent writes or relies on, nor hold a secret. Whether the node knows a key it adds is
-// the node's own rule (its TOML decoding is strict): bootstrap.NodeValidator runs the node's `validate` for that.
+// the node's own rule (its TOML decoding is strict): nodefiles.Validator runs the node's `validate` for that.
 //
 // A path is dotted; "[0]" is an element of an array of tables, "[]" any element.
 
@@ -74,7 +74,7 @@ const (
 )
 
 // leaseProblems refuses Database.Lock settings that undo the node's database lease, the node's own guard against
-// a second node on its database under the agent's election (DESIGN.md §2): turning it off, a lease of no length,
+// a second node on its database under the agent's election: turning it off, a lease of no length,
 // or a refresh slower than half the lease (which the node refuses too: core/config/toml/types.go
 // DatabaseLock.ValidateConfig). A shorter or longer lease is allowed; a longer one makes a successor wait longer
 // after a node is killed.

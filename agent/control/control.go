@@ -20,7 +20,7 @@ import (
 	"github.com/cl-agent/cl-agent/agent/exitcode"
 )
 
-// Status is what `cl-agent status --json` prints. Field names are part of the public interface (DESIGN.md §7).
+// Status is what `cl-agent status --json` prints. Field names are part of the public interface (README, Commands: `status --json`).
 type Status struct {
 	Role       string    `json:"role"` // standby | starting | active | fencing | stopping
 	InstanceID string    `json:"instance_id"`

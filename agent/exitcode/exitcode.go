@@ -1,4 +1,4 @@
-// Package exitcode is the agent's exit-code contract with systemd and operators (README, DESIGN.md §7):
+// Package exitcode is the agent's exit-code contract with systemd and operators (README, Commands):
 //
 //	0 OK        the agent stopped cleanly
 //	1 Retry     a failure worth retrying: systemd restarts the agent

@@ -16,7 +16,7 @@ const leaseCallTimeout = 5 * time.Second
 // undefinedTable is SQLSTATE 42P01: the node has not created lease_lock yet.
 const undefinedTable = "42P01"
 
-// LeaseInfo is the node's own database lease (the lease_lock row of Chainlink 2.x, see DESIGN §2), read on the
+// LeaseInfo is the node's own database lease (the lease_lock row of Chainlink 2.x; see doc.go), read on the
 // server's clock.
 type LeaseInfo struct {
 	// Exists is false when there is no lease_lock table (no node has run on this database yet) or no row.
