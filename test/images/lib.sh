@@ -9,6 +9,20 @@ exit_if_cached() {
 	fi
 }
 
+# apt_install PACKAGES...: apt-get install, one at a time on this machine. `make images` runs the builds side by
+# side, and on a fresh machine more than one of them installs packages: apt's own locks fail at once instead of
+# waiting, so the installs queue on a lock of ours (and wait for an apt run of the system's, within its timeout).
+apt_install() {
+	(
+		flock -w 900 9 || {
+			echo "apt_install: another install held the lock for 900 s" >&2
+			exit 1
+		}
+		DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=600 -qq update &&
+			DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=600 -qq install -y --no-install-recommends "$@" >/dev/null
+	) 9>/var/lock/cl-agent-apt.lock
+}
+
 # debootstrap_root ROOT PACKAGES [MIRROR]: a Debian bookworm minbase root in ROOT with PACKAGES (comma-separated),
 # from Debian's packages (no registry). Installs debootstrap with apt-get when it is missing; on failure prints
 # the tail of debootstrap's log and fails.
@@ -16,8 +30,7 @@ debootstrap_root() {
 	local root=$1 packages=$2 mirror=${3:-${DEBIAN_MIRROR:-http://deb.debian.org/debian}}
 	command -v debootstrap >/dev/null 2>&1 || {
 		say "installing debootstrap"
-		DEBIAN_FRONTEND=noninteractive apt-get update -qq
-		DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends debootstrap >/dev/null
+		apt_install debootstrap
 	}
 	say "debootstrap bookworm into $root (packages: $packages)"
 	debootstrap --variant=minbase --include="$packages" bookworm "$root" "$mirror" >"$root.debootstrap.log" 2>&1 || {

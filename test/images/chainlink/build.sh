@@ -42,6 +42,8 @@ cache=${CL_AGENT_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/cl-agent}
 export GOFLAGS=-buildvcs=false GOTOOLCHAIN=local GONOSUMDB=github.com/smartcontractkit GOWORK=off
 
 say() { printf 'chainlink %s: %s\n' "$version" "$*" >&2; }
+# shellcheck source=../lib.sh
+. "$here/../lib.sh"
 
 files_hash() {
 	(cd "$here" && find build.sh base.sh ../lib.sh wrapper -type f | LC_ALL=C sort | xargs sha256sum) | sha256sum | cut -c1-64
@@ -83,8 +85,7 @@ fi
 
 command -v gcc >/dev/null 2>&1 || {
 	say "installing gcc (the node is built with cgo)"
-	DEBIAN_FRONTEND=noninteractive apt-get update -qq
-	DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends gcc libc6-dev >/dev/null
+	apt_install gcc libc6-dev
 }
 
 start=$(date +%s)
