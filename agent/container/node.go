@@ -8,6 +8,7 @@ import (
 
 	"go.uber.org/zap"
 
+	"github.com/cl-agent/cl-agent/agent/config"
 	"github.com/cl-agent/cl-agent/agent/fsutil"
 	"github.com/cl-agent/cl-agent/agent/nodefiles"
 )
@@ -89,15 +90,15 @@ func (s *Supervisor) start(ctx context.Context, spec ContainerSpec, r *nodefiles
 			return fmt.Errorf("before starting the node: %w", err)
 		}
 	}
-	// The node refuses a root directory it cannot narrow to 0700, so it must own it; and what it wrote there must
-	// stay its own (an older unit let systemd hand it all to root at every start).
-	if n, err := fsutil.ReclaimFromRoot(k.DataDir, s.owner); err != nil {
+	// The node refuses a root directory it cannot narrow to 0700, so it must own it; what it wrote there must stay
+	// its own (an older unit let systemd hand it all to root at every start, at config.OlderUnitDataDir); and a
+	// non-empty directory of someone else is refused (exit 2), never taken over.
+	n, err := fsutil.PrepareNodeDir(k.DataDir, dataDirMode, s.owner, k.DataDir == config.OlderUnitDataDir)
+	if err != nil {
 		return fmt.Errorf("the node's data directory: %w", err)
-	} else if n > 0 {
-		s.log.Warn("the node's data directory was owned by root: given back to the node", zap.String("dir", k.DataDir), zap.Int("entries", n))
 	}
-	if err := fsutil.EnsureDir(k.DataDir, dataDirMode, s.owner); err != nil {
-		return fmt.Errorf("the node's data directory: %w", err)
+	if n > 0 {
+		s.log.Warn("the node's data directory was owned by root: given back to the node", zap.String("dir", k.DataDir), zap.Int("entries", n))
 	}
 	if err := nodefiles.Write(k.SecretsDir, r, s.owner); err != nil {
 		s.shred()

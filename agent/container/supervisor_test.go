@@ -6,16 +6,20 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"os"
+	"path/filepath"
 	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
 	"go.uber.org/zap"
 	"go.uber.org/zap/zapcore"
 
+	"github.com/cl-agent/cl-agent/agent/exitcode"
 	"github.com/cl-agent/cl-agent/agent/nodefiles"
 	"github.com/cl-agent/cl-agent/agent/secrets"
 	"github.com/cl-agent/cl-agent/internal/testenv"
@@ -453,5 +457,40 @@ func TestSupervisorTerminal(t *testing.T) {
 	}
 	if backoffs < 2 || m.count("create") != 0 {
 		t.Errorf("%d backoffs on BeforeStart errors, %d creates; want 2 and none", backoffs, m.count("create"))
+	}
+}
+
+// TestSupervisorRefusesAForeignDataDir: a non-empty data_dir of another uid is never taken over (chowned and
+// mounted): the start fails at once as a configuration error (exit 2), nothing is created, and its owner stays.
+func TestSupervisorRefusesAForeignDataDir(t *testing.T) {
+	t.Parallel()
+	m, f := newMemDocker(t)
+	var dataDir string
+	u := startUnit(t, m, f, func(o *Options) {
+		dataDir = o.Config.Container.DataDir
+		if err := os.MkdirAll(dataDir, 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(dataDir, "someone-elses"), []byte("x"), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Chown(dataDir, 12345, 12345); err != nil {
+			t.Fatal(err)
+		}
+	})
+	select {
+	case err := <-u.done:
+		u.done <- err
+		if exitcode.Of(err) != exitcode.Config || !strings.Contains(err.Error(), "data directory") {
+			t.Errorf("Run = %v (exit %d); want the data directory refused, exit 2", err, exitcode.Of(err))
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("Run did not return on a foreign data directory")
+	}
+	if m.count("create") != 0 {
+		t.Errorf("%d creates; want none", m.count("create"))
+	}
+	if fi, err := os.Stat(dataDir); err != nil || fi.Sys().(*syscall.Stat_t).Uid != 12345 {
+		t.Errorf("the data directory changed owner: %v", err)
 	}
 }
