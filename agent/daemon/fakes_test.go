@@ -127,6 +127,12 @@ func (n *fakeNode) Restart(context.Context) error {
 	return nil
 }
 
+func (n *fakeNode) restartCount() int {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	return n.restarts
+}
+
 func (n *fakeNode) Status() container.Status {
 	n.mu.Lock()
 	defer n.mu.Unlock()

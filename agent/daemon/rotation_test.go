@@ -167,3 +167,25 @@ func TestStandbyProblemClearsAfterAGoodFetch(t *testing.T) {
 		return h.d.Status().LastError == "" && report() == "true: warm"
 	})
 }
+
+// TestBadRotatedSecretStaysInTheStatus: a rotated secret that breaks the node's rules is refused (the node keeps
+// running on what it has) and the refusal stays in the status until a good version is fetched; the node's own status
+// changes, at every tick, do not wipe it.
+func TestBadRotatedSecretStaysInTheStatus(t *testing.T) {
+	h, _, node := activateWith(t, setup{config: func(c *config.Config) { c.Secrets.PollInterval = 20 * time.Millisecond }})
+	bad := error(&secrets.Error{Key: "api_password", ID: "ApiSecret", Terminal: true, Err: secrets.ErrPasswordRule})
+	h.fetchErr.Store(&bad)
+	testenv.WaitFor(t, 5*time.Second, "the refusal in the status", func() bool {
+		return strings.Contains(h.d.Status().LastError, "api_password")
+	})
+	beats := h.notes.count("WATCHDOG=1")
+	testenv.WaitFor(t, 5*time.Second, "twenty ticks", func() bool { return h.notes.count("WATCHDOG=1") >= beats+20 })
+	if got := h.d.Status().LastError; !strings.Contains(got, "api_password") {
+		t.Fatalf("the refusal left the status after some ticks: last_error %q", got)
+	}
+	if h.role() != state.Active || node.restartCount() != 0 {
+		t.Fatalf("role %s, %d restarts; the node must keep running on the secrets it has", h.role(), node.restartCount())
+	}
+	h.fetchErr.Store(nil)
+	testenv.WaitFor(t, 5*time.Second, "a good fetch clears it", func() bool { return h.d.Status().LastError == "" })
+}
