@@ -13,7 +13,8 @@
 //
 // Fence does the same stop without a running agent (systemd's ExecStopPost). Only containers that carry the
 // cl-agent.managed label are ever stopped or replaced: a same-named container the agent did not create is left
-// alone with ErrNotManaged. The config-hash label never covers a secret value.
+// alone — the supervisor will not start next to it (ErrNotManaged, retried with backoff), and a fence counts it as
+// no node of this agent's. The config-hash label never covers a secret value.
 //
 // Every Docker call goes through Engine, the few engine calls the supervisor uses, each bounded by a deadline and
 // named in its error.

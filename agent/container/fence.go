@@ -11,8 +11,10 @@ import (
 
 // Fence stops this host's node container (SIGTERM, then SIGKILL after stopTimeout), removes it and shreds the
 // node's files in secretsDir. It needs only the Docker engine, not a running agent: `cl-agent fence` (systemd's
-// ExecStopPost) and the supervisor's own shutdown use it. No container by that name is success. A container by
-// that name without the cl-agent.managed label is left alone: the error wraps ErrNotManaged. The files are
+// ExecStopPost) and the supervisor's own shutdown use it. It proves that no node of this agent runs: no container by
+// that name is success, and so is a container by that name without the cl-agent.managed label — the agent never
+// created it and never touches it (the supervisor refuses to start next to it and says so), so it is not this
+// agent's node and holding the lock for it would only keep the peer from running the node. The files are
 // shredded in every case.
 func Fence(ctx context.Context, e Engine, name, secretsDir string, stopTimeout time.Duration) error {
 	err := fence(ctx, e, name, stopTimeout)
@@ -30,7 +32,7 @@ func fence(ctx context.Context, e Engine, name string, stopTimeout time.Duration
 	case err != nil:
 		return fmt.Errorf("fence: %w", err)
 	case c.Labels[LabelManaged] != "true":
-		return fmt.Errorf("fence: container %q (%.12s) is %w; refusing to stop it", name, c.ID, ErrNotManaged)
+		return nil // not this agent's node: left alone
 	}
 	if c.Running || c.Status == "restarting" || c.Status == "paused" {
 		if err := e.StopContainer(ctx, c.ID, stopTimeout); err != nil && !errors.Is(err, ErrNotFound) {

@@ -174,8 +174,12 @@ func Shred(path string) error {
 	return overwriteErr
 }
 
-// ShredAll shreds the named files in dir and any temporary file the agent left there; it reports every failure.
+// ShredAll shreds the named files in dir and any temporary file the agent left there; it reports every failure. A
+// dir that does not exist holds nothing to shred.
 func ShredAll(dir string, names []string) error {
+	if _, err := os.Stat(dir); errors.Is(err, os.ErrNotExist) {
+		return nil // no directory, no files: nothing to shred
+	}
 	var errs []error
 	for _, n := range names {
 		errs = append(errs, Shred(filepath.Join(dir, n)))
