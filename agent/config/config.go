@@ -92,6 +92,11 @@ type Node struct {
 	ExtraTOML string `yaml:"extra_toml"`
 	// ExtraEnv is added to .env (1.x). It may not override the variables the agent owns.
 	ExtraEnv map[string]string `yaml:"extra_env"`
+	// Chains are the EVM chains of a 2.x node, each with its chain clients (see chains.go). Empty: the one-chain
+	// shorthand above (network or chain_id + link_contract, ws_url, http_url); setting both is an error.
+	Chains []Chain `yaml:"chains"`
+	// P2P is the node's peer-to-peer networking (OCR, OCR2, CCIP, Functions, Automation). Default off.
+	P2P P2P `yaml:"p2p"`
 }
 
 // Database is where the node's PostgreSQL lives. The password comes from secrets.database_password.
@@ -219,6 +224,7 @@ func Default() Config {
 			Format:   "auto",
 			Network:  "Ethereum-Mainnet",
 			Database: Database{Port: 5432, SSLMode: "require"},
+			P2P:      P2P{ListenPort: DefaultP2PPort},
 		},
 		Image: Image{Repository: "smartcontract/chainlink", HubURL: "https://hub.docker.com"},
 		Container: Container{

@@ -416,7 +416,7 @@ func TestExtraTOMLRules(t *testing.T) {
 }
 
 func TestExtraTOMLReportsEveryKey(t *testing.T) {
-	errs := ExtraTOMLProblems("RootDir = '/x'\n[WebServer]\nHTTPPort = 1\n[WebServer.TLS]\nHTTPSPort = 443\n")
+	errs := ExtraTOMLProblems(Node{ExtraTOML: "RootDir = '/x'\n[WebServer]\nHTTPPort = 1\n[WebServer.TLS]\nHTTPSPort = 443\n"})
 	if len(errs) != 3 {
 		t.Fatalf("%d problems, want 3: %v", len(errs), errs)
 	}

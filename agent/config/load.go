@@ -78,8 +78,12 @@ func decodeStrict(data []byte, cfg *Config) (lineMap, error) {
 	return lines, nil
 }
 
-// checkKeys walks a mapping node alongside the struct type it decodes into.
+// checkKeys walks a mapping node alongside the struct type it decodes into, and a sequence alongside a slice of
+// structs (node.chains, their nodes), whose elements are keyed "name[i]".
 func checkKeys(n *yaml.Node, t reflect.Type, prefix string, lines lineMap) error {
+	if t.Kind() == reflect.Slice && t.Elem().Kind() == reflect.Struct {
+		return checkElements(n, t.Elem(), strings.TrimSuffix(prefix, "."), lines)
+	}
 	if t.Kind() != reflect.Struct {
 		return nil
 	}
@@ -106,6 +110,24 @@ func checkKeys(n *yaml.Node, t reflect.Type, prefix string, lines lineMap) error
 		}
 		lines[key] = k.Line
 		if err := checkKeys(v, f.Type, key+".", lines); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// checkElements checks each element of a sequence of mappings (a list of structs) and records its line.
+func checkElements(n *yaml.Node, elem reflect.Type, key string, lines lineMap) error {
+	if n.Kind == yaml.ScalarNode && n.Tag == "!!null" {
+		return nil
+	}
+	if n.Kind != yaml.SequenceNode {
+		return &FieldError{Field: key, Line: n.Line, Err: fmt.Errorf("%w: expected a list", ErrInvalid)}
+	}
+	for i, e := range n.Content {
+		at := fmt.Sprintf("%s[%d]", key, i)
+		lines[at] = e.Line
+		if err := checkKeys(e, elem, at+".", lines); err != nil {
 			return err
 		}
 	}

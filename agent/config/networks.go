@@ -68,8 +68,13 @@ func NetworkNames() []string {
 	return names
 }
 
-// Chain resolves the configured chain: chain_id + link_contract when set, else the named network.
+// Chain resolves the configured chain: chain_id + link_contract when set, else the named network. With node.chains
+// it is the first chain (see EVMChains for all of them).
 func (n Node) Chain() (chainID uint64, link string) {
+	if len(n.Chains) > 0 {
+		first := n.EVMChains()[0]
+		return first.ChainID, first.LinkContract
+	}
 	if n.ChainID != 0 {
 		return n.ChainID, n.LinkContract
 	}

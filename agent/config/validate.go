@@ -43,7 +43,26 @@ type validator struct {
 }
 
 func (v *validator) fail(field, value string, err error) {
-	v.errs = append(v.errs, &FieldError{Field: field, Line: v.lines[field], Value: value, Err: err})
+	v.errs = append(v.errs, &FieldError{Field: field, Line: v.lineOf(field), Value: value, Err: err})
+}
+
+// lineOf is the line of field, or, for a key the file does not write inside a list element it does
+// ("node.chains[0].nodes[1].http_url", "… scheme"), the line of the nearest element or list that it writes.
+func (v *validator) lineOf(field string) int {
+	if l, ok := v.lines[field]; ok || !strings.Contains(field, "[") {
+		return l
+	}
+	for f := field; f != ""; {
+		if l, ok := v.lines[f]; ok {
+			return l
+		}
+		i := strings.LastIndexAny(f, ".[ ")
+		if i < 0 {
+			break
+		}
+		f = f[:i]
+	}
+	return 0
 }
 
 func (v *validator) required(field, value string) bool {
@@ -83,14 +102,18 @@ func (v *validator) positive(field string, d time.Duration) bool {
 	return true
 }
 
-// url checks an absolute URL with one of the schemes.
-func (v *validator) url(field, raw string, schemes ...string) {
+// url checks an absolute URL with one of the schemes and reports whether it passed.
+func (v *validator) url(field, raw string, schemes ...string) bool {
 	u, err := url.Parse(raw)
 	if err != nil || u.Host == "" {
 		v.fail(field, raw, detail(ErrInvalid, "is not a well-formed URL with a host"))
-		return
+		return false
 	}
-	v.oneOf(field+" scheme", u.Scheme, schemes...)
+	if !slices.Contains(schemes, u.Scheme) {
+		v.oneOf(field+" scheme", u.Scheme, schemes...)
+		return false
+	}
+	return true
 }
 
 func validate(c *Config, lines lineMap) error {
@@ -174,6 +197,47 @@ func (v *validator) secrets(c *Config) {
 func (v *validator) node(c *Config) {
 	n := c.Node
 	v.oneOf("node.format", n.Format, "auto", "env", "toml")
+	if len(n.Chains) > 0 {
+		v.chains(c)
+	} else {
+		v.shorthand(n)
+	}
+	v.p2p(c)
+	if v.required("node.api_email", n.APIEmail) {
+		if a, err := mail.ParseAddress(n.APIEmail); err != nil || a.Address != n.APIEmail {
+			v.fail("node.api_email", n.APIEmail, detail(ErrInvalid, "must be a bare e-mail address such as ops@example.com"))
+		}
+	}
+	db := n.Database
+	if v.required("node.database.host", db.Host) && strings.ContainsFunc(db.Host, badHostRune) {
+		v.fail("node.database.host", db.Host, detail(ErrInvalid, "must be a bare host name or IP address: no /, ?, #, @ or white space (the port, database and user have keys of their own)"))
+	}
+	v.port("node.database.port", db.Port)
+	v.required("node.database.name", db.Name)
+	v.required("node.database.user", db.User)
+	v.oneOf("node.database.sslmode", db.SSLMode, "disable", "allow", "prefer", "require", "verify-ca", "verify-full")
+	if db.SSLRootCert != "" {
+		v.absPath("node.database.sslrootcert", db.SSLRootCert)
+	}
+	for _, err := range ExtraTOMLProblems(n) {
+		v.fail("node.extra_toml", "", err)
+	}
+	for k, val := range n.ExtraEnv {
+		field := "node.extra_env." + k
+		switch {
+		case !envNameRE.MatchString(k):
+			v.fail(field, k, detail(ErrInvalid, "an environment variable name is letters, digits and _"))
+		case slices.Contains(OwnedEnv, k):
+			v.fail(field, k, detail(ErrInvalid, "the agent sets %s itself", k))
+		case strings.ContainsAny(val, "\n\r\x00"):
+			v.fail(field, "", detail(ErrInvalid, "a value may not contain a newline or NUL"))
+		}
+	}
+}
+
+// shorthand checks the one-chain form: node.network, or node.chain_id + node.link_contract; node.ws_url; node.http_url
+// (optional for 1.x, required by the 2.x renderer).
+func (v *validator) shorthand(n Node) {
 	if n.ChainID != 0 {
 		if n.LinkContract == "" {
 			v.fail("node.link_contract", "", detail(ErrRequired, "with node.chain_id set, the LINK contract address (0x and 40 hex digits in EIP-55 checksum case)"))
@@ -192,36 +256,6 @@ func (v *validator) node(c *Config) {
 	}
 	if n.HTTPURL != "" {
 		v.url("node.http_url", n.HTTPURL, "http", "https")
-	}
-	if v.required("node.api_email", n.APIEmail) {
-		if a, err := mail.ParseAddress(n.APIEmail); err != nil || a.Address != n.APIEmail {
-			v.fail("node.api_email", n.APIEmail, detail(ErrInvalid, "must be a bare e-mail address such as ops@example.com"))
-		}
-	}
-	db := n.Database
-	if v.required("node.database.host", db.Host) && strings.ContainsFunc(db.Host, badHostRune) {
-		v.fail("node.database.host", db.Host, detail(ErrInvalid, "must be a bare host name or IP address: no /, ?, #, @ or white space (the port, database and user have keys of their own)"))
-	}
-	v.port("node.database.port", db.Port)
-	v.required("node.database.name", db.Name)
-	v.required("node.database.user", db.User)
-	v.oneOf("node.database.sslmode", db.SSLMode, "disable", "allow", "prefer", "require", "verify-ca", "verify-full")
-	if db.SSLRootCert != "" {
-		v.absPath("node.database.sslrootcert", db.SSLRootCert)
-	}
-	for _, err := range ExtraTOMLProblems(n.ExtraTOML) {
-		v.fail("node.extra_toml", "", err)
-	}
-	for k, val := range n.ExtraEnv {
-		field := "node.extra_env." + k
-		switch {
-		case !envNameRE.MatchString(k):
-			v.fail(field, k, detail(ErrInvalid, "an environment variable name is letters, digits and _"))
-		case slices.Contains(OwnedEnv, k):
-			v.fail(field, k, detail(ErrInvalid, "the agent sets %s itself", k))
-		case strings.ContainsAny(val, "\n\r\x00"):
-			v.fail(field, "", detail(ErrInvalid, "a value may not contain a newline or NUL"))
-		}
 	}
 }
 

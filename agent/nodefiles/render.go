@@ -103,6 +103,9 @@ func Render(c *config.Config, id identity.Identity, s secrets.NodeSecrets, f For
 	passwordArgs := []string{"-p", SecretsMount + "/" + PasswordFile, "-a", SecretsMount + "/" + APIFile}
 	switch f {
 	case FormatEnv:
+		if err := envCapable(c.Node); err != nil {
+			return nil, err
+		}
 		r.Env = envSettings(c, dbURL)
 		r.Files = append(r.Files, fsutil.File{Name: EnvFile, Data: []byte(strings.Join(r.Env, "\n") + "\n")})
 		r.Cmd = append([]string{"local", "n"}, passwordArgs...)
@@ -145,6 +148,18 @@ func DatabaseURL(db config.Database, password, instanceID string) string {
 // NodeApplicationName is the application_name of the node's database sessions on the host instanceID.
 func NodeApplicationName(instanceID string) string { return "chainlink/" + instanceID }
 
+// envCapable refuses what the 1.x .env cannot say: several chains (node.chains) and P2P.V2. Load refuses them
+// with node.format env; with auto the image tag decides, so the check is here too.
+func envCapable(n config.Node) error {
+	if len(n.Chains) > 0 {
+		return &config.FieldError{Field: "node.chains", Err: fmt.Errorf("%w: the image is a 1.x node (.env, one chain); node.chains needs a 2.x node", config.ErrInvalid)}
+	}
+	if n.P2P.Enabled {
+		return &config.FieldError{Field: "node.p2p.enabled", Err: fmt.Errorf("%w: the image is a 1.x node (.env), which the agent renders no P2P settings for; P2P needs a 2.x node", config.ErrInvalid)}
+	}
+	return nil
+}
+
 // envSettings are the 1.x variables the old Quick Start wrote (minus ALLOW_ORIGINS=*, which let any web page
 // drive the operator API), with extra_env added and allowed to replace the non-owned defaults.
 func envSettings(c *config.Config, dbURL string) []string {
@@ -183,13 +198,13 @@ func envSettings(c *config.Config, dbURL string) []string {
 // configTOML renders config.toml: the agent's settings (exactly the written keys of config.AgentTOMLKeys) with
 // node.extra_toml merged over them. Log.Level is left to the node's default (info) so extra_toml may set it.
 func configTOML(c *config.Config) ([]byte, error) {
-	if c.Node.HTTPURL == "" {
+	if len(c.Node.Chains) == 0 && c.Node.HTTPURL == "" {
 		return nil, &config.FieldError{Field: "node.http_url", Err: fmt.Errorf("%w: 2.x nodes need the chain client's HTTP URL ([[EVM.Nodes]] HTTPURL)", config.ErrRequired)}
 	}
 	base := agentTOML(c)
 	if c.Node.ExtraTOML != "" {
 		// Parse has checked it already; a Config built another way is held to the same rules here.
-		if errs := config.ExtraTOMLProblems(c.Node.ExtraTOML); len(errs) > 0 {
+		if errs := config.ExtraTOMLProblems(c.Node); len(errs) > 0 {
 			return nil, &config.FieldError{Field: "node.extra_toml", Err: errors.Join(errs...)}
 		}
 		var extra map[string]any
@@ -207,9 +222,27 @@ func configTOML(c *config.Config) ([]byte, error) {
 	return out, nil
 }
 
-// agentTOML is what the agent writes into config.toml before extra_toml.
+// agentTOML is what the agent writes into config.toml before extra_toml: the keys of config.AgentTOMLKeys, with
+// one [[EVM]] per chain (LinkContractAddress when the chain has one) and one [[EVM.Nodes]] per client (WSURL when
+// it has one), and [P2P.V2]: Enabled = false when node.p2p is off, else listening on every address of the
+// container at node.p2p.listen_port, announcing node.p2p.announce, with node.p2p.bootstrappers.
 func agentTOML(c *config.Config) map[string]any {
-	chainID, link := c.Node.Chain()
+	var evm []any
+	for _, ch := range c.Node.EVMChains() {
+		var nodes []any
+		for _, n := range ch.Nodes {
+			node := map[string]any{"Name": n.Name, "HTTPURL": n.HTTPURL, "SendOnly": n.SendOnly}
+			if n.WSURL != "" {
+				node["WSURL"] = n.WSURL
+			}
+			nodes = append(nodes, node)
+		}
+		chain := map[string]any{"ChainID": strconv.FormatUint(ch.ChainID, 10), "Nodes": nodes}
+		if ch.LinkContract != "" {
+			chain["LinkContractAddress"] = ch.LinkContract
+		}
+		evm = append(evm, chain)
+	}
 	return map[string]any{
 		"RootDir": DataMount,
 		"Log":     map[string]any{"JSONConsole": true},
@@ -218,15 +251,22 @@ func agentTOML(c *config.Config) map[string]any {
 			"SecureCookies": false,
 			"TLS":           map[string]any{"HTTPSPort": 0},
 		},
-		"EVM": []any{map[string]any{
-			"ChainID":             strconv.FormatUint(chainID, 10),
-			"LinkContractAddress": link,
-			"Nodes": []any{map[string]any{
-				"Name":    "primary",
-				"WSURL":   c.Node.WSURL,
-				"HTTPURL": c.Node.HTTPURL,
-			}},
-		}},
+		"EVM": evm,
+		"P2P": map[string]any{"V2": p2pTOML(c.Node.P2P)},
+	}
+}
+
+// p2pTOML is the [P2P.V2] table. ListenAddresses is 0.0.0.0 inside the container: the container's own interface,
+// which the engine publishes at the same port on the host.
+func p2pTOML(p config.P2P) map[string]any {
+	if !p.Enabled {
+		return map[string]any{"Enabled": false}
+	}
+	return map[string]any{
+		"Enabled":              true,
+		"ListenAddresses":      []string{net.JoinHostPort("0.0.0.0", strconv.Itoa(p.ListenPort))},
+		"AnnounceAddresses":    []string{p.Announce},
+		"DefaultBootstrappers": append([]string{}, p.Bootstrappers...),
 	}
 }
 
