@@ -10,6 +10,7 @@ import (
 	"net/netip"
 	"net/url"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 
@@ -51,7 +52,8 @@ type ContainerSpec struct {
 
 // Spec builds the node's container from the configuration, this host's identity, the resolved image and the
 // rendered node files: the image by digest, the node generation's command line (and, for 1.x, environment),
-// the node user, host_port published to 6688 on every address (the load balancer reaches it), data_dir
+// the node user, host_port published to 6688 on every address (the load balancer reaches it), with node.p2p on
+// its listen_port published at the same port (TCP) on every address (the P2P load balancer's target), data_dir
 // mounted read-write at /chainlink, secrets_dir read-only at /run/chainlink, the database CA (if any)
 // read-only at its own path, the instance id as host name, the managed labels, the log driver, restart policy
 // "no" (the agent restarts the node itself, after rendering the files again) and the stop timeout.
@@ -79,13 +81,21 @@ func Spec(cfg *config.Config, id identity.Identity, img image.Image, r *nodefile
 	if ca := cfg.Node.Database.SSLRootCert; ca != "" {
 		mounts = append(mounts, mount.Mount{Type: mount.TypeBind, Source: ca, Target: ca, ReadOnly: true})
 	}
+	exposed := network.PortSet{nodePort: {}}
+	bindings := network.PortMap{nodePort: {{HostIP: netip.IPv4Unspecified(), HostPort: strconv.Itoa(k.HostPort)}}}
+	if p := cfg.Node.P2P; p.Enabled {
+		// P2P.V2 is libocr's ragep2p, which listens and dials over TCP only: no UDP port to publish.
+		p2p := network.MustParsePort(strconv.Itoa(p.ListenPort) + "/tcp")
+		exposed[p2p] = struct{}{}
+		bindings[p2p] = []network.PortBinding{{HostIP: netip.IPv4Unspecified(), HostPort: strconv.Itoa(p.ListenPort)}}
+	}
 	stopSecs := int(math.Ceil(k.StopTimeout.Seconds()))
 	spec := ContainerSpec{
 		Name: k.Name,
 		Config: &container.Config{
 			Hostname:     id.InstanceID, // the node's host name in its logs and lease records
 			User:         k.User,
-			ExposedPorts: network.PortSet{nodePort: {}},
+			ExposedPorts: exposed,
 			Env:          r.Env,
 			Cmd:          r.Cmd,
 			Image:        img.Ref(),
@@ -98,10 +108,9 @@ func Spec(cfg *config.Config, id identity.Identity, img image.Image, r *nodefile
 		},
 		HostConfig: &container.HostConfig{
 			// Mounts, not Binds: a missing source is an error instead of a root-owned directory made by the engine.
-			Mounts:    mounts,
-			LogConfig: logConfig,
-			PortBindings: network.PortMap{nodePort: {{
-				HostIP: netip.IPv4Unspecified(), HostPort: strconv.Itoa(k.HostPort)}}},
+			Mounts:        mounts,
+			LogConfig:     logConfig,
+			PortBindings:  bindings,
 			RestartPolicy: container.RestartPolicy{Name: container.RestartPolicyDisabled},
 		},
 	}
@@ -167,6 +176,7 @@ func ConfigHash(s ContainerSpec) string {
 			in.Ports = append(in.Ports, b.HostIP.String()+":"+b.HostPort+"->"+port.String())
 		}
 	}
+	slices.Sort(in.Ports) // map order: without the sort, two published ports would hash differently run to run
 	for _, m := range h.Mounts {
 		in.Mounts = append(in.Mounts, fmt.Sprintf("%s:%s:%s:ro=%t", m.Type, m.Source, m.Target, m.ReadOnly))
 	}

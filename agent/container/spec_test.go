@@ -10,7 +10,9 @@ import (
 
 	"github.com/moby/moby/api/types/container"
 	"github.com/moby/moby/api/types/mount"
+	"github.com/moby/moby/api/types/network"
 
+	"github.com/cl-agent/cl-agent/agent/config"
 	"github.com/cl-agent/cl-agent/agent/identity"
 	"github.com/cl-agent/cl-agent/agent/image"
 	"github.com/cl-agent/cl-agent/agent/nodefiles"
@@ -206,5 +208,46 @@ func TestSpecJSONHoldsNoSecretOf2x(t *testing.T) {
 		if strings.Contains(string(b), secret) {
 			t.Errorf("the spec holds a secret: %s", b)
 		}
+	}
+}
+
+// TestSpecPublishesP2P: with node.p2p on, the node's P2P port is exposed and published at the same port on every
+// host address, over TCP only (P2P.V2 is ragep2p, TCP); with it off, only the HTTP port is. The hash covers the
+// published ports and does not depend on map order.
+func TestSpecPublishesP2P(t *testing.T) {
+	t.Parallel()
+	cfg := unitConfig(t)
+	cfg.Node.P2P = config.P2P{Enabled: true, ListenPort: 6690, Announce: "203.0.113.7:6690"}
+	on, err := Spec(cfg, testIdentity, testImage, tomlRendered())
+	if err != nil {
+		t.Fatal(err)
+	}
+	p2p := network.MustParsePort("6690/tcp")
+	if _, ok := on.Config.ExposedPorts[p2p]; !ok || len(on.Config.ExposedPorts) != 2 {
+		t.Errorf("exposed ports %v; want 6688/tcp and 6690/tcp", on.Config.ExposedPorts)
+	}
+	b := on.HostConfig.PortBindings[p2p]
+	if len(b) != 1 || b[0].HostPort != "6690" || b[0].HostIP.String() != "0.0.0.0" || len(on.HostConfig.PortBindings) != 2 {
+		t.Errorf("port bindings %+v; want 0.0.0.0:6690 → 6690/tcp beside the HTTP port", on.HostConfig.PortBindings)
+	}
+	for port := range on.HostConfig.PortBindings {
+		if port.Proto() != "tcp" {
+			t.Errorf("published %s; P2P.V2 needs TCP only", port)
+		}
+	}
+	for range 20 {
+		if ConfigHash(on) != on.Hash {
+			t.Fatal("the hash of a spec with two published ports changes from call to call")
+		}
+	}
+
+	cfg.Node.P2P.Enabled = false
+	off, err := Spec(cfg, testIdentity, testImage, tomlRendered())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(off.Config.ExposedPorts) != 1 || len(off.HostConfig.PortBindings) != 1 || off.Hash == on.Hash {
+		t.Errorf("P2P off: exposed %v bindings %v (hash changed: %t); want the HTTP port alone and another hash",
+			off.Config.ExposedPorts, off.HostConfig.PortBindings, off.Hash != on.Hash)
 	}
 }
