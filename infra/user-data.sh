@@ -31,7 +31,7 @@ PATH=$PATH:/opt/aws/bin
 : "${NODE_NETWORK:?}" "${NODE_CHAIN_ID:?}" "${NODE_LINK_CONTRACT?}"
 : "${NODE_WS_URL:?}" "${NODE_HTTP_URL?}" "${NODE_API_EMAIL:?}"
 : "${DB_HOST:?}" "${DB_PORT:?}" "${DB_NAME:?}" "${DB_USER:?}"
-: "${IMAGE_TAG?}" "${IMAGE_MAJOR:?}" "${NODE_LOG_GROUP:?}" "${HEALTH_LISTEN:?}"
+: "${IMAGE_TAG?}" "${IMAGE_MAJOR:?}" "${NODE_LOG_GROUP:?}" "${HEALTH_LISTEN:?}" "${P2P_ANNOUNCE?}"
 
 DESTDIR=${DESTDIR:-}
 START_TIMEOUT=${START_TIMEOUT:-1500}  # seconds to wait for the unit to report ready (the stack waits 30 minutes)
@@ -137,6 +137,13 @@ write_config() {
   case $DB_PORT in '' | *[!0-9]*) fail "database port ${DB_PORT} is not a number" ;; esac
   case $IMAGE_MAJOR in '' | *[!0-9]*) fail "image major ${IMAGE_MAJOR} is not a number" ;; esac
   case $NODE_CHAIN_ID in '' | *[!0-9]*) fail "chain id ${NODE_CHAIN_ID} is not a number" ;; esac
+  # P2P_ANNOUNCE (ip:port of the P2P load balancer, empty without one) turns P2P on, listening on its port.
+  local p2p=""
+  if [ -n "$P2P_ANNOUNCE" ]; then
+    local p2p_port=${P2P_ANNOUNCE##*:}
+    case $p2p_port in '' | *[!0-9]*) fail "P2P announce address ${P2P_ANNOUNCE} is not ip:port" ;; esac
+    p2p="  p2p: {enabled: true, listen_port: ${p2p_port}, announce: $(yaml_str "$P2P_ANNOUNCE")}"
+  fi
   # A pinned tag is the image; the major version only bounds the choice of the newest release.
   local image
   if [ -n "$IMAGE_TAG" ]; then
@@ -164,6 +171,7 @@ node:
   ws_url: $(yaml_str "$NODE_WS_URL")
   http_url: $(yaml_str "$NODE_HTTP_URL")
   api_email: $(yaml_str "$NODE_API_EMAIL")
+${p2p}
   database:
     host: $(yaml_str "$DB_HOST")
     port: ${DB_PORT}

@@ -86,6 +86,7 @@ func sampleParameters() map[string]string {
 		"ChainlinkMajorVersion":              "2",
 		"ChainlinkLogGroup":                  "cl-test-ChainlinkLogGroup-Xy9Zw8",
 		"HealthListen":                       "0.0.0.0:9180",
+		"P2PAnnounce":                        "", // no P2P load balancer (networking_test.go boots with one)
 		// AgentSHA256, RDSCABundleURL and Network are set per run.
 	}
 }
