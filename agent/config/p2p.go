@@ -33,7 +33,7 @@ type P2P struct {
 }
 
 // p2p applies the node's P2P.V2 rules to node.p2p (chainlink v2.19.0 and its libocr v0.0.0-20241007185508):
-//   - announce: an IP literal and a port, no IPv6 zone (libocr networking/ragedisco/address.go:99-129
+//   - announce: an IP literal and a port, no IPv6 zone (libocr networking/ragedisco/address.go:105-129
 //     parseAddrPortForAnnouncement: the node only logs a bad one at start and then announces nothing); the agent
 //     also refuses 0.0.0.0 / :: (which libocr would replace with this host's own interface addresses, different on
 //     each host of the pair) and port 0;
