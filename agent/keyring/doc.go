@@ -31,9 +31,11 @@
 //
 // # Cost
 //
-// One check at the node's defaults allocates 256 MiB (scrypt's 128·N·r) and takes about a second of one core:
-// BenchmarkCheck measured 0.75–3.7 s per check (268 MB allocated, peak RSS 268 MiB) on a 2-core VM whose load was
-// 4–10 while the node image compiled. The derivation cannot be interrupted once begun; Check runs one at a time per
-// process, and hands scrypt's buffer back to the host when it is done (debug.FreeOSMemory), so the agent does not
-// keep 256 MiB, or twice that under GOGC, next to the node. A key ring that would cost more is refused.
+// One check at the node's defaults allocates 256 MiB (scrypt's 128·N·r) and takes one to a few seconds of one
+// core. BenchmarkCheck, on a 2-core VM whose load was 4–10 (others' builds and tests): 1.9–3.7 s per check, 268 MB
+// allocated, peak RSS 268 MiB; the real node's test saw 1.5–4 s per check. The derivation cannot be interrupted
+// once begun. Check runs one at a time per process and hands scrypt's buffer back to the host when it is done
+// (debug.FreeOSMemory): without that, back-to-back checks ran in 0.75–2.1 s but the agent's RSS peaked at 517 MiB
+// and kept the pages next to the node; the price is fresh pages to fault in at each check, which checks made once
+// per start or rotation pay anyway. A key ring that would cost more than the node's default is refused.
 package keyring
