@@ -66,9 +66,9 @@ type RowQuerier interface {
 // search_path). ctx bounds the query (at most queryTimeout) and the wait for the process's one derivation slot;
 // the derivation itself, once begun, runs to its end.
 //
-// Cost, at the node's default parameters (N=2^18, r=8, p=1): 256 MiB allocated for the derivation and one to
-// a few seconds of one core (BenchmarkCheck, see the package doc); a key ring whose parameters cost more than that is refused with
-// ErrTooCostly before any work. Errors: a failed query (worth retrying), ErrMalformed, ErrUnsupported,
+// Cost, at the node's default parameters (N=2^18, r=8, p=1): 256 MiB allocated for the derivation and one to a
+// few seconds of one core (BenchmarkCheck: see the package doc); a key ring whose parameters cost more than that
+// is refused with ErrTooCostly before any work. Errors: a failed query (worth retrying), ErrMalformed, ErrUnsupported,
 // ErrTooCostly (the row will not change by itself). The password never appears in an error.
 func Check(ctx context.Context, db RowQuerier, password string) (Verdict, error) {
 	raw, found, err := read(ctx, db)
