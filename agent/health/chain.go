@@ -50,32 +50,32 @@ func urlError(rawURL string, err error) error {
 	return &chainError{msg: redactURL(rawURL) + ": " + scrubURL(err, rawURL), cause: err}
 }
 
-// ChainOptions configure ChainHTTP and ChainWS.
-type ChainOptions struct {
-	// URL is node.http_url or node.ws_url. It may carry credentials (user info, an API key in the path or the
+// chainOptions configure newChainHTTP and newChainWS.
+type chainOptions struct {
+	// url is node.http_url or node.ws_url. It may carry credentials (user info, an API key in the path or the
 	// query): results, errors and logs show only its scheme and host.
-	URL string
-	// ChainID is the chain the node is configured for (node.chain_id, or node.network's). The client's
+	url string
+	// chainID is the chain the node is configured for (node.chain_id, or node.network's). The client's
 	// eth_chainId must match it; 0 leaves the comparison out.
-	ChainID uint64
-	// StallAfter: over HTTP the head (eth_blockNumber) must rise within it (0: the head is not tracked); over
-	// WebSocket a new head must arrive on the newHeads subscription within it (0: DefaultHeadStallAfter).
-	StallAfter time.Duration
-	// ReportHead makes the WebSocket check publish cl_agent_chain_head (when no HTTP check does).
-	ReportHead bool
-	Interval   time.Duration
-	Timeout    time.Duration
+	chainID uint64
+	// stallAfter: over HTTP the head (eth_blockNumber) must rise within it (0: the head is not tracked); over
+	// WebSocket a new head must arrive on the newHeads subscription within it (0: defaultHeadStallAfter).
+	stallAfter time.Duration
+	// reportHead makes the WebSocket check publish cl_agent_chain_head (when no HTTP check does).
+	reportHead bool
+	interval   time.Duration
+	timeout    time.Duration
 }
 
-// ChainHTTP checks the chain client over HTTP (node.http_url): eth_chainId is the configured chain,
+// newChainHTTP checks the chain client over HTTP (node.http_url): eth_chainId is the configured chain,
 // eth_blockNumber answers (its round trip is cl_agent_rpc_latency_seconds{transport="http"}), and with
-// StallAfter > 0 the head must rise within StallAfter (a client stuck on an old block fails even though it
+// stallAfter > 0 the head must rise within stallAfter (a client stuck on an old block fails even though it
 // answers).
-func ChainHTTP(o ChainOptions) Check {
-	registerURLSecrets(o.URL)
-	c := &chainHTTP{spec: spec{string(state.ChainHTTP), o.Interval, o.Timeout}, url: o.URL, chainID: o.ChainID, client: newHTTPClient()}
-	if o.StallAfter > 0 {
-		c.heads = &headTracker{stallAfter: o.StallAfter}
+func newChainHTTP(o chainOptions) Check {
+	registerURLSecrets(o.url)
+	c := &chainHTTP{spec: spec{string(state.ChainHTTP), o.interval, o.timeout}, url: o.url, chainID: o.chainID, client: newHTTPClient()}
+	if o.stallAfter > 0 {
+		c.heads = &headTracker{stallAfter: o.stallAfter}
 	}
 	return c
 }
@@ -88,8 +88,8 @@ type chainHTTP struct {
 	heads   *headTracker // nil: the head is not tracked by this check
 }
 
-// Target is the URL without its credentials.
-func (c *chainHTTP) Target() string { return redactURL(c.url) }
+// target is the URL without its credentials.
+func (c *chainHTTP) target() string { return redactURL(c.url) }
 
 func (c *chainHTTP) Run(ctx context.Context) Result {
 	_, head, took, err := probeHTTP(ctx, c.client, c.url, c.chainID)
@@ -128,7 +128,7 @@ func probeHTTP(ctx context.Context, client *http.Client, rawURL string, want uin
 // httpError names the URL and, for a status that says "not a JSON-RPC HTTP endpoint", what is likely wrong.
 func httpError(err error, rawURL string) error {
 	var se *httpStatusError
-	if errors.As(err, &se) && (se.Code == http.StatusNotFound || se.Code == http.StatusMethodNotAllowed) {
+	if errors.As(err, &se) && (se.code == http.StatusNotFound || se.code == http.StatusMethodNotAllowed) {
 		return &chainError{kind: ErrWrongEndpoint, msg: fmt.Sprintf("%s: %s: not a JSON-RPC HTTP endpoint "+
 			"(is node.http_url the WebSocket port, or the path wrong?)", redactURL(rawURL), scrubURL(err, rawURL)), cause: err}
 	}
@@ -179,11 +179,11 @@ func chainFailure(ctx context.Context, name, rawURL string, bound time.Duration,
 
 // headResult turns an eth_blockNumber answer into a result with the latency and, when tracked, the head.
 func headResult(name, transport string, head uint64, took time.Duration, heads *headTracker) Result {
-	samples := []Sample{{Metric: MetricRPCLatency, Label: transport, Value: took.Seconds()}}
+	samples := []Sample{{Metric: metricRPCLatency, Label: transport, Value: took.Seconds()}}
 	if heads == nil {
 		return pass(name, fmt.Sprintf("head %d in %s", head, took.Round(time.Millisecond)), samples...)
 	}
-	samples = append(samples, Sample{Metric: MetricChainHead, Value: float64(head)})
+	samples = append(samples, Sample{Metric: metricChainHead, Value: float64(head)})
 	ok, detail := heads.observe(head, time.Now())
 	detail += fmt.Sprintf(", answered in %s", took.Round(time.Millisecond))
 	if !ok {

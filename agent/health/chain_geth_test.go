@@ -13,8 +13,8 @@ import (
 // Tests of the chain checks against a real chain client: geth in developer mode (internal/testenv).
 
 func gethChecks(g *testenv.Geth, chainID uint64, stall time.Duration) (Check, Check) {
-	return ChainHTTP(ChainOptions{URL: g.HTTPURL, ChainID: chainID, StallAfter: stall, Interval: time.Second, Timeout: 3 * time.Second}),
-		ChainWS(ChainOptions{URL: g.WSURL, ChainID: chainID, StallAfter: stall, Interval: time.Second, Timeout: 3 * time.Second})
+	return newChainHTTP(chainOptions{url: g.HTTPURL, chainID: chainID, stallAfter: stall, interval: time.Second, timeout: 3 * time.Second}),
+		newChainWS(chainOptions{url: g.WSURL, chainID: chainID, stallAfter: stall, interval: time.Second, timeout: 3 * time.Second})
 }
 
 func TestChainAgainstGethPasses(t *testing.T) {
@@ -111,13 +111,13 @@ func TestChainSwappedURLsFailClearly(t *testing.T) {
 		c    Check
 		want []string
 	}{
-		{"HTTPCheckOnTheWebSocketPort", ChainHTTP(ChainOptions{URL: "http://127.0.0.1:" + wsPort, Interval: time.Second, Timeout: 3 * time.Second}),
+		{"HTTPCheckOnTheWebSocketPort", newChainHTTP(chainOptions{url: "http://127.0.0.1:" + wsPort, interval: time.Second, timeout: 3 * time.Second}),
 			[]string{"HTTP 404", "is node.http_url the WebSocket port", "127.0.0.1:" + wsPort}},
-		{"WebSocketCheckOnTheHTTPPort", ChainWS(ChainOptions{URL: "ws://127.0.0.1:" + httpPort, Interval: time.Second, Timeout: 3 * time.Second}),
+		{"WebSocketCheckOnTheHTTPPort", newChainWS(chainOptions{url: "ws://127.0.0.1:" + httpPort, interval: time.Second, timeout: 3 * time.Second}),
 			[]string{"answered HTTP 200 instead of switching to WebSocket", "is node.ws_url the HTTP port", "127.0.0.1:" + httpPort}},
-		{"HTTPCheckGivenTheWebSocketURL", ChainHTTP(ChainOptions{URL: g.WSURL, Interval: time.Second, Timeout: 3 * time.Second}),
+		{"HTTPCheckGivenTheWebSocketURL", newChainHTTP(chainOptions{url: g.WSURL, interval: time.Second, timeout: 3 * time.Second}),
 			[]string{"node.http_url must be http:// or https://"}},
-		{"WebSocketCheckGivenTheHTTPURL", ChainWS(ChainOptions{URL: g.HTTPURL, Interval: time.Second, Timeout: 3 * time.Second}),
+		{"WebSocketCheckGivenTheHTTPURL", newChainWS(chainOptions{url: g.HTTPURL, interval: time.Second, timeout: 3 * time.Second}),
 			[]string{"node.ws_url must be ws:// or wss://"}},
 	}
 	for _, tc := range cases {
@@ -203,8 +203,8 @@ func TestChainTimeoutNamesTheURLAndTheBound(t *testing.T) {
 	ctx := testContext(t, 30*time.Second)
 	const bound = 300 * time.Millisecond
 	for _, c := range []Check{
-		ChainHTTP(ChainOptions{URL: "http://" + ln.Addr().String() + "/v3/" + "Secret-Path-Key-0123456789", Interval: time.Second, Timeout: bound}),
-		ChainWS(ChainOptions{URL: "ws://" + ln.Addr().String(), Interval: time.Second, Timeout: bound}),
+		newChainHTTP(chainOptions{url: "http://" + ln.Addr().String() + "/v3/" + "Secret-Path-Key-0123456789", interval: time.Second, timeout: bound}),
+		newChainWS(chainOptions{url: "ws://" + ln.Addr().String(), interval: time.Second, timeout: bound}),
 	} {
 		res, _ := RunOnce(ctx, c, nil)
 		if res.OK || !strings.Contains(res.Detail, "timed out after 300ms") || !strings.Contains(res.Detail, ln.Addr().String()) {

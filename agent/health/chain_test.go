@@ -15,9 +15,9 @@ func TestChainHealthy(t *testing.T) {
 	t.Parallel()
 	ctx := testContext(t, 30*time.Second)
 	sim := chainsim.StartT(t, chainsim.Options{Head: 100})
-	ws := ChainWS(ChainOptions{URL: sim.WSURL, ChainID: 1, StallAfter: time.Minute, ReportHead: true, Interval: time.Second, Timeout: 2 * time.Second})
+	ws := newChainWS(chainOptions{url: sim.WSURL, chainID: 1, stallAfter: time.Minute, reportHead: true, interval: time.Second, timeout: 2 * time.Second})
 	for _, c := range []Check{
-		ChainHTTP(ChainOptions{URL: sim.URL, ChainID: 1, StallAfter: time.Minute, Interval: time.Second, Timeout: 2 * time.Second}),
+		newChainHTTP(chainOptions{url: sim.URL, chainID: 1, stallAfter: time.Minute, interval: time.Second, timeout: 2 * time.Second}),
 		ws,
 	} {
 		res, _ := RunOnce(ctx, c, nil)
@@ -25,10 +25,10 @@ func TestChainHealthy(t *testing.T) {
 			t.Errorf("%s: %s", res.Name, res.Detail)
 		}
 		transport := strings.TrimPrefix(res.Name, "chain_")
-		if v, ok := sampleValue(res, MetricChainHead, ""); !ok || v != 100 {
+		if v, ok := sampleValue(res, metricChainHead, ""); !ok || v != 100 {
 			t.Errorf("%s: chain head sample %v %v; want 100", res.Name, v, ok)
 		}
-		if v, ok := sampleValue(res, MetricRPCLatency, transport); !ok || v <= 0 || v > 2 {
+		if v, ok := sampleValue(res, metricRPCLatency, transport); !ok || v <= 0 || v > 2 {
 			t.Errorf("%s: latency sample %v %v; want a positive number of seconds under the deadline", res.Name, v, ok)
 		}
 	}
@@ -49,8 +49,8 @@ func TestChainErrors(t *testing.T) {
 	ctx := testContext(t, 30*time.Second)
 	sim := chainsim.StartT(t, chainsim.Options{})
 	checks := []Check{
-		ChainHTTP(ChainOptions{URL: sim.URL, StallAfter: time.Minute, Interval: time.Second, Timeout: 2 * time.Second}),
-		ChainWS(ChainOptions{URL: sim.WSURL, Interval: time.Second, Timeout: 2 * time.Second}),
+		newChainHTTP(chainOptions{url: sim.URL, stallAfter: time.Minute, interval: time.Second, timeout: 2 * time.Second}),
+		newChainWS(chainOptions{url: sim.WSURL, interval: time.Second, timeout: 2 * time.Second}),
 	}
 	t.Cleanup(func() { _ = closeCheck(checks[1]) })
 
@@ -135,7 +135,7 @@ func TestChainStuckHeadFailsAfterStallBound(t *testing.T) {
 	if !strings.Contains(res.Detail, "stuck at 7") {
 		t.Errorf("detail %q; want it to say the head is stuck at 7", res.Detail)
 	}
-	if v, _ := sampleValue(res, MetricChainHead, ""); v != 7 {
+	if v, _ := sampleValue(res, metricChainHead, ""); v != 7 {
 		t.Errorf("chain head sample %v; want 7", v)
 	}
 	sim.Advance(1)
@@ -156,7 +156,7 @@ func TestChainWSNeedsHeadsOnItsSubscription(t *testing.T) {
 	if !strings.Contains(res.Detail, "no new head on the newHeads subscription") || !strings.Contains(res.Detail, "bound 300ms") {
 		t.Errorf("detail %q; want no new head within the 300ms bound", res.Detail)
 	}
-	if v, ok := sampleValue(res, MetricChainHead, ""); !ok || v != 3 {
+	if v, ok := sampleValue(res, metricChainHead, ""); !ok || v != 3 {
 		t.Errorf("chain head sample %v %v; want 3 from the WebSocket check when there is no http_url", v, ok)
 	}
 	// Heads on the subscription: passing again. (The check dropped the stalled subscription and subscribes anew
@@ -164,7 +164,7 @@ func TestChainWSNeedsHeadsOnItsSubscription(t *testing.T) {
 	after := time.Now()
 	testenv.WaitFor(t, 5*time.Second, "the check to pass on a head from its subscription", func() bool {
 		sim.Advance(1)
-		res, ok := svc.runner.Result("chain_ws")
+		res, ok := svc.runner.result("chain_ws")
 		return ok && res.At.After(after) && res.OK && strings.Contains(res.Detail, "arrived")
 	})
 }
@@ -175,8 +175,8 @@ func TestChainURLSecretsStayOut(t *testing.T) {
 	const key = "s3cr3t-provider-key-0123456789"
 	// Nothing listens on port 1: the error quotes the URL it could not reach.
 	for _, c := range []Check{
-		ChainHTTP(ChainOptions{URL: "http://user:" + key + "@127.0.0.1:1/v3/" + key + "?apikey=" + key, Interval: time.Second, Timeout: time.Second}),
-		ChainWS(ChainOptions{URL: "ws://127.0.0.1:1/ws/v3/" + key, Interval: time.Second, Timeout: time.Second}),
+		newChainHTTP(chainOptions{url: "http://user:" + key + "@127.0.0.1:1/v3/" + key + "?apikey=" + key, interval: time.Second, timeout: time.Second}),
+		newChainWS(chainOptions{url: "ws://127.0.0.1:1/ws/v3/" + key, interval: time.Second, timeout: time.Second}),
 	} {
 		res, _ := RunOnce(ctx, c, nil)
 		if res.OK {

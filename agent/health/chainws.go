@@ -9,26 +9,26 @@ import (
 	"github.com/cl-agent/cl-agent/agent/state"
 )
 
-// ChainWS checks the chain client over WebSocket (node.ws_url, the transport the node lives on). Like the node,
+// newChainWS checks the chain client over WebSocket (node.ws_url, the transport the node lives on). Like the node,
 // it keeps one connection with a newHeads subscription open across runs:
 //
 //   - on each new connection, eth_chainId must be the configured chain and eth_subscribe newHeads be granted;
 //   - every run, eth_blockNumber must answer (cl_agent_rpc_latency_seconds{transport="ws"});
-//   - a new head must arrive on the subscription within StallAfter of the last one. Before the first head the
+//   - a new head must arrive on the subscription within stallAfter of the last one. Before the first head the
 //     bound runs from the first subscription, or from the one that followed a failure to connect. A granted
 //     subscription that never delivers (geth --dev.period 0, a wedged provider) fails once the bound has
 //     passed, however well eth_blockNumber answers.
 //
 // While a connection has delivered no head yet, a run waits for one until shortly before its deadline. A
 // connection that ended between runs is dialled again; after a stall the subscription is dropped, so the next
-// run subscribes afresh. Close ends the connection (the Runner closes its checks when it stops).
-func ChainWS(o ChainOptions) Check {
-	registerURLSecrets(o.URL)
-	if o.StallAfter <= 0 {
-		o.StallAfter = DefaultHeadStallAfter
+// run subscribes afresh. Close ends the connection (the runner closes its checks when it stops).
+func newChainWS(o chainOptions) Check {
+	registerURLSecrets(o.url)
+	if o.stallAfter <= 0 {
+		o.stallAfter = defaultHeadStallAfter
 	}
-	return &chainWS{spec: spec{string(state.ChainWS), o.Interval, o.Timeout}, url: o.URL, chainID: o.ChainID,
-		stallAfter: o.StallAfter, reportHead: o.ReportHead}
+	return &chainWS{spec: spec{string(state.ChainWS), o.interval, o.timeout}, url: o.url, chainID: o.chainID,
+		stallAfter: o.stallAfter, reportHead: o.reportHead}
 }
 
 type chainWS struct {
@@ -40,14 +40,14 @@ type chainWS struct {
 
 	mu         sync.Mutex // one run at a time; Close waits for it
 	conn       *wsRPC     // nil: dial on the next run
-	since      time.Time  // start of the bound while no head has come (see ChainWS)
+	since      time.Time  // start of the bound while no head has come (see newChainWS)
 	lastHeadAt time.Time  // when the newest head arrived, on any connection
 	lastHead   uint64
 	connFailed bool // the last run could not connect: the next connection starts the bound afresh
 }
 
-// Target is the URL without its credentials.
-func (c *chainWS) Target() string { return redactURL(c.url) }
+// target is the URL without its credentials.
+func (c *chainWS) target() string { return redactURL(c.url) }
 
 func (c *chainWS) Run(ctx context.Context) Result {
 	c.mu.Lock()
@@ -67,9 +67,9 @@ func (c *chainWS) Run(ctx context.Context) Result {
 	if err != nil {
 		return fail(c.name, fmt.Sprintf("%s: eth_blockNumber: %v", redactURL(c.url), err))
 	}
-	samples := []Sample{{Metric: MetricRPCLatency, Label: "ws", Value: took.Seconds()}}
+	samples := []Sample{{Metric: metricRPCLatency, Label: "ws", Value: took.Seconds()}}
 	if c.reportHead {
-		samples = append(samples, Sample{Metric: MetricChainHead, Value: float64(head)})
+		samples = append(samples, Sample{Metric: metricChainHead, Value: float64(head)})
 	}
 	answered := fmt.Sprintf("eth_blockNumber %d in %s", head, took.Round(time.Millisecond))
 	return c.judgeHeads(ctx, answered, note, samples)

@@ -7,7 +7,7 @@ import (
 	"time"
 )
 
-// Check is one probe of something the node depends on. Run must honour ctx: the Runner gives it a deadline of
+// Check is one probe of something the node depends on. Run must honour ctx: the runner gives it a deadline of
 // Timeout and stops waiting for it then, whatever it does.
 type Check interface {
 	Name() string
@@ -32,16 +32,16 @@ type Result struct {
 	reason string
 }
 
-// Reason is what a failed result is about, for telling a new failure from the same one seen again.
-func (r Result) Reason() string {
+// failureReason is what a failed result is about, for telling a new failure from the same one seen again.
+func (r Result) failureReason() string {
 	if r.reason != "" {
 		return r.reason
 	}
 	return r.Detail
 }
 
-// Sample is one figure a check measured: Metric is one of the Metric* names, Label the value of that metric's
-// one label ("" for an unlabelled metric).
+// Sample is one figure a check measured: Metric is one of the cl_agent_… names (the metric* constants), Label
+// the value of that metric's one label ("" for an unlabelled metric).
 type Sample struct {
 	Metric string  `json:"metric"`
 	Label  string  `json:"label,omitempty"`
@@ -84,11 +84,11 @@ func timedOut(name, target string, bound time.Duration) Result {
 }
 
 // targeted is a check that talks to one place (a URL, shown without credentials): timeouts name it.
-type targeted interface{ Target() string }
+type targeted interface{ target() string }
 
 func targetOf(c Check) string {
 	if t, ok := c.(targeted); ok {
-		return t.Target()
+		return t.target()
 	}
 	return ""
 }
@@ -101,12 +101,12 @@ type gated struct {
 	why  string
 }
 
-// OnlyWhen returns c run only while cond reports true; otherwise its result is Skipped with detail why.
-func OnlyWhen(c Check, cond func() bool, why string) Check {
+// onlyWhen returns c run only while cond reports true; otherwise its result is Skipped with detail why.
+func onlyWhen(c Check, cond func() bool, why string) Check {
 	return gated{Check: c, cond: cond, why: why}
 }
 
-func (g gated) Target() string { return targetOf(g.Check) }
+func (g gated) target() string { return targetOf(g.Check) }
 
 // Close closes the wrapped check if it holds something open.
 func (g gated) Close() error { return closeCheck(g.Check) }

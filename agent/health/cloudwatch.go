@@ -20,11 +20,11 @@ import (
 	"go.uber.org/zap"
 )
 
-// Namespace is the CloudWatch namespace of the agent's metrics; the template's alarms read it.
-const Namespace = "ChainlinkNode/Agent"
+// defaultNamespace is the CloudWatch namespace of the agent's metrics; the template's alarms read it.
+const defaultNamespace = "ChainlinkNode/Agent"
 
-// DimensionInstance is the dimension every datum carries: the EC2 instance id.
-const DimensionInstance = "InstanceId"
+// dimensionInstance is the dimension every datum carries: the EC2 instance id.
+const dimensionInstance = "InstanceId"
 
 // PutMetricData limits: at most 1000 datums and 1 MB per call. The size is estimated; the margin covers the
 // encoding's overhead.
@@ -68,31 +68,31 @@ type cwMetric struct {
 // cloudWatchMetrics maps the registry to CloudWatch. ActiveNodes, Failovers, WalletBalanceLow and
 // KeystoreRotationHeld are the names the template's alarms use; keep them.
 var cloudWatchMetrics = map[string]cwMetric{
-	MetricActiveNode:    {name: "ActiveNodes", unit: types.StandardUnitCount},
-	MetricFailovers:     {name: "Failovers", unit: types.StandardUnitCount, delta: true},
-	MetricWalletLow:     {name: "WalletBalanceLow", unit: types.StandardUnitNone},
-	MetricKeystoreHeld:  {name: "KeystoreRotationHeld", unit: types.StandardUnitNone},
-	MetricLockHeld:      {name: "LockHeld", unit: types.StandardUnitNone},
-	MetricNodeUp:        {name: "NodeUp", unit: types.StandardUnitNone},
-	MetricNodeReady:     {name: "NodeReady", unit: types.StandardUnitNone},
-	MetricBeatAge:       {name: "HeartbeatAge", unit: types.StandardUnitSeconds},
-	MetricWalletBalance: {name: "WalletBalance", unit: types.StandardUnitNone, dim: "Address", label: "address"},
-	MetricLinkBalance:   {name: "LinkBalance", unit: types.StandardUnitNone, dim: "Address", label: "address"},
-	MetricErroredRuns:   {name: "ErroredRuns", unit: types.StandardUnitCount},
-	MetricChainHead:     {name: "ChainHead", unit: types.StandardUnitNone},
-	MetricRPCLatency:    {name: "RPCLatency", unit: types.StandardUnitSeconds, dim: "Transport", label: "transport"},
-	MetricDiskUsed:      {name: "DiskUsedPercent", unit: types.StandardUnitPercent, dim: "Path", label: "path", scale: 100},
-	MetricMemoryUsed:    {name: "MemoryUsedPercent", unit: types.StandardUnitPercent, scale: 100},
-	MetricCPUUsed:       {name: "CPUUsedPercent", unit: types.StandardUnitPercent, scale: 100},
-	MetricCheckOK:       {name: "CheckOK", unit: types.StandardUnitNone, dim: "Check", label: "check"},
-	MetricSecretFetches: {name: "SecretFetches", unit: types.StandardUnitCount, dim: "Result", label: "result", delta: true},
-	// MetricSecretFetch (a histogram) goes as SecretFetchDuration: the mean over the interval, when there were any.
+	metricActiveNode:    {name: "ActiveNodes", unit: types.StandardUnitCount},
+	metricFailovers:     {name: "Failovers", unit: types.StandardUnitCount, delta: true},
+	metricWalletLow:     {name: "WalletBalanceLow", unit: types.StandardUnitNone},
+	metricKeystoreHeld:  {name: "KeystoreRotationHeld", unit: types.StandardUnitNone},
+	metricLockHeld:      {name: "LockHeld", unit: types.StandardUnitNone},
+	metricNodeUp:        {name: "NodeUp", unit: types.StandardUnitNone},
+	metricNodeReady:     {name: "NodeReady", unit: types.StandardUnitNone},
+	metricBeatAge:       {name: "HeartbeatAge", unit: types.StandardUnitSeconds},
+	metricWalletBalance: {name: "WalletBalance", unit: types.StandardUnitNone, dim: "Address", label: "address"},
+	metricLinkBalance:   {name: "LinkBalance", unit: types.StandardUnitNone, dim: "Address", label: "address"},
+	metricErroredRuns:   {name: "ErroredRuns", unit: types.StandardUnitCount},
+	metricChainHead:     {name: "ChainHead", unit: types.StandardUnitNone},
+	metricRPCLatency:    {name: "RPCLatency", unit: types.StandardUnitSeconds, dim: "Transport", label: "transport"},
+	metricDiskUsed:      {name: "DiskUsedPercent", unit: types.StandardUnitPercent, dim: "Path", label: "path", scale: 100},
+	metricMemoryUsed:    {name: "MemoryUsedPercent", unit: types.StandardUnitPercent, scale: 100},
+	metricCPUUsed:       {name: "CPUUsedPercent", unit: types.StandardUnitPercent, scale: 100},
+	metricCheckOK:       {name: "CheckOK", unit: types.StandardUnitNone, dim: "Check", label: "check"},
+	metricSecretFetches: {name: "SecretFetches", unit: types.StandardUnitCount, dim: "Result", label: "result", delta: true},
+	// metricSecretFetch (a histogram) goes as SecretFetchDuration: the mean over the interval, when there were any.
 }
 
-// Publisher sends the registry's figures to CloudWatch every interval, in its own goroutine. CloudWatch being
+// publisher sends the registry's figures to CloudWatch every interval, in its own goroutine. CloudWatch being
 // slow or down blocks nothing else: each call has a deadline, and what it does not take is dropped, counted in
 // cl_agent_cloudwatch_dropped_total and logged.
-type Publisher struct {
+type publisher struct {
 	api        CloudWatchAPI
 	gatherer   prometheus.Gatherer
 	namespace  string
@@ -102,61 +102,61 @@ type Publisher struct {
 	log        *zap.Logger
 	dropped    prometheus.Counter
 
-	mu   sync.Mutex         // one Publish at a time
+	mu   sync.Mutex         // one publish at a time
 	prev map[string]float64 // counters as last taken by CloudWatch, by series
 }
 
-// PublisherOptions configure a Publisher. API, Metrics and InstanceID are required.
-type PublisherOptions struct {
-	API        CloudWatchAPI
-	Metrics    *Metrics
-	InstanceID string
-	Namespace  string        // default Namespace
-	Interval   time.Duration // default 60s
-	Timeout    time.Duration // one PutMetricData call, retries included; default 15s, at most Interval/2
-	Log        *zap.Logger
+// publisherOptions configure a publisher. api, metrics and instanceID are required.
+type publisherOptions struct {
+	api        CloudWatchAPI
+	metrics    *Metrics
+	instanceID string
+	namespace  string        // default defaultNamespace
+	interval   time.Duration // default 60s
+	timeout    time.Duration // one PutMetricData call, retries included; default 15s, at most interval/2
+	log        *zap.Logger
 }
 
-// NewPublisher returns a publisher; Run starts it.
-func NewPublisher(o PublisherOptions) *Publisher {
-	if o.Namespace == "" {
-		o.Namespace = Namespace
+// newPublisher returns a publisher; run starts it.
+func newPublisher(o publisherOptions) *publisher {
+	if o.namespace == "" {
+		o.namespace = defaultNamespace
 	}
-	if o.Interval <= 0 {
-		o.Interval = time.Minute
+	if o.interval <= 0 {
+		o.interval = time.Minute
 	}
-	if o.Timeout <= 0 {
-		o.Timeout = 15 * time.Second
+	if o.timeout <= 0 {
+		o.timeout = 15 * time.Second
 	}
-	o.Timeout = min(o.Timeout, o.Interval/2)
-	if o.Log == nil {
-		o.Log = zap.NewNop()
+	o.timeout = min(o.timeout, o.interval/2)
+	if o.log == nil {
+		o.log = zap.NewNop()
 	}
-	return &Publisher{api: o.API, gatherer: o.Metrics.Gatherer(), namespace: o.Namespace, instanceID: o.InstanceID,
-		interval: o.Interval, timeout: o.Timeout, log: o.Log, dropped: o.Metrics.cwDropped, prev: map[string]float64{}}
+	return &publisher{api: o.api, gatherer: o.metrics.gatherer(), namespace: o.namespace, instanceID: o.instanceID,
+		interval: o.interval, timeout: o.timeout, log: o.log, dropped: o.metrics.cwDropped, prev: map[string]float64{}}
 }
 
-// Run publishes every interval until ctx ends, then once more with a small budget so the last figures (a
+// run publishes every interval until ctx ends, then once more with a small budget so the last figures (a
 // failover just before a stop) are not lost.
-func (p *Publisher) Run(ctx context.Context) {
+func (p *publisher) run(ctx context.Context) {
 	tick := time.NewTicker(p.interval)
 	defer tick.Stop()
 	for {
 		select {
 		case <-ctx.Done():
 			fctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), shutdownBudget)
-			p.Publish(fctx)
+			p.publish(fctx)
 			cancel()
 			return
 		case <-tick.C:
-			p.Publish(ctx)
+			p.publish(ctx)
 		}
 	}
 }
 
-// Publish gathers the figures and puts them, in batches, each call bounded by the timeout. It returns how many
+// publish gathers the figures and puts them, in batches, each call bounded by the timeout. It returns how many
 // datums CloudWatch took.
-func (p *Publisher) Publish(ctx context.Context) int {
+func (p *publisher) publish(ctx context.Context) int {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	mfs, err := p.gatherer.Gather()
@@ -199,11 +199,11 @@ type point struct {
 
 // points turns gathered families into datums. Families not in cloudWatchMetrics (Go runtime, role, image) stay
 // in Prometheus only.
-func (p *Publisher) points(mfs []*dto.MetricFamily, at time.Time) []point {
+func (p *publisher) points(mfs []*dto.MetricFamily, at time.Time) []point {
 	var out []point
 	for _, mf := range mfs {
 		name := mf.GetName()
-		if name == MetricSecretFetch {
+		if name == metricSecretFetch {
 			if pt, ok := p.histogramMean(mf, at); ok {
 				out = append(out, pt)
 			}
@@ -239,23 +239,23 @@ func (p *Publisher) points(mfs []*dto.MetricFamily, at time.Time) []point {
 }
 
 // histogramMean is the mean of the observations since the last publish.
-func (p *Publisher) histogramMean(mf *dto.MetricFamily, at time.Time) (point, bool) {
+func (p *publisher) histogramMean(mf *dto.MetricFamily, at time.Time) (point, bool) {
 	if len(mf.GetMetric()) == 0 {
 		return point{}, false
 	}
 	h := mf.GetMetric()[0].GetHistogram()
 	count, sum := float64(h.GetSampleCount()), h.GetSampleSum()
-	dc := increase(count, p.prev[MetricSecretFetch+"|count"])
-	ds := increase(sum, p.prev[MetricSecretFetch+"|sum"])
+	dc := increase(count, p.prev[metricSecretFetch+"|count"])
+	ds := increase(sum, p.prev[metricSecretFetch+"|sum"])
 	if dc == 0 {
 		return point{}, false
 	}
 	pt, ok := p.point("SecretFetchDuration", types.StandardUnitSeconds, ds/dc, nil, at)
-	pt.commit = map[string]float64{MetricSecretFetch + "|count": count, MetricSecretFetch + "|sum": sum}
+	pt.commit = map[string]float64{metricSecretFetch + "|count": count, metricSecretFetch + "|sum": sum}
 	return pt, ok
 }
 
-func (p *Publisher) point(name string, unit types.StandardUnit, value float64, dims map[string]string, at time.Time) (point, bool) {
+func (p *publisher) point(name string, unit types.StandardUnit, value float64, dims map[string]string, at time.Time) (point, bool) {
 	if math.IsNaN(value) || math.IsInf(value, 0) {
 		return point{}, false
 	}
@@ -263,8 +263,8 @@ func (p *Publisher) point(name string, unit types.StandardUnit, value float64, d
 		value = 0
 	}
 	d := types.MetricDatum{MetricName: aws.String(name), Unit: unit, Value: aws.Float64(value), Timestamp: aws.Time(at),
-		Dimensions: []types.Dimension{{Name: aws.String(DimensionInstance), Value: aws.String(p.instanceID)}}}
-	size := len(name) + len(unit) + len(DimensionInstance) + len(p.instanceID) + 64
+		Dimensions: []types.Dimension{{Name: aws.String(dimensionInstance), Value: aws.String(p.instanceID)}}}
+	size := len(name) + len(unit) + len(dimensionInstance) + len(p.instanceID) + 64
 	keys := make([]string, 0, len(dims))
 	for k := range dims {
 		keys = append(keys, k)

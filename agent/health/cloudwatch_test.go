@@ -31,36 +31,36 @@ func TestPublisherToMoto(t *testing.T) {
 	cw := motoCloudWatch(t)
 	const instance = "i-0123456789abcdef0"
 	box := &stateBox{st: AgentState{Role: state.Active, LockEnabled: true, LockHeld: true, NodeUp: true, NodeReady: true, LastBeat: time.Now()}}
-	m := NewMetrics(box.get)
+	m := newMetrics(box.get)
 	m.RecordFailover()
 	m.RecordFailover()
 	m.RecordSecretFetch(nil, 300*time.Millisecond)
 	m.RecordSecretFetch(nil, 100*time.Millisecond)
-	m.Observe(Result{Name: "node_wallet_balance", OK: false, Samples: []Sample{
-		{Metric: MetricWalletBalance, Label: "0xaaa", Value: 0.05},
-		{Metric: MetricWalletBalance, Label: "0xbbb", Value: 2},
-		{Metric: MetricWalletLow, Value: 1},
+	m.observe(Result{Name: "node_wallet_balance", OK: false, Samples: []Sample{
+		{Metric: metricWalletBalance, Label: "0xaaa", Value: 0.05},
+		{Metric: metricWalletBalance, Label: "0xbbb", Value: 2},
+		{Metric: metricWalletLow, Value: 1},
 	}})
-	m.Observe(Result{Name: "host", OK: true, Samples: []Sample{{Metric: MetricDiskUsed, Label: "/", Value: 0.25}}})
+	m.observe(Result{Name: "host", OK: true, Samples: []Sample{{Metric: metricDiskUsed, Label: "/", Value: 0.25}}})
 	log, sink := newTestLogger()
 	t.Cleanup(func() {
 		if t.Failed() {
 			t.Log(sink.String())
 		}
 	})
-	p := NewPublisher(PublisherOptions{API: cw, Metrics: m, InstanceID: instance, Interval: time.Minute, Log: log})
+	p := newPublisher(publisherOptions{api: cw, metrics: m, instanceID: instance, interval: time.Minute, log: log})
 
 	start := time.Now().Add(-time.Minute)
-	if sent := p.Publish(ctx); sent == 0 {
+	if sent := p.publish(ctx); sent == 0 {
 		t.Fatal("the first publish sent nothing")
 	}
 	m.RecordFailover() // one more failover: the next publish carries 1, not 3
-	if sent := p.Publish(ctx); sent == 0 {
+	if sent := p.publish(ctx); sent == 0 {
 		t.Fatal("the second publish sent nothing")
 	}
 
 	t.Run("ListMetrics", func(t *testing.T) {
-		out, err := cw.ListMetrics(ctx, &cloudwatch.ListMetricsInput{Namespace: aws.String(Namespace)})
+		out, err := cw.ListMetrics(ctx, &cloudwatch.ListMetricsInput{Namespace: aws.String(defaultNamespace)})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -75,7 +75,7 @@ func TestPublisherToMoto(t *testing.T) {
 				t.Errorf("ListMetrics has no %s; it has %v", want, keys(names))
 				continue
 			}
-			if dimValue(dims, DimensionInstance) != instance {
+			if dimValue(dims, dimensionInstance) != instance {
 				t.Errorf("%s dimensions %v: want InstanceId=%s", want, dims, instance)
 			}
 		}
@@ -87,8 +87,8 @@ func TestPublisherToMoto(t *testing.T) {
 	t.Run("GetMetricData", func(t *testing.T) {
 		q := func(id, name, stat string, dims ...types.Dimension) types.MetricDataQuery {
 			return types.MetricDataQuery{Id: aws.String(id), MetricStat: &types.MetricStat{Stat: aws.String(stat), Period: aws.Int32(60),
-				Metric: &types.Metric{Namespace: aws.String(Namespace), MetricName: aws.String(name),
-					Dimensions: append([]types.Dimension{{Name: aws.String(DimensionInstance), Value: aws.String(instance)}}, dims...)}}}
+				Metric: &types.Metric{Namespace: aws.String(defaultNamespace), MetricName: aws.String(name),
+					Dimensions: append([]types.Dimension{{Name: aws.String(dimensionInstance), Value: aws.String(instance)}}, dims...)}}}
 		}
 		out, err := cw.GetMetricData(ctx, &cloudwatch.GetMetricDataInput{
 			StartTime: aws.Time(start), EndTime: aws.Time(time.Now().Add(time.Minute)),
@@ -126,14 +126,14 @@ func TestPublisherBatchesToMoto(t *testing.T) {
 	ctx := testContext(t, 60*time.Second)
 	cw := motoCloudWatch(t)
 	rec := &recordingCW{next: cw}
-	m := NewMetrics(func() AgentState { return AgentState{Role: "standby", LastBeat: time.Now()} })
+	m := newMetrics(func() AgentState { return AgentState{Role: "standby", LastBeat: time.Now()} })
 	var samples []Sample
 	for i := range 1500 {
-		samples = append(samples, Sample{Metric: MetricWalletBalance, Label: fmt.Sprintf("0x%040x", i), Value: float64(i)})
+		samples = append(samples, Sample{Metric: metricWalletBalance, Label: fmt.Sprintf("0x%040x", i), Value: float64(i)})
 	}
-	m.Observe(Result{Name: "node_wallet_balance", OK: true, Samples: samples})
-	p := NewPublisher(PublisherOptions{API: rec, Metrics: m, InstanceID: "i-batches", Interval: time.Minute})
-	sent := p.Publish(ctx)
+	m.observe(Result{Name: "node_wallet_balance", OK: true, Samples: samples})
+	p := newPublisher(publisherOptions{api: rec, metrics: m, instanceID: "i-batches", interval: time.Minute})
+	sent := p.publish(ctx)
 	if sent < 1500 {
 		t.Fatalf("sent %d datums; want at least 1500", sent)
 	}
@@ -148,7 +148,7 @@ func TestPublisherBatchesToMoto(t *testing.T) {
 	var names []string
 	var token *string
 	for {
-		out, err := cw.ListMetrics(ctx, &cloudwatch.ListMetricsInput{Namespace: aws.String(Namespace), MetricName: aws.String("WalletBalance"), NextToken: token})
+		out, err := cw.ListMetrics(ctx, &cloudwatch.ListMetricsInput{Namespace: aws.String(defaultNamespace), MetricName: aws.String("WalletBalance"), NextToken: token})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -191,18 +191,18 @@ func TestPublisherHungCloudWatchDropsAndCounts(t *testing.T) {
 	t.Parallel()
 	ctx := testContext(t, 30*time.Second)
 	log, sink := newTestLogger()
-	m := NewMetrics(func() AgentState { return AgentState{Role: state.Active, NodeReady: true, LastBeat: time.Now()} })
+	m := newMetrics(func() AgentState { return AgentState{Role: state.Active, NodeReady: true, LastBeat: time.Now()} })
 	m.RecordFailover()
-	p := NewPublisher(PublisherOptions{API: &hungCW{calls: make(chan struct{}, 1)}, Metrics: m, InstanceID: "i-hung",
-		Interval: 400 * time.Millisecond, Log: log})
+	p := newPublisher(publisherOptions{api: &hungCW{calls: make(chan struct{}, 1)}, metrics: m, instanceID: "i-hung",
+		interval: 400 * time.Millisecond, log: log})
 	start := time.Now()
-	if sent := p.Publish(ctx); sent != 0 {
+	if sent := p.publish(ctx); sent != 0 {
 		t.Fatalf("sent %d datums to a CloudWatch that never answers", sent)
 	}
 	if took := time.Since(start); took > time.Second {
 		t.Errorf("Publish took %s against a hung CloudWatch; its bound is %s", took, p.timeout)
 	}
-	if got := counterValue(t, m, MetricCWDropped); got == 0 {
+	if got := counterValue(t, m, metricCWDropped); got == 0 {
 		t.Error("no datum counted as dropped")
 	}
 	if !contains(sink.String(), "PutMetricData failed") {

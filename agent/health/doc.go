@@ -14,7 +14,7 @@
 //
 // # Checks
 //
-// Each check runs in its own goroutine, on its own interval, under its own deadline (Runner). A run past its
+// Each check runs in its own goroutine, on its own interval, under its own deadline (runner.go). A run past its
 // deadline is recorded as timed out (naming the URL and the bound) and abandoned; the check is not started again
 // until it returns. Results() keeps the last result of each for `cl-agent status`. Each change is logged once:
 // passing to failing, failing for another reason (a failure's reason leaves out the figures that change from run
@@ -41,7 +41,7 @@
 //
 // # Metrics
 //
-// Prometheus names (cl_agent_…) are the Metric* constants. The same figures go to CloudWatch (Publisher) under
+// Prometheus names (cl_agent_…) are the metric* constants. The same figures go to CloudWatch (cloudwatch.go) under
 // the namespace ChainlinkNode/Agent with the dimension InstanceId (and Address, Transport, Path, Check or Result
 // where the Prometheus metric has that label), every interval, in PutMetricData batches of at most 1000 datums,
 // each call with a deadline. The template's alarms read ActiveNodes (1 on the active host with a ready node),

@@ -66,11 +66,11 @@ func (b *stateBox) set(f func(*AgentState)) {
 }
 
 // waitResult waits until the runner holds a result of check newer than after that satisfies cond.
-func waitResult(t *testing.T, r *Runner, check string, after time.Time, bound time.Duration, cond func(Result) bool) Result {
+func waitResult(t *testing.T, r *runner, check string, after time.Time, bound time.Duration, cond func(Result) bool) Result {
 	t.Helper()
 	var got Result
 	testenv.WaitFor(t, bound, "a result of "+check, func() bool {
-		res, ok := r.Result(check)
+		res, ok := r.result(check)
 		if ok && res.At.After(after) && cond(res) {
 			got = res
 			return true

@@ -19,13 +19,13 @@ import (
 // Limits of the host check: above them the check fails (the node's own advice: watch the chain client's and
 // the node's disk and RAM). CPU is reported, never failed on: a busy CPU is not by itself a fault.
 const (
-	DiskUsedLimit   = 0.90
-	MemoryUsedLimit = 0.95
+	diskUsedLimit   = 0.90
+	memoryUsedLimit = 0.95
 )
 
-// Host checks the host's resources from /proc and statfs (no cgo): the used share of the file system of each of
+// newHost checks the host's resources from /proc and statfs (no cgo): the used share of the file system of each of
 // paths, of memory (MemAvailable), and of the CPUs since the previous run (since boot on the first).
-func Host(paths []string, interval, timeout time.Duration) Check {
+func newHost(paths []string, interval, timeout time.Duration) Check {
 	return &host{spec: spec{string(state.Host), interval, timeout}, paths: paths, proc: "/proc"}
 }
 
@@ -47,27 +47,27 @@ func (c *host) Run(ctx context.Context) Result {
 			problems, reasons = append(problems, err.Error()), append(reasons, err.Error())
 			continue
 		}
-		samples = append(samples, Sample{Metric: MetricDiskUsed, Label: p, Value: used})
+		samples = append(samples, Sample{Metric: metricDiskUsed, Label: p, Value: used})
 		figures = append(figures, fmt.Sprintf("disk %s %.0f%%", p, used*100))
-		if used > DiskUsedLimit {
-			problems = append(problems, fmt.Sprintf("disk %s is %.0f%% full (limit %.0f%%)", p, used*100, DiskUsedLimit*100))
+		if used > diskUsedLimit {
+			problems = append(problems, fmt.Sprintf("disk %s is %.0f%% full (limit %.0f%%)", p, used*100, diskUsedLimit*100))
 			reasons = append(reasons, "disk "+p+" full")
 		}
 	}
 	if mem, err := memoryUsed(c.proc); err != nil {
 		problems, reasons = append(problems, err.Error()), append(reasons, err.Error())
 	} else {
-		samples = append(samples, Sample{Metric: MetricMemoryUsed, Value: mem})
+		samples = append(samples, Sample{Metric: metricMemoryUsed, Value: mem})
 		figures = append(figures, fmt.Sprintf("memory %.0f%%", mem*100))
-		if mem > MemoryUsedLimit {
-			problems = append(problems, fmt.Sprintf("memory is %.0f%% used (limit %.0f%%)", mem*100, MemoryUsedLimit*100))
+		if mem > memoryUsedLimit {
+			problems = append(problems, fmt.Sprintf("memory is %.0f%% used (limit %.0f%%)", mem*100, memoryUsedLimit*100))
 			reasons = append(reasons, "memory used")
 		}
 	}
 	if cpu, err := c.cpuUsed(); err != nil {
 		problems, reasons = append(problems, err.Error()), append(reasons, err.Error())
 	} else {
-		samples = append(samples, Sample{Metric: MetricCPUUsed, Value: cpu})
+		samples = append(samples, Sample{Metric: metricCPUUsed, Value: cpu})
 		figures = append(figures, fmt.Sprintf("cpu %.0f%%", cpu*100))
 	}
 	if len(problems) > 0 {

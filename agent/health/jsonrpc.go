@@ -63,7 +63,7 @@ func callHTTP(ctx context.Context, c *http.Client, url, method string, out any, 
 		return fmt.Errorf("%s: %w", method, err)
 	}
 	if code != http.StatusOK {
-		return &httpStatusError{Method: method, Code: code, Body: oneLine(string(resp), 200)}
+		return &httpStatusError{method: method, code: code, body: oneLine(string(resp), 200)}
 	}
 	var r rpcResponse
 	if err := decode(resp, method, &r); err != nil {
@@ -76,15 +76,15 @@ func callHTTP(ctx context.Context, c *http.Client, url, method string, out any, 
 // which is often the only explanation (geth's 403 for a host name outside --http.vhosts: "invalid host
 // specified").
 type httpStatusError struct {
-	Method string
-	Code   int
-	Body   string
+	method string
+	code   int
+	body   string
 }
 
 func (e *httpStatusError) Error() string {
-	msg := fmt.Sprintf("%s: HTTP %d", e.Method, e.Code)
-	if e.Body != "" {
-		msg += ": " + e.Body
+	msg := fmt.Sprintf("%s: HTTP %d", e.method, e.code)
+	if e.body != "" {
+		msg += ": " + e.body
 	}
 	return msg
 }

@@ -13,57 +13,57 @@ import (
 // Names of the metrics checks feed through their Samples. Ratios are 0..1; balances in ETH (LINK for the LINK
 // balance); latency in seconds.
 const (
-	MetricWalletBalance = "cl_agent_wallet_balance_eth"     // label address
-	MetricWalletLow     = "cl_agent_wallet_balance_low"     // 1 when any balance is under the minimum
-	MetricLinkBalance   = "cl_agent_wallet_link_balance"    // label address; LINK
-	MetricErroredRuns   = "cl_agent_errored_runs"           // errored runs among the newest the node lists
-	MetricChainHead     = "cl_agent_chain_head"             // block number
-	MetricRPCLatency    = "cl_agent_rpc_latency_seconds"    // label transport: http | ws
-	MetricDiskUsed      = "cl_agent_host_disk_used_ratio"   // label path
-	MetricMemoryUsed    = "cl_agent_host_memory_used_ratio" // (MemTotal - MemAvailable) / MemTotal
-	MetricCPUUsed       = "cl_agent_host_cpu_used_ratio"    // busy share of all CPUs since the last run
+	metricWalletBalance = "cl_agent_wallet_balance_eth"     // label address
+	metricWalletLow     = "cl_agent_wallet_balance_low"     // 1 when any balance is under the minimum
+	metricLinkBalance   = "cl_agent_wallet_link_balance"    // label address; LINK
+	metricErroredRuns   = "cl_agent_errored_runs"           // errored runs among the newest the node lists
+	metricChainHead     = "cl_agent_chain_head"             // block number
+	metricRPCLatency    = "cl_agent_rpc_latency_seconds"    // label transport: http | ws
+	metricDiskUsed      = "cl_agent_host_disk_used_ratio"   // label path
+	metricMemoryUsed    = "cl_agent_host_memory_used_ratio" // (MemTotal - MemAvailable) / MemTotal
+	metricCPUUsed       = "cl_agent_host_cpu_used_ratio"    // busy share of all CPUs since the last run
 )
 
 // Names of the metrics the agent itself feeds.
 const (
-	MetricRole          = "cl_agent_role"                          // label role; 1 for the current one
-	MetricLockHeld      = "cl_agent_lock_held"                     // 1 while this host holds the advisory lock
-	MetricNodeUp        = "cl_agent_node_up"                       // 1 while this host's node container runs
-	MetricNodeReady     = "cl_agent_node_ready"                    // 1 while it is ready
-	MetricActiveNode    = "cl_agent_active_node"                   // 1 on the active host with a ready node
-	MetricBeatAge       = "cl_agent_heartbeat_age_seconds"         // since the main loop last ticked
-	MetricFailovers     = "cl_agent_failovers_total"               // takeovers by this host
-	MetricSecretFetches = "cl_agent_secret_fetches_total"          // label result: ok | error
-	MetricSecretFetch   = "cl_agent_secret_fetch_duration_seconds" // histogram
-	MetricImageInfo     = "cl_agent_image_info"                    // labels repository, tag, digest; always 1
-	MetricCheckOK       = "cl_agent_check_ok"                      // label check; absent while skipped
-	MetricCWDropped     = "cl_agent_cloudwatch_dropped_total"      // datums CloudWatch did not take
-	MetricKeystoreHeld  = "cl_agent_keystore_rotation_held"        // 1 while a rotated keystore password is held back
+	metricRole          = "cl_agent_role"                          // label role; 1 for the current one
+	metricLockHeld      = "cl_agent_lock_held"                     // 1 while this host holds the advisory lock
+	metricNodeUp        = "cl_agent_node_up"                       // 1 while this host's node container runs
+	metricNodeReady     = "cl_agent_node_ready"                    // 1 while it is ready
+	metricActiveNode    = "cl_agent_active_node"                   // 1 on the active host with a ready node
+	metricBeatAge       = "cl_agent_heartbeat_age_seconds"         // since the main loop last ticked
+	metricFailovers     = "cl_agent_failovers_total"               // takeovers by this host
+	metricSecretFetches = "cl_agent_secret_fetches_total"          // label result: ok | error
+	metricSecretFetch   = "cl_agent_secret_fetch_duration_seconds" // histogram
+	metricImageInfo     = "cl_agent_image_info"                    // labels repository, tag, digest; always 1
+	metricCheckOK       = "cl_agent_check_ok"                      // label check; absent while skipped
+	metricCWDropped     = "cl_agent_cloudwatch_dropped_total"      // datums CloudWatch did not take
+	metricKeystoreHeld  = "cl_agent_keystore_rotation_held"        // 1 while a rotated keystore password is held back
 )
 
 // sampleLabels is the one label of each sample-fed metric ("" for none).
 var sampleLabels = map[string]string{
-	MetricWalletBalance: "address",
-	MetricWalletLow:     "",
-	MetricLinkBalance:   "address",
-	MetricErroredRuns:   "",
-	MetricChainHead:     "",
-	MetricRPCLatency:    "transport",
-	MetricDiskUsed:      "path",
-	MetricMemoryUsed:    "",
-	MetricCPUUsed:       "",
+	metricWalletBalance: "address",
+	metricWalletLow:     "",
+	metricLinkBalance:   "address",
+	metricErroredRuns:   "",
+	metricChainHead:     "",
+	metricRPCLatency:    "transport",
+	metricDiskUsed:      "path",
+	metricMemoryUsed:    "",
+	metricCPUUsed:       "",
 }
 
 var sampleHelp = map[string]string{
-	MetricWalletBalance: "ETH balance of each of the node's keys.",
-	MetricWalletLow:     "1 when any of the node's ETH balances is under the configured minimum.",
-	MetricLinkBalance:   "LINK balance of each of the node's keys.",
-	MetricErroredRuns:   "Errored job runs among the newest runs the node lists.",
-	MetricChainHead:     "Latest block number of the chain client.",
-	MetricRPCLatency:    "Round trip of the last eth_blockNumber call to the chain client.",
-	MetricDiskUsed:      "Used share of the file system holding each path.",
-	MetricMemoryUsed:    "Used share of the host's memory ((MemTotal - MemAvailable) / MemTotal).",
-	MetricCPUUsed:       "Busy share of the host's CPUs since the previous host check.",
+	metricWalletBalance: "ETH balance of each of the node's keys.",
+	metricWalletLow:     "1 when any of the node's ETH balances is under the configured minimum.",
+	metricLinkBalance:   "LINK balance of each of the node's keys.",
+	metricErroredRuns:   "Errored job runs among the newest runs the node lists.",
+	metricChainHead:     "Latest block number of the chain client.",
+	metricRPCLatency:    "Round trip of the last eth_blockNumber call to the chain client.",
+	metricDiskUsed:      "Used share of the file system holding each path.",
+	metricMemoryUsed:    "Used share of the host's memory ((MemTotal - MemAvailable) / MemTotal).",
+	metricCPUUsed:       "Busy share of the host's CPUs since the previous host check.",
 }
 
 // Metrics is the agent's own Prometheus registry (no global state): the daemon's state read at every gather,
@@ -88,24 +88,24 @@ type Metrics struct {
 // series is one sample-fed time series.
 type series struct{ metric, label string }
 
-// NewMetrics registers the agent's metrics; state is read at every gather (scrape or CloudWatch publish).
-func NewMetrics(state func() AgentState) *Metrics {
+// newMetrics registers the agent's metrics; state is read at every gather (scrape or CloudWatch publish).
+func newMetrics(state func() AgentState) *Metrics {
 	m := &Metrics{
 		reg:     prometheus.NewRegistry(),
 		samples: map[string]*prometheus.GaugeVec{},
-		checkOK: prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: MetricCheckOK,
+		checkOK: prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: metricCheckOK,
 			Help: "1 when the check's last run passed, 0 when it failed; absent while the check is skipped."}, []string{"check"}),
-		failovers: prometheus.NewCounter(prometheus.CounterOpts{Name: MetricFailovers,
+		failovers: prometheus.NewCounter(prometheus.CounterOpts{Name: metricFailovers,
 			Help: "Times this host took over the node from another host."}),
-		secretFetches: prometheus.NewCounterVec(prometheus.CounterOpts{Name: MetricSecretFetches,
+		secretFetches: prometheus.NewCounterVec(prometheus.CounterOpts{Name: metricSecretFetches,
 			Help: "Secrets Manager fetches by result (ok or error)."}, []string{"result"}),
-		secretLatency: prometheus.NewHistogram(prometheus.HistogramOpts{Name: MetricSecretFetch,
+		secretLatency: prometheus.NewHistogram(prometheus.HistogramOpts{Name: metricSecretFetch,
 			Help: "Duration of Secrets Manager fetches, retries included.", Buckets: prometheus.ExponentialBuckets(0.05, 2, 10)}),
-		image: prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: MetricImageInfo,
+		image: prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: metricImageInfo,
 			Help: "The node image this host runs or last ran (always 1)."}, []string{"repository", "tag", "digest"}),
-		cwDropped: prometheus.NewCounter(prometheus.CounterOpts{Name: MetricCWDropped,
+		cwDropped: prometheus.NewCounter(prometheus.CounterOpts{Name: metricCWDropped,
 			Help: "Metric datums dropped because CloudWatch did not take them in time."}),
-		keystoreHeld: prometheus.NewGauge(prometheus.GaugeOpts{Name: MetricKeystoreHeld,
+		keystoreHeld: prometheus.NewGauge(prometheus.GaugeOpts{Name: metricKeystoreHeld,
 			Help: "1 while a rotated keystore password is held back because it does not open the node's key ring."}),
 		series: map[string][]series{},
 	}
@@ -125,8 +125,8 @@ func NewMetrics(state func() AgentState) *Metrics {
 	return m
 }
 
-// Gatherer is the registry, for /metrics and the CloudWatch publisher.
-func (m *Metrics) Gatherer() prometheus.Gatherer { return m.reg }
+// gatherer is the registry, for /metrics and the CloudWatch publisher.
+func (m *Metrics) gatherer() prometheus.Gatherer { return m.reg }
 
 // RecordSecretFetch counts one Secrets Manager fetch (err nil: ok) and its duration, retries included.
 func (m *Metrics) RecordSecretFetch(err error, took time.Duration) {
@@ -138,8 +138,8 @@ func (m *Metrics) RecordSecretFetch(err error, took time.Duration) {
 	m.secretLatency.Observe(took.Seconds())
 }
 
-// SetKeystoreHeld says whether a rotated keystore password is held back (it does not open the node's key ring).
-func (m *Metrics) SetKeystoreHeld(held bool) { m.keystoreHeld.Set(boolFloat(held)) }
+// setKeystoreHeld says whether a rotated keystore password is held back (it does not open the node's key ring).
+func (m *Metrics) setKeystoreHeld(held bool) { m.keystoreHeld.Set(boolFloat(held)) }
 
 // RecordFailover counts one takeover: this host became active after another host had held the node. The
 // template's FailoverAlarm sums it across hosts per interval.
@@ -151,9 +151,9 @@ func (m *Metrics) SetImage(repository, tag, digest string) {
 	m.image.WithLabelValues(repository, tag, digest).Set(1)
 }
 
-// Observe turns a check's result into metrics: check_ok, and its samples. Series the check set before but not
+// observe turns a check's result into metrics: check_ok, and its samples. Series the check set before but not
 // now are removed (a key that went away, a skipped check).
-func (m *Metrics) Observe(res Result) {
+func (m *Metrics) observe(res Result) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	if res.Skipped {
@@ -205,12 +205,12 @@ func boolFloat(b bool) float64 {
 type stateCollector struct{ state func() AgentState }
 
 var (
-	descRole       = prometheus.NewDesc(MetricRole, "1 for the daemon's current role, 0 for the others.", []string{"role"}, nil)
-	descLockHeld   = prometheus.NewDesc(MetricLockHeld, "1 while this host holds the leader lock (always 0 with leader.enabled false).", nil, nil)
-	descNodeUp     = prometheus.NewDesc(MetricNodeUp, "1 while this host's node container runs.", nil, nil)
-	descNodeReady  = prometheus.NewDesc(MetricNodeReady, "1 while this host's node is ready (/readyz 200).", nil, nil)
-	descActiveNode = prometheus.NewDesc(MetricActiveNode, "1 on the active host with a ready node, else 0; sum across hosts: must be 1.", nil, nil)
-	descBeatAge    = prometheus.NewDesc(MetricBeatAge, "Seconds since the agent's main loop last ticked.", nil, nil)
+	descRole       = prometheus.NewDesc(metricRole, "1 for the daemon's current role, 0 for the others.", []string{"role"}, nil)
+	descLockHeld   = prometheus.NewDesc(metricLockHeld, "1 while this host holds the leader lock (always 0 with leader.enabled false).", nil, nil)
+	descNodeUp     = prometheus.NewDesc(metricNodeUp, "1 while this host's node container runs.", nil, nil)
+	descNodeReady  = prometheus.NewDesc(metricNodeReady, "1 while this host's node is ready (/readyz 200).", nil, nil)
+	descActiveNode = prometheus.NewDesc(metricActiveNode, "1 on the active host with a ready node, else 0; sum across hosts: must be 1.", nil, nil)
+	descBeatAge    = prometheus.NewDesc(metricBeatAge, "Seconds since the agent's main loop last ticked.", nil, nil)
 )
 
 func (c *stateCollector) Describe(ch chan<- *prometheus.Desc) {
@@ -227,7 +227,7 @@ func (c *stateCollector) Collect(ch chan<- prometheus.Metric) {
 	ch <- prometheus.MustNewConstMetric(descLockHeld, prometheus.GaugeValue, boolFloat(st.LockEnabled && st.LockHeld))
 	ch <- prometheus.MustNewConstMetric(descNodeUp, prometheus.GaugeValue, boolFloat(st.NodeUp))
 	ch <- prometheus.MustNewConstMetric(descNodeReady, prometheus.GaugeValue, boolFloat(st.NodeReady))
-	ch <- prometheus.MustNewConstMetric(descActiveNode, prometheus.GaugeValue, boolFloat(st.Serving()))
+	ch <- prometheus.MustNewConstMetric(descActiveNode, prometheus.GaugeValue, boolFloat(st.serving()))
 	if !st.LastBeat.IsZero() {
 		ch <- prometheus.MustNewConstMetric(descBeatAge, prometheus.GaugeValue, time.Since(st.LastBeat).Seconds())
 	}

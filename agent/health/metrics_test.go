@@ -8,7 +8,7 @@ import (
 
 func gather(t *testing.T, m *Metrics) []*dto.MetricFamily {
 	t.Helper()
-	mfs, err := m.Gatherer().Gather()
+	mfs, err := m.gatherer().Gather()
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -10,8 +10,8 @@ import (
 	"github.com/cl-agent/cl-agent/agent/state"
 )
 
-// NodeReadyz checks the node's /readyz at baseURL (http://127.0.0.1:<host_port>): only 200 passes.
-func NodeReadyz(baseURL string, interval, timeout time.Duration) Check {
+// newNodeReadyz checks the node's /readyz at baseURL (http://127.0.0.1:<host_port>): only 200 passes.
+func newNodeReadyz(baseURL string, interval, timeout time.Duration) Check {
 	return &nodeReadyz{spec: spec{string(state.NodeReadyz), interval, timeout}, url: strings.TrimRight(baseURL, "/") + "/readyz", client: newHTTPClient()}
 }
 
@@ -32,9 +32,9 @@ func (c *nodeReadyz) Run(ctx context.Context) Result {
 	return pass(c.name, "ready (200)")
 }
 
-// NodeHealth checks the node's /health: 200 passes; 207 (Multi-Status) means some of the node's checks fail and
+// newNodeHealth checks the node's /health: 200 passes; 207 (Multi-Status) means some of the node's checks fail and
 // the result names them; anything else fails.
-func NodeHealth(baseURL string, interval, timeout time.Duration) Check {
+func newNodeHealth(baseURL string, interval, timeout time.Duration) Check {
 	return &nodeHealth{spec: spec{string(state.NodeHealth), interval, timeout}, url: strings.TrimRight(baseURL, "/") + "/health", client: newHTTPClient()}
 }
 
@@ -91,8 +91,8 @@ func (c *nodeHealth) Run(ctx context.Context) Result {
 	return pass(c.name, fmt.Sprintf("healthy (200, %d checks passing)", len(doc.Data)))
 }
 
-// Target is the URL the check asks (the node's, on loopback: no credentials in it), for its timeout message.
-func (c *nodeReadyz) Target() string { return c.url }
+// target is the URL the check asks (the node's, on loopback: no credentials in it), for its timeout message.
+func (c *nodeReadyz) target() string { return c.url }
 
-// Target is the URL the check asks, for its timeout message.
-func (c *nodeHealth) Target() string { return c.url }
+// target is the URL the check asks, for its timeout message.
+func (c *nodeHealth) target() string { return c.url }

@@ -93,7 +93,7 @@ func (n *standinNode) start() {
 	}
 	go func() { _ = n.cmd.Wait(); close(n.done) }()
 	testenv.WaitFor(n.t, 30*time.Second, "the stand-in to be ready", func() bool {
-		res, _ := RunOnce(context.Background(), NodeReadyz(n.URL(), time.Second, time.Second), nil)
+		res, _ := RunOnce(context.Background(), newNodeReadyz(n.URL(), time.Second, time.Second), nil)
 		return res.OK
 	})
 }
@@ -155,10 +155,10 @@ func TestAgainstStandinNode(t *testing.T) {
 	}
 
 	t.Run("ReadyzAndHealthPass", func(t *testing.T) {
-		if res := run(NodeReadyz(node.URL(), time.Second, 2*time.Second)); !res.OK {
+		if res := run(newNodeReadyz(node.URL(), time.Second, 2*time.Second)); !res.OK {
 			t.Errorf("node_readyz: %q", res.Detail)
 		}
-		if res := run(NodeHealth(node.URL(), time.Second, 2*time.Second)); !res.OK {
+		if res := run(newNodeHealth(node.URL(), time.Second, 2*time.Second)); !res.OK {
 			t.Errorf("node_health: %q", res.Detail)
 		}
 	})
@@ -166,7 +166,7 @@ func TestAgainstStandinNode(t *testing.T) {
 	t.Run("Health207NamesTheFailingCheck", func(t *testing.T) {
 		node.fault("standin-health-fail", "EVM.1")
 		defer node.fault("standin-health-fail", "")
-		res := run(NodeHealth(node.URL(), time.Second, 2*time.Second))
+		res := run(newNodeHealth(node.URL(), time.Second, 2*time.Second))
 		if res.OK || !strings.Contains(res.Detail, "207") || !strings.Contains(res.Detail, "EVM.1") {
 			t.Errorf("node_health with EVM.1 failing: ok=%v %q; want a 207 failure naming EVM.1", res.OK, res.Detail)
 		}
@@ -184,10 +184,10 @@ func TestAgainstStandinNode(t *testing.T) {
 		if res.OK || !strings.Contains(res.Detail, "0x00000000000000000000000000000000000000b2 has 0.05 ETH") {
 			t.Errorf("node_wallet_balance: ok=%v %q; want a failure naming the low key", res.OK, res.Detail)
 		}
-		if v, _ := sampleValue(res, MetricWalletLow, ""); v != 1 {
+		if v, _ := sampleValue(res, metricWalletLow, ""); v != 1 {
 			t.Errorf("wallet low sample = %v; want 1", v)
 		}
-		if v, _ := sampleValue(res, MetricWalletBalance, "0x00000000000000000000000000000000000000a1"); v != 2.5 {
+		if v, _ := sampleValue(res, metricWalletBalance, "0x00000000000000000000000000000000000000a1"); v != 2.5 {
 			t.Errorf("balance of a1 = %v; want 2.5", v)
 		}
 		run(wallet) // still low: no second warning
@@ -202,13 +202,13 @@ func TestAgainstStandinNode(t *testing.T) {
 		if !res.OK {
 			t.Errorf("after funding: %q", res.Detail)
 		}
-		if v, _ := sampleValue(res, MetricWalletLow, ""); v != 0 {
+		if v, _ := sampleValue(res, metricWalletLow, ""); v != 0 {
 			t.Errorf("wallet low sample after funding = %v; want 0", v)
 		}
 	})
 
 	t.Run("ErroredRuns", func(t *testing.T) {
-		runs := ErroredRuns(api, 100, time.Second, 2*time.Second)
+		runs := newErroredRuns(api, 100, time.Second, 2*time.Second)
 		if res := run(runs); !res.OK {
 			t.Errorf("node_errored_runs without errors: %q", res.Detail)
 		}
@@ -218,14 +218,14 @@ func TestAgainstStandinNode(t *testing.T) {
 		if res.OK || !strings.Contains(res.Detail, "3 of the newest 8 runs errored") {
 			t.Errorf("node_errored_runs: ok=%v %q; want 3 of 8 errored", res.OK, res.Detail)
 		}
-		if v, _ := sampleValue(res, MetricErroredRuns, ""); v != 3 {
+		if v, _ := sampleValue(res, metricErroredRuns, ""); v != 3 {
 			t.Errorf("errored runs sample = %v; want 3", v)
 		}
 	})
 
 	t.Run("WrongCredentialsFailWithoutThePassword", func(t *testing.T) {
 		wrong := &credentialsBox{email: apiEmail, password: "Not-The-Password-0123456"}
-		res := run(ErroredRuns(NewNodeAPI(node.URL(), wrong.get), 10, time.Second, 2*time.Second))
+		res := run(newErroredRuns(NewNodeAPI(node.URL(), wrong.get), 10, time.Second, 2*time.Second))
 		if res.OK || !strings.Contains(res.Detail, "refused the API credentials (401)") {
 			t.Errorf("with a wrong password: ok=%v %q; want the 401 named", res.OK, res.Detail)
 		}
@@ -233,14 +233,14 @@ func TestAgainstStandinNode(t *testing.T) {
 			t.Errorf("the detail holds the password: %q", res.Detail)
 		}
 		none := &credentialsBox{}
-		res = run(ErroredRuns(NewNodeAPI(node.URL(), none.get), 10, time.Second, 2*time.Second))
-		if res.OK || !strings.Contains(res.Detail, ErrNoCredentials.Error()) {
+		res = run(newErroredRuns(NewNodeAPI(node.URL(), none.get), 10, time.Second, 2*time.Second))
+		if res.OK || !strings.Contains(res.Detail, errNoCredentials.Error()) {
 			t.Errorf("without credentials: ok=%v %q", res.OK, res.Detail)
 		}
 	})
 
 	t.Run("LogsInAgainAfterTheNodeRestarts", func(t *testing.T) {
-		runs := ErroredRuns(api, 10, time.Second, 2*time.Second)
+		runs := newErroredRuns(api, 10, time.Second, 2*time.Second)
 		if res := run(runs); !res.OK {
 			t.Fatalf("before the restart: %q", res.Detail)
 		}

@@ -17,15 +17,15 @@ import (
 // written, never put into an error.
 type Credentials func() (email, password string, ok bool)
 
-// ErrLoginRateLimited: the node answered 429 to a login. It limits unauthenticated requests per client
+// errLoginRateLimited: the node answered 429 to a login. It limits unauthenticated requests per client
 // ([WebServer.RateLimit] Unauthenticated, 5 per 20s by default): try again after that period.
-var ErrLoginRateLimited = errors.New("the node limits logins (429); try again later")
+var errLoginRateLimited = errors.New("the node limits logins (429); try again later")
 
 // errRefused: the node answered 401 to a login.
 var errRefused = errors.New("the node refused the API credentials (401)")
 
-// ErrNoCredentials means the daemon holds no API credentials yet.
-var ErrNoCredentials = errors.New("no API credentials yet")
+// errNoCredentials means the daemon holds no API credentials yet.
+var errNoCredentials = errors.New("no API credentials yet")
 
 // NodeAPI is a session with the node's own API (the operator UI's): it logs in with POST /sessions and keeps
 // the session cookie; on 401 it logs in again once. Safe for concurrent use by several checks.
@@ -67,7 +67,7 @@ func (a *NodeAPI) login(ctx context.Context) error {
 	defer a.mu.Unlock()
 	email, password, ok := a.creds()
 	if !ok {
-		return fmt.Errorf("log in to the node's API: %w", ErrNoCredentials)
+		return fmt.Errorf("log in to the node's API: %w", errNoCredentials)
 	}
 	code, _, err := a.sendJSON(ctx, http.MethodPost, "/sessions", map[string]string{"email": email, "password": password})
 	switch {
@@ -76,7 +76,7 @@ func (a *NodeAPI) login(ctx context.Context) error {
 	case code == http.StatusUnauthorized:
 		return fmt.Errorf("log in to the node's API: %w", errRefused)
 	case code == http.StatusTooManyRequests:
-		return fmt.Errorf("log in to the node's API: %w", ErrLoginRateLimited)
+		return fmt.Errorf("log in to the node's API: %w", errLoginRateLimited)
 	case code != http.StatusOK:
 		return fmt.Errorf("log in to the node's API: POST /sessions answered %d", code)
 	}

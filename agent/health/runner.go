@@ -10,10 +10,10 @@ import (
 	"go.uber.org/zap"
 )
 
-// Runner runs each check in its own goroutine on its own interval, each run bounded by the check's deadline,
+// runner runs each check in its own goroutine on its own interval, each run bounded by the check's deadline,
 // and keeps the last result of each. Nothing waits on a check: a run that outlives its deadline is recorded as
 // timed out and left behind, and the check is not started again until that run has returned.
-type Runner struct {
+type runner struct {
 	checks  []Check
 	log     *zap.Logger
 	observe func(Result) // called with every result (metrics); must not block
@@ -21,20 +21,20 @@ type Runner struct {
 	last    map[string]Result
 }
 
-// NewRunner returns a runner for checks. observe (may be nil) sees every result, in the check's goroutine.
-func NewRunner(log *zap.Logger, observe func(Result), checks ...Check) *Runner {
+// newRunner returns a runner for checks. observe (may be nil) sees every result, in the check's goroutine.
+func newRunner(log *zap.Logger, observe func(Result), checks ...Check) *runner {
 	if log == nil {
 		log = zap.NewNop()
 	}
 	if observe == nil {
 		observe = func(Result) {}
 	}
-	return &Runner{checks: checks, log: log, observe: observe, last: map[string]Result{}}
+	return &runner{checks: checks, log: log, observe: observe, last: map[string]Result{}}
 }
 
-// Run runs every check until ctx ends; each runs at once, then every Interval. On return it closes what the
+// run runs every check until ctx ends; each runs at once, then every Interval. On return it closes what the
 // checks hold open between runs.
-func (r *Runner) Run(ctx context.Context) {
+func (r *runner) run(ctx context.Context) {
 	var wg sync.WaitGroup
 	for _, c := range r.checks {
 		wg.Go(func() { r.loop(ctx, c) })
@@ -45,8 +45,8 @@ func (r *Runner) Run(ctx context.Context) {
 	}
 }
 
-// Results is the last result of every check that has run, by name.
-func (r *Runner) Results() []Result {
+// results is the last result of every check that has run, by name.
+func (r *runner) results() []Result {
 	r.mu.Lock()
 	out := make([]Result, 0, len(r.last))
 	for _, res := range r.last {
@@ -57,8 +57,8 @@ func (r *Runner) Results() []Result {
 	return out
 }
 
-// Result is the last result of the named check.
-func (r *Runner) Result(name string) (Result, bool) {
+// result is the last result of the named check.
+func (r *runner) result(name string) (Result, bool) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	res, ok := r.last[name]
@@ -69,7 +69,7 @@ func (r *Runner) Result(name string) (Result, bool) {
 // standby) looks again, so that it runs within a second of its condition turning true, not an interval later.
 const skippedRecheck = time.Second
 
-func (r *Runner) loop(ctx context.Context, c Check) {
+func (r *runner) loop(ctx context.Context, c Check) {
 	next := time.NewTimer(0)
 	defer next.Stop()
 	running := make(chan struct{}) // closed when the last run returned
@@ -137,7 +137,7 @@ func RunOnce(parent context.Context, c Check, done chan struct{}) (res Result, o
 
 // record keeps res, feeds the metrics and logs a change: passing to failing, failing for another reason, and
 // failing to passing. A check failing the same way run after run is logged once.
-func (r *Runner) record(res Result) {
+func (r *runner) record(res Result) {
 	r.mu.Lock()
 	prev, seen := r.last[res.Name]
 	r.last[res.Name] = res
@@ -147,9 +147,9 @@ func (r *Runner) record(res Result) {
 	case res.Skipped: // not run: nothing changed worth a line
 	case !res.OK && (!seen || prev.OK):
 		r.log.Warn("check failing", zap.String("check", res.Name), zap.String("detail", res.Detail))
-	case !res.OK && res.Reason() != prev.Reason():
+	case !res.OK && res.failureReason() != prev.failureReason():
 		r.log.Warn("check failing for another reason", zap.String("check", res.Name), zap.String("detail", res.Detail),
-			zap.String("previous", prev.Reason()))
+			zap.String("previous", prev.failureReason()))
 	case res.OK && seen && !prev.OK:
 		r.log.Info("check passing again", zap.String("check", res.Name), zap.String("detail", res.Detail))
 	}

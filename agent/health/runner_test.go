@@ -39,9 +39,9 @@ func TestRunnerAbandonsACheckThatIgnoresItsDeadline(t *testing.T) {
 		return pass("fast", "ok")
 	})
 	log, sink := newTestLogger()
-	r := NewRunner(log, nil, deaf, fast)
+	r := newRunner(log, nil, deaf, fast)
 	done := make(chan struct{})
-	go func() { r.Run(ctx); close(done) }()
+	go func() { r.run(ctx); close(done) }()
 	t.Cleanup(func() {
 		close(release)
 		cancel()
@@ -58,7 +58,7 @@ func TestRunnerAbandonsACheckThatIgnoresItsDeadline(t *testing.T) {
 	if n := starts.Load(); n != 1 {
 		t.Errorf("the deaf check was started %d times while its first run had not returned; want 1", n)
 	}
-	if got := len(r.Results()); got != 2 {
+	if got := len(r.results()); got != 2 {
 		t.Errorf("Results has %d entries; want 2", got)
 	}
 	if !strings.Contains(sink.String(), `"check failing"`) || !strings.Contains(sink.String(), `"check":"deaf"`) {
@@ -87,9 +87,9 @@ func TestRunnerStopsWithItsContext(t *testing.T) {
 		<-ctx.Done()
 		return fail("slow", "cancelled")
 	})
-	r := NewRunner(nil, nil, c)
+	r := newRunner(nil, nil, c)
 	done := make(chan struct{})
-	go func() { r.Run(ctx); close(done) }()
+	go func() { r.run(ctx); close(done) }()
 	<-blocked
 	cancel()
 	select {
@@ -97,7 +97,7 @@ func TestRunnerStopsWithItsContext(t *testing.T) {
 	case <-time.After(2 * time.Second):
 		t.Fatal("Run did not return within 2s of its context ending")
 	}
-	if _, ok := r.Result("slow"); ok {
+	if _, ok := r.result("slow"); ok {
 		t.Error("a run cut short by shutdown was recorded as a result")
 	}
 }
@@ -105,15 +105,15 @@ func TestRunnerStopsWithItsContext(t *testing.T) {
 func TestSkippedCheckClearsItsMetrics(t *testing.T) {
 	t.Parallel()
 	box := &stateBox{st: AgentState{Role: state.Active}}
-	m := NewMetrics(box.get)
+	m := newMetrics(box.get)
 	wallet := newFuncCheck("node_wallet_balance", time.Second, time.Second, func(context.Context) Result {
-		return pass("node_wallet_balance", "ok", Sample{Metric: MetricWalletBalance, Label: "0xabc", Value: 3},
-			Sample{Metric: MetricWalletLow, Value: 0})
+		return pass("node_wallet_balance", "ok", Sample{Metric: metricWalletBalance, Label: "0xabc", Value: 3},
+			Sample{Metric: metricWalletLow, Value: 0})
 	})
-	c := OnlyWhen(wallet, func() bool { return box.get().Role == state.Active }, "not active")
+	c := onlyWhen(wallet, func() bool { return box.get().Role == state.Active }, "not active")
 	res, _ := RunOnce(context.Background(), c, nil)
-	m.Observe(res)
-	if got := counterValue(t, m, MetricWalletBalance); got != 3 {
+	m.observe(res)
+	if got := counterValue(t, m, metricWalletBalance); got != 3 {
 		t.Fatalf("wallet balance = %v; want 3", got)
 	}
 	box.set(func(s *AgentState) { s.Role = "standby" })
@@ -121,10 +121,10 @@ func TestSkippedCheckClearsItsMetrics(t *testing.T) {
 	if !res.Skipped || !res.OK || res.Detail != "not active" {
 		t.Errorf("on the standby: %+v; want skipped", res)
 	}
-	m.Observe(res)
+	m.observe(res)
 	for _, mf := range gather(t, m) {
 		switch mf.GetName() {
-		case MetricWalletBalance, MetricWalletLow, MetricCheckOK:
+		case metricWalletBalance, metricWalletLow, metricCheckOK:
 			if len(mf.GetMetric()) != 0 {
 				t.Errorf("%s still has %d series after the check was skipped", mf.GetName(), len(mf.GetMetric()))
 			}
@@ -137,20 +137,20 @@ func TestSkippedCheckClearsItsMetrics(t *testing.T) {
 func TestSkippedCheckRunsSoonAfterItsConditionTurns(t *testing.T) {
 	t.Parallel()
 	var active atomic.Bool
-	c := OnlyWhen(newFuncCheck("node", time.Hour, time.Second, func(context.Context) Result {
+	c := onlyWhen(newFuncCheck("node", time.Hour, time.Second, func(context.Context) Result {
 		return Result{Name: "node", OK: true, Detail: "checked"}
 	}), active.Load, "not active")
-	r := NewRunner(nil, nil, c)
+	r := newRunner(nil, nil, c)
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	go r.Run(ctx)
+	go r.run(ctx)
 	testenv.WaitFor(t, 5*time.Second, "a skipped result", func() bool {
-		res, ok := r.Result("node")
+		res, ok := r.result("node")
 		return ok && res.Skipped
 	})
 	active.Store(true)
 	testenv.WaitFor(t, 3*time.Second, "the check to run after its condition turned true (interval 1h)", func() bool {
-		res, _ := r.Result("node")
+		res, _ := r.result("node")
 		return !res.Skipped
 	})
 }
@@ -158,7 +158,7 @@ func TestSkippedCheckRunsSoonAfterItsConditionTurns(t *testing.T) {
 func TestRunnerLogsEachChangeOfReasonOnce(t *testing.T) {
 	t.Parallel()
 	log, sink := newTestLogger()
-	r := NewRunner(log, nil)
+	r := newRunner(log, nil)
 	steps := []Result{
 		failBecause("c", "head stuck at 7", "head stuck at 7 for 1s"),
 		failBecause("c", "head stuck at 7", "head stuck at 7 for 2s"), // same reason, new figures: no line

@@ -9,9 +9,9 @@ import (
 	"github.com/cl-agent/cl-agent/agent/state"
 )
 
-// ErroredRuns counts the errored job runs among the newest size runs of GET /v2/pipeline/runs; any fails the
-// check. The count is cl_agent_errored_runs (CloudWatch ErroredRuns).
-func ErroredRuns(api *NodeAPI, size int, interval, timeout time.Duration) Check {
+// newErroredRuns counts the errored job runs among the newest size runs of GET /v2/pipeline/runs; any fails the
+// check. The count is cl_agent_errored_runs (CloudWatch newErroredRuns).
+func newErroredRuns(api *NodeAPI, size int, interval, timeout time.Duration) Check {
 	if size <= 0 {
 		size = 100
 	}
@@ -45,7 +45,7 @@ func (c *erroredRuns) Run(ctx context.Context) Result {
 			errored = append(errored, r.ID)
 		}
 	}
-	samples := []Sample{{Metric: MetricErroredRuns, Value: float64(len(errored))}}
+	samples := []Sample{{Metric: metricErroredRuns, Value: float64(len(errored))}}
 	if len(errored) > 0 {
 		return fail(c.name, fmt.Sprintf("%d of the newest %d runs errored (ids %s)", len(errored), len(doc.Data),
 			oneLine(strings.Join(errored, ", "), 120)), samples...)
@@ -53,5 +53,5 @@ func (c *erroredRuns) Run(ctx context.Context) Result {
 	return pass(c.name, fmt.Sprintf("no errored run among the newest %d", len(doc.Data)), samples...)
 }
 
-// Target is where the check looks, for its timeout message.
-func (c *erroredRuns) Target() string { return c.api.base + "/v2/pipeline/runs" }
+// target is where the check looks, for its timeout message.
+func (c *erroredRuns) target() string { return c.api.base + "/v2/pipeline/runs" }

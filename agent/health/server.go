@@ -25,10 +25,10 @@ const (
 	shutdownBudget    = 2 * time.Second
 )
 
-// Handler answers /healthz, /readyz and /metrics. The probes read only state(), never a check, so a hung check
+// handler answers /healthz, /readyz and /metrics. The probes read only state(), never a check, so a hung check
 // cannot slow them down. Bodies of the probes are one line: "ok" or the reason. With a metricsToken, /metrics
 // answers only "Authorization: Bearer <metricsToken>" (401 otherwise); the probes stay open for the load balancer.
-func Handler(state func() AgentState, beatBound time.Duration, g prometheus.Gatherer, metricsToken string, log *zap.Logger) http.Handler {
+func handler(state func() AgentState, beatBound time.Duration, g prometheus.Gatherer, metricsToken string, log *zap.Logger) http.Handler {
 	if log == nil {
 		log = zap.NewNop()
 	}
@@ -38,7 +38,7 @@ func Handler(state func() AgentState, beatBound time.Duration, g prometheus.Gath
 		probeReply(w, ok, reason)
 	})
 	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, r *http.Request) {
-		ok, reason := Ready(state())
+		ok, reason := ready(state())
 		probeReply(w, ok, reason)
 	})
 	mux.Handle("GET /metrics", requireBearer(metricsToken, promhttp.HandlerFor(g, promhttp.HandlerOpts{
@@ -80,21 +80,21 @@ func probeReply(w http.ResponseWriter, ok bool, reason string) {
 	fmt.Fprintln(w, reason)
 }
 
-// Server serves a handler on an address until its context ends.
-type Server struct {
+// server serves a handler on an address until its context ends.
+type server struct {
 	addr string
 	srv  *http.Server
 	ln   net.Listener
 }
 
-// NewServer returns a server for h on addr (health.listen, default 127.0.0.1:9180).
-func NewServer(addr string, h http.Handler) *Server {
-	return &Server{addr: addr, srv: &http.Server{Handler: h, ReadHeaderTimeout: readHeaderTimeout,
+// newServer returns a server for h on addr (health.listen, default 127.0.0.1:9180).
+func newServer(addr string, h http.Handler) *server {
+	return &server{addr: addr, srv: &http.Server{Handler: h, ReadHeaderTimeout: readHeaderTimeout,
 		ReadTimeout: readHeaderTimeout, WriteTimeout: writeTimeout, IdleTimeout: idleTimeout}}
 }
 
-// Listen binds the address, so a port in use fails before anything runs. Serve calls it when needed.
-func (s *Server) Listen() error {
+// listen binds the address, so a port in use fails before anything runs. serve calls it when needed.
+func (s *server) listen() error {
 	if s.ln != nil {
 		return nil
 	}
@@ -106,17 +106,17 @@ func (s *Server) Listen() error {
 	return nil
 }
 
-// Addr is the bound address (host:port), or the configured one before Listen.
-func (s *Server) Addr() string {
+// boundAddr is the bound address (host:port), or the configured one before listen.
+func (s *server) boundAddr() string {
 	if s.ln != nil {
 		return s.ln.Addr().String()
 	}
 	return s.addr
 }
 
-// Serve answers until ctx ends, then shuts down within a small budget. A cancelled ctx is not an error.
-func (s *Server) Serve(ctx context.Context) error {
-	if err := s.Listen(); err != nil {
+// serve answers until ctx ends, then shuts down within a small budget. A cancelled ctx is not an error.
+func (s *server) serve(ctx context.Context) error {
+	if err := s.listen(); err != nil {
 		return err
 	}
 	stopped := make(chan struct{})
@@ -134,5 +134,5 @@ func (s *Server) Serve(ctx context.Context) error {
 		<-stopped
 		return nil
 	}
-	return fmt.Errorf("health endpoint on %s: %w", s.Addr(), err)
+	return fmt.Errorf("health endpoint on %s: %w", s.boundAddr(), err)
 }

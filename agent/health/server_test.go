@@ -43,7 +43,7 @@ func startService(t *testing.T, o Options) (*Service, string) {
 			t.Error("Run did not return within 10s of cancel")
 		}
 	})
-	return svc, "http://" + svc.Addr()
+	return svc, "http://" + svc.boundAddr()
 }
 
 // probe returns the status and body of GET url, bounded by bound.
@@ -165,12 +165,12 @@ func TestListenFailsOnUsedPort(t *testing.T) {
 	t.Parallel()
 	box := &stateBox{}
 	svc, _ := startService(t, Options{State: box.get})
-	other, err := New(Options{State: box.get, Listen: svc.Addr()})
+	other, err := New(Options{State: box.get, Listen: svc.boundAddr()})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := other.Listen(); err == nil || !strings.Contains(err.Error(), svc.Addr()) {
-		t.Errorf("Listen on a used port = %v; want an error naming %s", err, svc.Addr())
+	if err := other.Listen(); err == nil || !strings.Contains(err.Error(), svc.boundAddr()) {
+		t.Errorf("Listen on a used port = %v; want an error naming %s", err, svc.boundAddr())
 	}
 }
 

@@ -16,20 +16,20 @@ import (
 
 // Defaults of Options (and of the config keys that feed them).
 const (
-	DefaultListen             = "127.0.0.1:9180"
-	DefaultBeatBound          = 3 * time.Second // 3 × the daemon's 1s tick
-	DefaultCheckInterval      = 15 * time.Second
-	DefaultCheckTimeout       = 5 * time.Second
-	DefaultAPIInterval        = time.Minute
-	DefaultHostInterval       = 30 * time.Second
-	DefaultHeadStallAfter     = 2 * time.Minute
-	DefaultMinBalanceETH      = 0.1
-	DefaultCloudWatchInterval = time.Minute
+	defaultListen             = "127.0.0.1:9180"
+	defaultBeatBound          = 3 * time.Second // 3 × the daemon's 1s tick
+	defaultCheckInterval      = 15 * time.Second
+	defaultCheckTimeout       = 5 * time.Second
+	defaultAPIInterval        = time.Minute
+	defaultHostInterval       = 30 * time.Second
+	defaultHeadStallAfter     = 2 * time.Minute
+	defaultMinBalanceETH      = 0.1
+	defaultCloudWatchInterval = time.Minute
 )
 
 // Options wire the health service. State is required; every check whose input is empty is left out.
 type Options struct {
-	Listen    string            // health.listen; default DefaultListen
+	Listen    string            // health.listen; default 127.0.0.1:9180
 	State     func() AgentState // the daemon's state; cheap, never blocking
 	Log       *zap.Logger
 	BeatBound time.Duration // /healthz fails when the main loop has not ticked for this long; default 3s
@@ -40,7 +40,7 @@ type Options struct {
 	NodeURL     string      // http://127.0.0.1:<container.host_port>; "" leaves out the node checks
 	Credentials Credentials // the API login, held by the daemon; nil leaves out the wallet and runs checks
 	// MinBalanceETH: a key under it fails the wallet check and raises WalletBalanceLow. 0 never warns; the
-	// configuration's default is DefaultMinBalanceETH.
+	// configuration's default is 0.1.
 	MinBalanceETH float64
 	ChainHTTPURL  string // node.http_url; "" leaves out the HTTP chain check
 	ChainWSURL    string // node.ws_url; "" leaves out the WebSocket chain check
@@ -60,16 +60,16 @@ type Options struct {
 	CloudWatch         CloudWatchAPI // nil: nothing goes to CloudWatch
 	InstanceID         string        // the InstanceId dimension; required with CloudWatch
 	CloudWatchInterval time.Duration // default 60s
-	Namespace          string        // default Namespace
+	Namespace          string        // default ChainlinkNode/Agent
 }
 
 // Service is the agent's health side: the checks, the metrics, the HTTP endpoint and the CloudWatch publisher.
 type Service struct {
 	o         Options
 	metrics   *Metrics
-	runner    *Runner
-	server    *Server
-	publisher *Publisher // nil without CloudWatch
+	runner    *runner
+	server    *server
+	publisher *publisher // nil without CloudWatch
 }
 
 // New builds the service from o; Run starts it.
@@ -85,12 +85,12 @@ func New(o Options) (*Service, error) {
 	if err != nil {
 		return nil, err
 	}
-	s := &Service{o: o, metrics: NewMetrics(o.State)}
-	s.runner = NewRunner(o.Log, s.metrics.Observe, checks(o)...)
-	s.server = NewServer(o.Listen, Handler(o.State, o.BeatBound, s.metrics.Gatherer(), token, o.Log))
+	s := &Service{o: o, metrics: newMetrics(o.State)}
+	s.runner = newRunner(o.Log, s.metrics.observe, checks(o)...)
+	s.server = newServer(o.Listen, handler(o.State, o.BeatBound, s.metrics.gatherer(), token, o.Log))
 	if o.CloudWatch != nil {
-		s.publisher = NewPublisher(PublisherOptions{API: o.CloudWatch, Metrics: s.metrics, InstanceID: o.InstanceID,
-			Namespace: o.Namespace, Interval: o.CloudWatchInterval, Log: o.Log})
+		s.publisher = newPublisher(publisherOptions{api: o.CloudWatch, metrics: s.metrics, instanceID: o.InstanceID,
+			namespace: o.Namespace, interval: o.CloudWatchInterval, log: o.Log})
 	}
 	return s, nil
 }
@@ -116,7 +116,7 @@ func withDefaults(o Options) Options {
 		}
 	}
 	if o.Listen == "" {
-		o.Listen = DefaultListen
+		o.Listen = defaultListen
 	}
 	if o.Log == nil {
 		o.Log = zap.NewNop()
@@ -124,13 +124,13 @@ func withDefaults(o Options) Options {
 	if len(o.DiskPaths) == 0 {
 		o.DiskPaths = []string{"/"}
 	}
-	def(&o.BeatBound, DefaultBeatBound)
-	def(&o.HeadStallAfter, DefaultHeadStallAfter)
-	def(&o.CheckInterval, DefaultCheckInterval)
-	def(&o.CheckTimeout, DefaultCheckTimeout)
-	def(&o.APIInterval, DefaultAPIInterval)
-	def(&o.HostInterval, DefaultHostInterval)
-	def(&o.CloudWatchInterval, DefaultCloudWatchInterval)
+	def(&o.BeatBound, defaultBeatBound)
+	def(&o.HeadStallAfter, defaultHeadStallAfter)
+	def(&o.CheckInterval, defaultCheckInterval)
+	def(&o.CheckTimeout, defaultCheckTimeout)
+	def(&o.APIInterval, defaultAPIInterval)
+	def(&o.HostInterval, defaultHostInterval)
+	def(&o.CloudWatchInterval, defaultCloudWatchInterval)
 	return o
 }
 
@@ -142,53 +142,53 @@ func checks(o Options) []Check {
 	const standby = "this host is not active: no node to check"
 	if o.NodeURL != "" {
 		out = append(out,
-			OnlyWhen(NodeReadyz(o.NodeURL, o.CheckInterval, o.CheckTimeout), active, standby),
-			OnlyWhen(NodeHealth(o.NodeURL, o.CheckInterval, o.CheckTimeout), active, standby))
+			onlyWhen(newNodeReadyz(o.NodeURL, o.CheckInterval, o.CheckTimeout), active, standby),
+			onlyWhen(newNodeHealth(o.NodeURL, o.CheckInterval, o.CheckTimeout), active, standby))
 		if o.Credentials != nil {
 			api := NewNodeAPI(o.NodeURL, o.Credentials)
 			out = append(out,
-				OnlyWhen(WalletBalances(api, o.MinBalanceETH, o.APIInterval, o.CheckTimeout, o.Log), active, standby),
-				OnlyWhen(ErroredRuns(api, 100, o.APIInterval, o.CheckTimeout), active, standby))
+				onlyWhen(WalletBalances(api, o.MinBalanceETH, o.APIInterval, o.CheckTimeout, o.Log), active, standby),
+				onlyWhen(newErroredRuns(api, 100, o.APIInterval, o.CheckTimeout), active, standby))
 		}
 	}
 	if o.ChainHTTPURL != "" {
-		out = append(out, ChainHTTP(ChainOptions{URL: o.ChainHTTPURL, ChainID: o.ChainID, StallAfter: o.HeadStallAfter,
-			Interval: o.CheckInterval, Timeout: o.CheckTimeout}))
+		out = append(out, newChainHTTP(chainOptions{url: o.ChainHTTPURL, chainID: o.ChainID, stallAfter: o.HeadStallAfter,
+			interval: o.CheckInterval, timeout: o.CheckTimeout}))
 	}
 	if o.ChainWSURL != "" {
 		// The HTTP check publishes the head when there is one.
-		out = append(out, ChainWS(ChainOptions{URL: o.ChainWSURL, ChainID: o.ChainID, StallAfter: o.HeadStallAfter,
-			ReportHead: o.ChainHTTPURL == "", Interval: o.CheckInterval, Timeout: o.CheckTimeout}))
+		out = append(out, newChainWS(chainOptions{url: o.ChainWSURL, chainID: o.ChainID, stallAfter: o.HeadStallAfter,
+			reportHead: o.ChainHTTPURL == "", interval: o.CheckInterval, timeout: o.CheckTimeout}))
 	}
-	return append(out, Host(o.DiskPaths, o.HostInterval, o.CheckTimeout))
+	return append(out, newHost(o.DiskPaths, o.HostInterval, o.CheckTimeout))
 }
 
 // Metrics is the registry, for the daemon's RecordSecretFetch, RecordFailover and SetImage.
 func (s *Service) Metrics() *Metrics { return s.metrics }
 
 // Results is the last result of every check, for `cl-agent status`.
-func (s *Service) Results() []Result { return s.runner.Results() }
+func (s *Service) Results() []Result { return s.runner.results() }
 
 // Listen binds health.listen, so a port in use fails at start-up. Run calls it when needed.
-func (s *Service) Listen() error { return s.server.Listen() }
+func (s *Service) Listen() error { return s.server.listen() }
 
-// Addr is the endpoint's address (the bound one after Listen).
-func (s *Service) Addr() string { return s.server.Addr() }
+// boundAddr is the endpoint's address (the bound one after Listen).
+func (s *Service) boundAddr() string { return s.server.boundAddr() }
 
 // Run serves the endpoint, runs the checks and publishes to CloudWatch until ctx ends. It returns nil on a
 // cancelled ctx and an error when the endpoint cannot serve.
 func (s *Service) Run(ctx context.Context) error {
-	if err := s.server.Listen(); err != nil {
+	if err := s.server.listen(); err != nil {
 		return err
 	}
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	var wg sync.WaitGroup
-	wg.Go(func() { s.runner.Run(ctx) })
+	wg.Go(func() { s.runner.run(ctx) })
 	if s.publisher != nil {
-		wg.Go(func() { s.publisher.Run(ctx) })
+		wg.Go(func() { s.publisher.run(ctx) })
 	}
-	err := s.server.Serve(ctx)
+	err := s.server.serve(ctx)
 	cancel()
 	wg.Wait()
 	return err

@@ -18,9 +18,9 @@ type AgentState struct {
 	LastBeat    time.Time // when the main loop last ticked
 }
 
-// Serving reports whether this host is the one that should get traffic: active with a ready node. It is
+// serving reports whether this host is the one that should get traffic: active with a ready node. It is
 // /readyz, and the ActiveNodes metric that the template sums across hosts.
-func (s AgentState) Serving() bool { return s.Role == state.Active && s.NodeReady }
+func (s AgentState) serving() bool { return s.Role == state.Active && s.NodeReady }
 
 // Live tells /healthz: the main loop ticked within bound, and the host is not fencing (an active that can no
 // longer prove its lock and has not stopped its node yet). The reason is one line.
@@ -36,11 +36,11 @@ func Live(s AgentState, now time.Time, bound time.Duration) (ok bool, reason str
 	return true, "ok"
 }
 
-// Ready tells /readyz: 200 only on the active host with its node ready, so the load balancer sends traffic to
+// ready tells /readyz: 200 only on the active host with its node ready, so the load balancer sends traffic to
 // the active alone. The reason is one line.
-func Ready(s AgentState) (ok bool, reason string) {
+func ready(s AgentState) (ok bool, reason string) {
 	switch {
-	case s.Serving():
+	case s.serving():
 		return true, "ok"
 	case s.Role == state.Active:
 		return false, "active, but the node is not ready"

@@ -54,8 +54,8 @@ type ethKeysDocument struct {
 	} `json:"data"`
 }
 
-// Target is where the check looks, for its timeout message.
-func (c *walletBalances) Target() string { return c.api.base + "/v2/keys/eth" }
+// target is where the check looks, for its timeout message.
+func (c *walletBalances) target() string { return c.api.base + "/v2/keys/eth" }
 
 func (c *walletBalances) Run(ctx context.Context) Result {
 	var doc ethKeysDocument
@@ -76,7 +76,7 @@ func (c *walletBalances) Run(ctx context.Context) Result {
 			if err != nil {
 				return fail(c.name, fmt.Sprintf("the LINK balance of %s: %v", addr, err))
 			}
-			samples = append(samples, Sample{Metric: MetricLinkBalance, Label: addr, Value: unitsFloat(juels)})
+			samples = append(samples, Sample{Metric: metricLinkBalance, Label: addr, Value: unitsFloat(juels)})
 		}
 		if k.Attributes.ETHBalance == nil {
 			unknown = append(unknown, addr)
@@ -87,7 +87,7 @@ func (c *walletBalances) Run(ctx context.Context) Result {
 			return fail(c.name, fmt.Sprintf("the ETH balance of %s: %v", addr, err))
 		}
 		keys++
-		samples = append(samples, Sample{Metric: MetricWalletBalance, Label: addr, Value: unitsFloat(wei)})
+		samples = append(samples, Sample{Metric: metricWalletBalance, Label: addr, Value: unitsFloat(wei)})
 		if !k.Attributes.Disabled && wei.Cmp(c.min) < 0 {
 			low = append(low, fmt.Sprintf("%s has %s ETH", addr, formatUnits(wei)))
 			lowAddrs = append(lowAddrs, addr)
@@ -98,7 +98,7 @@ func (c *walletBalances) Run(ctx context.Context) Result {
 	c.mu.Lock()
 	c.low = lowNow
 	c.mu.Unlock()
-	samples = append(samples, Sample{Metric: MetricWalletLow, Value: boolFloat(len(low) > 0)})
+	samples = append(samples, Sample{Metric: metricWalletLow, Value: boolFloat(len(low) > 0)})
 	minText := formatUnits(c.min)
 	if len(low) > 0 {
 		sort.Strings(low)

@@ -93,15 +93,15 @@ func TestWalletBalanceFromGethIsExact(t *testing.T) {
 	if res.OK || !strings.Contains(res.Detail, key+" has 0.05 ETH") || !strings.Contains(res.Detail, "under the 0.1 ETH minimum") {
 		t.Errorf("0.05 ETH against a 0.1 minimum: ok=%v %q; want a failure naming the key and its balance", res.OK, res.Detail)
 	}
-	if v, _ := sampleValue(res, MetricWalletLow, ""); v != 1 {
+	if v, _ := sampleValue(res, metricWalletLow, ""); v != 1 {
 		t.Errorf("wallet low = %v; want 1", v)
 	}
 	// The figure is geth's eth_getBalance: exactly in the detail, as the nearest float in the metric.
 	want, _ := new(big.Rat).SetFrac(wei, big.NewInt(1_000_000_000_000_000_000)).Float64()
-	if v, ok := sampleValue(res, MetricWalletBalance, key); !ok || v != want || v != 0.05 {
+	if v, ok := sampleValue(res, metricWalletBalance, key); !ok || v != want || v != 0.05 {
 		t.Errorf("balance sample = %v %v; want %v (geth's %s wei)", v, ok, want, wei)
 	}
-	if v, _ := sampleValue(res, MetricLinkBalance, key); v != 2.5 {
+	if v, _ := sampleValue(res, metricLinkBalance, key); v != 2.5 {
 		t.Errorf("LINK balance sample = %v; want 2.5 (2500000000000000000 juels)", v)
 	}
 	if !strings.Contains(sink.String(), `"balance_wei":"`+wei.String()+`"`) {
