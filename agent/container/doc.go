@@ -16,6 +16,11 @@
 // alone — the supervisor will not start next to it (ErrNotManaged, retried with backoff), and a fence counts it as
 // no node of this agent's. The config-hash label never covers a secret value.
 //
+// NodeValidator is the production nodefiles.Validator: the node's own `chainlink node … validate` on the written
+// files, in a throwaway container of the node's image (no network, read-only, the node's user), labelled
+// LabelThrowaway and never LabelManaged, bounded (DefaultValidateTimeout) and removed after every run. The node's
+// refusal is a *nodefiles.RefusedError with its reason; a run that could not happen is a plain error.
+//
 // Every Docker call goes through Engine, the few engine calls the supervisor uses, each bounded by a deadline and
 // named in its error.
 package container

@@ -6,9 +6,13 @@ import (
 	"fmt"
 	"io"
 	"math"
+	"strconv"
+	"strings"
 	"time"
 
 	cerrdefs "github.com/containerd/errdefs"
+	"github.com/moby/moby/api/pkg/stdcopy"
+	"github.com/moby/moby/api/types/container"
 	"github.com/moby/moby/api/types/events"
 	"github.com/moby/moby/client"
 )
@@ -195,6 +199,48 @@ func (d *DockerEngine) ManagedContainers(ctx context.Context) ([]string, error) 
 	return ids, err
 }
 
+// WaitContainer waits until the container is no longer running and returns its exit code. bound limits the
+// wait (a container runs as long as its process does: the caller says how long that may be).
+func (d *DockerEngine) WaitContainer(ctx context.Context, id string, bound time.Duration) (int, error) {
+	var code int
+	err := d.call(ctx, fmt.Sprintf("wait for container %.12s", id), bound, func(ctx context.Context) error {
+		res := d.cli.ContainerWait(ctx, id, client.ContainerWaitOptions{Condition: container.WaitConditionNotRunning})
+		select {
+		case r := <-res.Result:
+			if r.Error != nil && r.Error.Message != "" {
+				return errors.New(r.Error.Message)
+			}
+			code = int(r.StatusCode)
+			return nil
+		case err := <-res.Error:
+			return err
+		case <-ctx.Done(): // the client only watches ctx while it sends the request
+			return ctx.Err()
+		}
+	})
+	return code, err
+}
+
+// maxLogBytes caps what ContainerLogs reads, whatever tail asks for.
+const maxLogBytes = 64 << 10
+
+// ContainerLogs returns the last tail lines the container wrote to stdout and stderr (the engine's own log, as
+// `docker logs` shows it), at most 64 KiB of them; with both streams, each stream's lines keep their order.
+func (d *DockerEngine) ContainerLogs(ctx context.Context, id string, tail int) (string, error) {
+	var out limitedBuffer
+	err := d.call(ctx, fmt.Sprintf("read the log of container %.12s", id), d.timeout, func(ctx context.Context) error {
+		rc, err := d.cli.ContainerLogs(ctx, id, client.ContainerLogsOptions{
+			ShowStdout: true, ShowStderr: true, Tail: strconv.Itoa(tail)})
+		if err != nil {
+			return err
+		}
+		defer rc.Close()
+		_, err = stdcopy.StdCopy(&out, &out, io.LimitReader(rc, maxLogBytes+4<<10)) // + the frames' headers
+		return err
+	})
+	return out.String(), err
+}
+
 func (d *DockerEngine) ImagePresent(ctx context.Context, ref string) (bool, error) {
 	err := d.call(ctx, fmt.Sprintf("inspect image %s", ref), d.timeout, func(ctx context.Context) error {
 		_, err := d.cli.ImageInspect(ctx, ref)
@@ -285,6 +331,16 @@ func (c *cancelOnClose) Close() error {
 	err := c.ReadCloser.Close()
 	c.cancel()
 	return err
+}
+
+// limitedBuffer keeps the first maxLogBytes written to it and drops the rest.
+type limitedBuffer struct{ strings.Builder }
+
+func (b *limitedBuffer) Write(p []byte) (int, error) {
+	if room := maxLogBytes - b.Len(); room > 0 {
+		b.Builder.Write(p[:min(len(p), room)])
+	}
+	return len(p), nil
 }
 
 func trimSlash(name string) string {

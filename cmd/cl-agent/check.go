@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -15,6 +16,7 @@ import (
 	"github.com/cl-agent/cl-agent/agent/container"
 	"github.com/cl-agent/cl-agent/agent/exitcode"
 	"github.com/cl-agent/cl-agent/agent/fsutil"
+	"github.com/cl-agent/cl-agent/agent/image"
 	"github.com/cl-agent/cl-agent/agent/nodefiles"
 	"github.com/cl-agent/cl-agent/agent/secrets"
 )
@@ -47,9 +49,10 @@ func runCheck(ctx context.Context, args []string, out, errOut io.Writer) error {
 		fmt.Fprintf(out, "ok    %-9s %s\n", name, detail)
 		return true
 	}
+	skipWhy := func(name, why string) { fmt.Fprintf(out, "skip  %-9s %s\n", name, why) }
 	skip := func(names ...string) {
 		for _, n := range names {
-			fmt.Fprintf(out, "skip  %-9s needs the checks above\n", n)
+			skipWhy(n, "needs the checks above")
 		}
 	}
 	done := func() error {
@@ -61,13 +64,14 @@ func runCheck(ctx context.Context, args []string, out, errOut io.Writer) error {
 
 	h, err := agent.Open(*f.configPath, errOut)
 	if !line("config", err, *f.configPath) {
-		skip("imds", "secrets", "database", "docker", "image", "chain-http", "chain-ws")
+		skip("imds", "secrets", "database", "docker", "image", "chain-http", "chain-ws", nodeValidateLine)
 		return done()
 	}
 	note(out, "tmpfs", secretsDirNote(h.Config.Container.SecretsDir))
-	line("docker", checkDocker(ctx), "engine answers")
+	dockerOK := line("docker", checkDocker(ctx), "engine answers")
 	img, err := h.ResolveImage(ctx)
-	if line("image", err, img.String()) || h.Config.Node.Format != "auto" {
+	imageOK := line("image", err, img.String())
+	if imageOK || h.Config.Node.Format != "auto" {
 		if format, err := nodefiles.FormatFor(h.Config.Node.Format, img.Tag); err == nil {
 			note(out, "format", formatNote(format, h.Config.Container.Name))
 		}
@@ -75,17 +79,105 @@ func runCheck(ctx context.Context, args []string, out, errOut io.Writer) error {
 	checkChain(ctx, h.Config, line, out)
 
 	if err := h.Learn(ctx); !line("imds", err, fmt.Sprintf("%s %s %s %s", h.Identity.InstanceID, h.Identity.Region, h.Identity.AZ, h.Identity.PrivateIP)) {
-		skip("secrets", "database")
+		skip("secrets", "database", nodeValidateLine)
 		return done()
 	}
 	nodeSecrets, err := h.FetchSecrets(ctx)
 	if !line("secrets", err, "database_password, api_password and keystore_password fetched and meet the node's rules") {
-		skip("database")
+		skip("database", nodeValidateLine)
 		return done()
 	}
 	version, err := checkDatabase(ctx, h.Config, nodeSecrets.DatabasePassword)
 	line("database", err, version)
+
+	if !dockerOK || !imageOK {
+		skip(nodeValidateLine)
+		return done()
+	}
+	detail, why, err := nodeValidate(ctx, h, img, nodeSecrets)
+	if why != "" {
+		skipWhy(nodeValidateLine, why)
+		return done()
+	}
+	line(nodeValidateLine, err, detail)
 	return done()
+}
+
+// nodeValidateLine names the check that runs the node's own validate on the files the agent renders.
+const nodeValidateLine = "node-validate"
+
+// checkValidator makes the node-validate line's validator: the node's own validate in a throwaway container of the
+// image. cmd's tests replace it, since their stand-in image has no validate (the real node's is tested in
+// test/realnode).
+var checkValidator = func(e container.RunEngine, image string) nodefiles.Validator {
+	return &container.NodeValidator{Engine: e, Image: image}
+}
+
+// nodeValidate is the node-validate line for img on this host's engine.
+func nodeValidate(ctx context.Context, h *agent.Host, img image.Image, s secrets.NodeSecrets) (detail, why string, err error) {
+	format, err := nodefiles.FormatFor(h.Config.Node.Format, img.Tag)
+	if err != nil {
+		return "", "", err
+	}
+	engine, err := container.NewDockerEngine(checkTimeout)
+	if err != nil {
+		return "", "", err
+	}
+	defer engine.Close()
+	return checkNodeValidate(ctx, h.Config, format, img.Ref(), engine, checkValidator(engine, img.Ref()),
+		func() (*nodefiles.Rendered, error) { return h.Render(img, s) })
+}
+
+// checkNodeValidate renders the node's files, writes them as the daemon does (0700 directory, 0400 files, owned by
+// container.user) into a new directory under container.secrets_dir (the tmpfs), runs the node's own `validate` on
+// them with v (the node's own validate in a throwaway container of the image), and shreds them whatever the outcome. The
+// node's refusal is a *nodefiles.RefusedError (exit 2, with the node's reason); a run that could not happen is an
+// error worth retrying (exit 1). why, when not empty, says why nothing ran: the 1.x format has no validate, and check
+// does not pull the image (the daemon pulls it when it warms up).
+func checkNodeValidate(ctx context.Context, c *config.Config, format nodefiles.Format, imageRef string,
+	engine container.Engine, v nodefiles.Validator, render func() (*nodefiles.Rendered, error)) (detail, why string, err error) {
+	if format != nodefiles.FormatTOML {
+		return "", "the 1.x .env format: 1.x nodes have no `validate` command (they read their environment, and " +
+			"ignore what they do not know); the agent's own checks at load are all there is", nil
+	}
+	present, err := engine.ImagePresent(ctx, imageRef)
+	if err != nil {
+		return "", "", err
+	}
+	if !present {
+		return "", fmt.Sprintf("image %s is not on this host yet (check does not pull; the daemon pulls it when it "+
+			"warms up): run check again after that", imageRef), nil
+	}
+	r, err := render()
+	if err != nil {
+		return "", "", err
+	}
+	owner := nodefiles.Owner(c.Container)
+	if err := fsutil.EnsureDir(c.Container.SecretsDir, nodefiles.DirMode, owner); err != nil {
+		r.Wipe()
+		return "", "", err
+	}
+	dir, err := os.MkdirTemp(c.Container.SecretsDir, "check-validate-")
+	if err != nil {
+		r.Wipe()
+		return "", "", fmt.Errorf("a directory for the node's files: %w", err)
+	}
+	defer func() {
+		if serr := nodefiles.Shred(dir); serr != nil {
+			err = errors.Join(err, fmt.Errorf("shred the node's files in %s: %w", dir, serr))
+		} else if rerr := os.Remove(dir); rerr != nil {
+			err = errors.Join(err, rerr)
+		}
+	}()
+	if err := nodefiles.Write(dir, r, owner); err != nil { // wipes r
+		return "", "", err
+	}
+	start := time.Now()
+	if err := v.ValidateNode(ctx, nodefiles.WrittenFor(c, format, dir)); err != nil {
+		return "", "", err
+	}
+	return fmt.Sprintf("the node's own validate accepts the rendered files (%s, %s)", imageRef,
+		time.Since(start).Round(100*time.Millisecond)), "", nil
 }
 
 // note prints a line that informs or warns without failing the check: "note" or "WARN" with the text.
