@@ -249,6 +249,12 @@ func TestCrashLoopBacksOff(t *testing.T) {
 	if err := os.WriteFile(crash, nil, 0o644); err != nil {
 		t.Fatal(err)
 	}
+	owner := nodefiles.Owner(e.cfg.Container) // the node's own directory, as the agent would have made it
+	for _, p := range []string{e.cfg.Container.DataDir, crash} {
+		if err := os.Chown(p, owner.UID, owner.GID); err != nil {
+			t.Fatal(err)
+		}
+	}
 	o := e.options()
 	o.ReadyTimeout = 30 * time.Second // a crash must be noticed long before this
 	var mu sync.Mutex
