@@ -50,7 +50,15 @@ func (b *Backoff) Next() time.Duration {
 	} else {
 		b.next = 2 * d
 	}
-	return d/2 + time.Duration(b.rand()*float64(d/2))
+	return spread(d, b.rand)
+}
+
+// Spread draws a delay from [d/2, d): the jitter rule of every exponential backoff of the agent, for a caller whose
+// doubling is done elsewhere (go-retryablehttp's attempts).
+func Spread(d time.Duration) time.Duration { return spread(d, rand.Float64) }
+
+func spread(d time.Duration, rand func() float64) time.Duration {
+	return d/2 + time.Duration(rand()*float64(d/2))
 }
 
 // Reset makes the next delay min again; call it after a success.

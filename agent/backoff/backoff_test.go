@@ -191,3 +191,12 @@ func TestWait(t *testing.T) {
 		}
 	})
 }
+
+// TestSpread: the retry client's delays follow the same [d/2, d) rule as Next.
+func TestSpread(t *testing.T) {
+	for range 1000 {
+		if got := Spread(time.Second); got < 500*time.Millisecond || got >= time.Second {
+			t.Fatalf("Spread(1s) = %s; want within [500ms, 1s)", got)
+		}
+	}
+}

@@ -86,6 +86,12 @@ var _ nodefiles.Validator = (*NodeValidator)(nil)
 
 // ValidateNode runs the node's validate on files; see NodeValidator.
 func (v *NodeValidator) ValidateNode(ctx context.Context, files nodefiles.Written) (err error) {
+	defer func() { // anything but the node's refusal is no verdict: worth retrying, never exit 2
+		var refused *nodefiles.RefusedError
+		if err != nil && !errors.As(err, &refused) {
+			err = fmt.Errorf("%w: %w", nodefiles.ErrNoVerdict, err)
+		}
+	}()
 	spec, err := v.spec(files)
 	if err != nil {
 		return err

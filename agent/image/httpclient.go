@@ -7,13 +7,13 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"math/rand/v2"
 	"net"
 	"net/http"
 	"net/url"
 	"strconv"
 	"time"
 
+	"github.com/cl-agent/cl-agent/agent/backoff"
 	"github.com/hashicorp/go-retryablehttp"
 	"go.uber.org/zap"
 )
@@ -232,7 +232,7 @@ func (c *httpClient) backoff(minWait, maxWait time.Duration, attempt int, resp *
 		if attempt < 30 && minWait<<attempt < maxWait {
 			wait = minWait << attempt
 		}
-		wait = wait/2 + rand.N(wait/2+1) // jitter: half fixed, half random
+		wait = backoff.Spread(wait)
 	}
 	wait = min(wait, maxWait)
 	if c.policy.onWait != nil {

@@ -19,6 +19,10 @@ import (
 // ErrNodeRefused is wrapped by RefusedError.
 var ErrNodeRefused = errors.New("the node's own validate refuses the rendered configuration")
 
+// ErrNoVerdict is wrapped by a Validator's error when the node's validate could not run to a verdict (the engine
+// failed, the run's bound passed, the process was killed): worth retrying, never a refusal of the configuration.
+var ErrNoVerdict = errors.New("the node's validate gave no verdict")
+
 // Written is what a Validator gets: the files as Write wrote them, and how to run the node on them.
 type Written struct {
 	Format Format
@@ -78,7 +82,7 @@ func WrittenFor(c *config.Config, f Format, dir string) Written {
 
 // ValidateWithNode runs v on written files (see WrittenFor). A nil v, or the 1.x format (whose nodes have no
 // validate), checks nothing. A refusal is a *RefusedError; the caller decides whether to shred the files. A
-// validator cut short by ctx is not a refusal.
+// validator cut short by ctx, or one that says it reached no verdict (ErrNoVerdict), is not a refusal.
 func ValidateWithNode(ctx context.Context, v Validator, files Written) error {
 	if v == nil || files.Format != FormatTOML {
 		return nil
@@ -86,11 +90,13 @@ func ValidateWithNode(ctx context.Context, v Validator, files Written) error {
 	if files.Args == nil {
 		files.Args = ValidateArgs()
 	}
-	if err := v.ValidateNode(ctx, files); err != nil {
-		if ctx.Err() != nil {
-			return fmt.Errorf("validate the rendered files with the node: %w", err)
-		}
-		return &RefusedError{Err: err}
+	err := v.ValidateNode(ctx, files)
+	var refused *RefusedError
+	switch {
+	case err == nil, errors.As(err, &refused):
+		return err
+	case ctx.Err() != nil, errors.Is(err, ErrNoVerdict):
+		return fmt.Errorf("validate the rendered files with the node: %w", err)
 	}
-	return nil
+	return &RefusedError{Err: err}
 }

@@ -12,6 +12,7 @@ import (
 	"github.com/pelletier/go-toml/v2"
 
 	"github.com/cl-agent/cl-agent/agent/config"
+	"github.com/cl-agent/cl-agent/agent/exitcode"
 )
 
 // leafPaths lists the scalar keys of a TOML tree in config.AgentTOMLKeys' notation.
@@ -202,4 +203,21 @@ func TestValidateWithNode(t *testing.T) {
 			t.Errorf("1.x files: %v, %d calls", err, v.calls)
 		}
 	})
+}
+
+// TestValidateWithNodeNoVerdict: a validator that could not run the node to a verdict (the engine down, its bound
+// passed) is worth retrying, not a refusal of the configuration; a refusal it made itself is passed on as it is.
+func TestValidateWithNodeNoVerdict(t *testing.T) {
+	files := WrittenFor(testConfig(t, ""), FormatTOML, "/run/cl-agent/node")
+	engineDown := fmt.Errorf("%w: create container: connection refused", ErrNoVerdict)
+	err := ValidateWithNode(context.Background(), &fakeValidator{err: engineDown}, files)
+	var nr *RefusedError
+	if err == nil || errors.As(err, &nr) || exitcode.Of(err) != exitcode.Retry {
+		t.Fatalf("no verdict = %v (exit %d); want a retryable error, not a refusal", err, exitcode.Of(err))
+	}
+	own := &RefusedError{Err: errors.New("Invalid configuration: Feature.NoSuchKey")}
+	err = ValidateWithNode(context.Background(), &fakeValidator{err: own}, files)
+	if !errors.As(err, &nr) || nr != own || strings.Count(err.Error(), ErrNodeRefused.Error()) != 1 {
+		t.Fatalf("the validator's own refusal came back as %v; want it passed on once", err)
+	}
 }
