@@ -225,10 +225,9 @@ func (r *running) request(req request) phase {
 		req.reply <- errors.New("a restart is already in progress")
 	default:
 		r.restarting, r.restartReply = true, req.reply
-		fetch, gen := r.d.o.Fetch, r.gen
+		fetch, gen := r.d.fetcher(""), r.gen // the operator's restart checks a refused keystore password again
 		r.d.spawn(func(ctx context.Context) event {
-			s, err := fetch(ctx)
-			return restartFetched{gen: gen, reply: req.reply, secrets: s, err: err}
+			return restartFetched{gen: gen, reply: req.reply, rc: fetch(ctx)}
 		})
 	}
 	return r

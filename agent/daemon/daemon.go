@@ -23,6 +23,7 @@ import (
 	"github.com/cl-agent/cl-agent/agent/container"
 	"github.com/cl-agent/cl-agent/agent/control"
 	"github.com/cl-agent/cl-agent/agent/image"
+	"github.com/cl-agent/cl-agent/agent/keyring"
 	"github.com/cl-agent/cl-agent/agent/leader"
 	"github.com/cl-agent/cl-agent/agent/nodefiles"
 	"github.com/cl-agent/cl-agent/agent/secrets"
@@ -61,8 +62,8 @@ type Term interface {
 	Release(ctx context.Context) error
 }
 
-// Takeover is the database side of handing the node between hosts (agent/takeover): proof that the previous node
-// is gone, its stale lease, and the hosts' health reports.
+// Takeover is the database side of handing the node between hosts and of starting it (agent/takeover): proof that
+// the previous node is gone, its stale lease, the hosts' health reports, and the node's key ring.
 type Takeover interface {
 	// Watch starts looking for proof that the previous active's node is gone.
 	Watch(ctx context.Context) (Watch, error)
@@ -72,6 +73,8 @@ type Takeover interface {
 	PublishHealth(ctx context.Context, role state.Role, healthy bool, detail string) error
 	// PeerReady reports whether another host is a healthy standby that reported recently.
 	PeerReady(ctx context.Context) (ready bool, why string, err error)
+	// KeyRing tells whether a keystore password opens the node's key ring (agent/keyring), as the node decides.
+	KeyRing(ctx context.Context, password string) (keyring.Verdict, error)
 	// Close ends its connections (the daemon built a new one for a rotated password).
 	Close()
 }
@@ -86,6 +89,7 @@ type Watch interface {
 type Observer interface {
 	RecordFailover()
 	SetImage(repository, tag, digest string)
+	SetKeystoreHeld(held bool)
 }
 
 // Notifier tells systemd how the daemon is doing (sd_notify); tests record it.
@@ -99,6 +103,9 @@ type Options struct {
 	// Election builds the elector and takeover logging in with the database password given; it is called again
 	// when that secret rotates. Nil: no leader election (leader.enabled: false).
 	Election func(dbPassword secrets.Secret) (Elector, Takeover, error)
+	// Database builds the database side alone, for a host without leader election (the key ring checks). Nil
+	// with Election.
+	Database func(dbPassword secrets.Secret) (Takeover, error)
 	Notify   Notifier
 	// NewNode builds the supervisor of one term: it runs img with the daemon's hooks.
 	NewNode func(img image.Image, hooks NodeHooks) (Node, error)
@@ -154,9 +161,12 @@ type Daemon struct {
 	takeover     Takeover
 	electionFor  string // the database password version the elector logs in with
 	holdUntil    time.Time
-	readySent    bool
-	reporting    bool // a health report is being written
-	gen          int  // the current term's number: events of an earlier term are ignored
+	// refusedKeystore is the version of a rotated keystore password that does not open the node's key ring: it is
+	// held back, and not checked again (a check costs the node's scrypt) until another version appears.
+	refusedKeystore string
+	readySent       bool
+	reporting       bool // a health report is being written
+	gen             int  // the current term's number: events of an earlier term are ignored
 }
 
 // New checks the options and returns a daemon in standby.
@@ -278,3 +288,4 @@ type nopObserver struct{}
 
 func (nopObserver) RecordFailover()                 {}
 func (nopObserver) SetImage(string, string, string) {}
+func (nopObserver) SetKeystoreHeld(bool)            {}

@@ -70,10 +70,9 @@ type (
 	}
 	// restartFetched: the operator's restart has its fresh secrets (or could not get them).
 	restartFetched struct {
-		gen     int
-		reply   chan error
-		secrets secrets.NodeSecrets
-		err     error
+		gen   int
+		reply chan error
+		rc    rotationCheck
 	}
 	restarted struct {
 		gen   int

@@ -12,6 +12,7 @@ import (
 	"github.com/jonboulle/clockwork"
 
 	"github.com/cl-agent/cl-agent/agent/container"
+	"github.com/cl-agent/cl-agent/agent/keyring"
 	"github.com/cl-agent/cl-agent/agent/leader"
 	"github.com/cl-agent/cl-agent/agent/state"
 )
@@ -53,13 +54,19 @@ type fakeElector struct {
 	grant    chan *fakeTerm
 	acquires atomic.Int32
 	lastCall atomic.Int64 // unix nanos of the last Acquire call
+	// peer, when set, is who the campaign sees holding the lock; holderLookups counts Holder calls (connections).
+	peer          atomic.Pointer[leader.Holder]
+	holderLookups atomic.Int32
 }
 
 var _ Elector = (*fakeElector)(nil)
 
-func (e *fakeElector) Acquire(ctx context.Context, _ func(leader.Holder)) (Term, error) {
+func (e *fakeElector) Acquire(ctx context.Context, onHolder func(leader.Holder)) (Term, error) {
 	e.acquires.Add(1)
 	e.lastCall.Store(time.Now().UnixNano())
+	if h := e.peer.Load(); h != nil {
+		onHolder(*h) // the campaign's first attempt found the peer holding the lock
+	}
 	select {
 	case t := <-e.grant:
 		t.at = e.now()
@@ -69,7 +76,10 @@ func (e *fakeElector) Acquire(ctx context.Context, _ func(leader.Holder)) (Term,
 	}
 }
 
-func (e *fakeElector) Holder(context.Context) (leader.Holder, error) { return leader.Holder{}, nil }
+func (e *fakeElector) Holder(context.Context) (leader.Holder, error) {
+	e.holderLookups.Add(1)
+	return leader.Holder{}, nil
+}
 
 // fakeNode plays the supervisor: it calls beforeStart, is ready at once, and stops when its context ends.
 
@@ -159,7 +169,20 @@ type fakeTakeover struct {
 	// takeover that expired the stale lease last.
 	lastReport atomic.Pointer[string]
 	expiredBy  atomic.Pointer[string]
+	// keyRingVersion is the keystore password version the node's key ring opens with; keyRingChecks counts checks.
+	keyRingVersion atomic.Pointer[string]
+	keyRingChecks  atomic.Int32
 }
+
+// fakeObserver records what the daemon tells the metrics.
+type fakeObserver struct {
+	failovers    atomic.Int32
+	keystoreHeld atomic.Bool
+}
+
+func (o *fakeObserver) RecordFailover()                 { o.failovers.Add(1) }
+func (o *fakeObserver) SetImage(string, string, string) {}
+func (o *fakeObserver) SetKeystoreHeld(held bool)       { o.keystoreHeld.Store(held) }
 
 func (f *fakeTakeover) PublishHealth(_ context.Context, _ state.Role, healthy bool, detail string) error {
 	f.reports.Add(1)
@@ -171,6 +194,19 @@ func (f *fakeTakeover) PublishHealth(_ context.Context, _ state.Role, healthy bo
 func (f *fakeTakeover) PeerReady(context.Context) (bool, string, error) {
 	f.asked.Add(1)
 	return f.peerReady.Load(), "test", nil
+}
+
+// KeyRing plays the node's key ring: encrypted with the keystore password of version keyRingVersion ("" empty).
+func (f *fakeTakeover) KeyRing(_ context.Context, password string) (keyring.Verdict, error) {
+	f.keyRingChecks.Add(1)
+	v := f.keyRingVersion.Load()
+	switch {
+	case v == nil || *v == "":
+		return keyring.Empty, nil
+	case strings.HasSuffix(password, "-"+*v):
+		return keyring.Opens, nil
+	}
+	return keyring.DoesNotOpen, nil
 }
 
 func (f *fakeTakeover) Watch(context.Context) (Watch, error) { return fakeWatch{f}, nil }

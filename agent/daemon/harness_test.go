@@ -33,16 +33,19 @@ type harness struct {
 	fences     atomic.Int32
 	// apiVersion, when set, is the API password's version alone (a rotation of that secret only); apiChanges
 	// records the node-side changes asked for ("held->rotated"), apiChangeErr fails them.
-	apiVersion   atomic.Int32
-	apiChanges   chan string
-	apiChangeErr atomic.Pointer[error]
-	d            *Daemon
-	elector      *fakeElector
-	takeover     *fakeTakeover
-	notes        *recorder
-	nodes        chan *fakeNode
-	cancel       context.CancelFunc
-	done         chan error
+	apiVersion atomic.Int32
+	// keystoreVersion, when set, is the keystore password's version alone.
+	keystoreVersion atomic.Int32
+	observer        *fakeObserver
+	apiChanges      chan string
+	apiChangeErr    atomic.Pointer[error]
+	d               *Daemon
+	elector         *fakeElector
+	takeover        *fakeTakeover
+	notes           *recorder
+	nodes           chan *fakeNode
+	cancel          context.CancelFunc
+	done            chan error
 }
 
 // setup is what a test changes before the daemon starts.
@@ -71,12 +74,14 @@ func startWith(t *testing.T, su setup) *harness {
 	if su.config != nil {
 		su.config(&cfg)
 	}
-	h := &harness{notes: &recorder{}, nodes: make(chan *fakeNode, 10), done: make(chan error, 1), apiChanges: make(chan string, 10)}
+	h := &harness{notes: &recorder{}, nodes: make(chan *fakeNode, 10), done: make(chan error, 1), apiChanges: make(chan string, 10),
+		observer: &fakeObserver{}}
 	o := Options{
-		Host:   &agent.Host{Config: &cfg, Log: zap.NewNop(), Identity: identity.Identity{InstanceID: "i-0aaa"}},
-		Notify: h.notes,
-		Tick:   10 * time.Millisecond,
-		Clock:  su.clock,
+		Host:     &agent.Host{Config: &cfg, Log: zap.NewNop(), Identity: identity.Identity{InstanceID: "i-0aaa"}},
+		Notify:   h.notes,
+		Tick:     10 * time.Millisecond,
+		Clock:    su.clock,
+		Observer: h.observer,
 		Warm: func(context.Context) (image.Image, secrets.NodeSecrets, error) {
 			return image.Image{Repository: "r", Tag: "2.10.0", Digest: "sha256:" + strings.Repeat("a", 64)}, h.secrets(), su.warm
 		},
@@ -150,10 +155,14 @@ func (h *harness) secrets() secrets.NodeSecrets {
 	if n := h.apiVersion.Load(); n != 0 {
 		api = fmt.Sprintf("v%d", n)
 	}
+	keystore := v
+	if n := h.keystoreVersion.Load(); n != 0 {
+		keystore = fmt.Sprintf("v%d", n)
+	}
 	return secrets.NodeSecrets{
 		DatabasePassword: secrets.NewSecret("db-password-0123456789", v),
 		APIPassword:      secrets.NewSecret("api-password-0123456789-"+api, api),
-		KeystorePassword: secrets.NewSecret("keystore-password-0123456789", v),
+		KeystorePassword: secrets.NewSecret("keystore-password-0123456789-"+keystore, keystore),
 	}
 }
 

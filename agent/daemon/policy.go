@@ -42,7 +42,7 @@ func (d *Daemon) selfHealth() (healthy bool, detail string) {
 // reportHealth writes this host's health off the loop, at most one write in flight.
 func (d *Daemon) reportHealth() {
 	t := d.takeover
-	if t == nil || d.reporting {
+	if d.o.Election == nil || t == nil || d.reporting {
 		return
 	}
 	d.reporting = true
@@ -137,15 +137,19 @@ func (d *Daemon) render(context.Context) (*nodefiles.Rendered, error) {
 	return d.host.Render(img, held)
 }
 
-// beforeStart runs before every start of the node: the previous node is known dead by then (the peer's, after
-// the takeover wait, or our own, which the supervisor just removed), so its lease is expired and the new node does
-// not wait it out. It uses the takeover of the current database password.
+// beforeStart runs before every start of the node. The node gets only a keystore password that opens its key
+// ring (or, for an empty key ring, one that passes the node's strength rule). The previous node is known dead by
+// then (the peer's, after the takeover wait, or our own, which the supervisor just removed), so its lease is
+// expired and the new node does not wait it out. It logs in with the current database password.
 func (d *Daemon) beforeStart(ctx context.Context) error {
 	d.pub.mu.Lock()
-	t := d.pub.takeover
+	t, keystore := d.pub.takeover, d.pub.secrets.KeystorePassword
 	d.pub.mu.Unlock()
 	if t == nil {
 		return nil
+	}
+	if err := checkKeystore(ctx, t, keystore, d.host.Config.Secrets.KeystorePassword.ID); err != nil {
+		return err
 	}
 	return t.ExpireStaleLease(ctx)
 }

@@ -5,6 +5,7 @@ import (
 	"time"
 
 	"github.com/cl-agent/cl-agent/agent/config"
+	"github.com/cl-agent/cl-agent/agent/leader"
 	"github.com/cl-agent/cl-agent/agent/state"
 	"github.com/cl-agent/cl-agent/internal/testenv"
 )
@@ -87,4 +88,24 @@ func TestSickNodeClock(t *testing.T) {
 func TestHostsReportTheirHealth(t *testing.T) {
 	h := start(t, true, nil, nil)
 	testenv.WaitFor(t, 5*time.Second, "a health report", func() bool { return h.takeover.reports.Load() >= 1 })
+}
+
+// TestStandbyLearnsTheHolderFromItsCampaign: the standby knows who holds the lock from its campaign's own attempts,
+// with no lookup (no connection) of its own per tick, and counts the takeover after it as a failover.
+func TestStandbyLearnsTheHolderFromItsCampaign(t *testing.T) {
+	h := startWith(t, setup{leader: true})
+	h.elector.peer.Store(&leader.Holder{Held: true, ApplicationName: "cl-agent/i-0bbb", InstanceID: "i-0bbb"})
+	h.takeover.gone.Store(true)
+	testenv.WaitFor(t, 5*time.Second, "the peer seen holding the lock", func() bool { return h.d.Status().Lock.Holder == "cl-agent/i-0bbb" })
+	beats := h.notes.count("WATCHDOG=1")
+	testenv.WaitFor(t, 5*time.Second, "twenty ticks", func() bool { return h.notes.count("WATCHDOG=1") >= beats+20 })
+	if n := h.elector.holderLookups.Load(); n != 0 {
+		t.Fatalf("the standby looked the holder up %d times; its campaign already knows", n)
+	}
+	h.elector.grant <- newFakeTerm()
+	<-h.nodes
+	testenv.WaitFor(t, 5*time.Second, "active", func() bool { return h.role() == state.Active })
+	if n := h.observer.failovers.Load(); n != 1 {
+		t.Fatalf("%d failovers counted after taking over from i-0bbb, want 1", n)
+	}
 }

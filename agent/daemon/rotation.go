@@ -7,6 +7,7 @@ import (
 	"slices"
 	"time"
 
+	"github.com/cl-agent/cl-agent/agent/keyring"
 	"github.com/cl-agent/cl-agent/agent/secrets"
 	"go.uber.org/zap"
 )
@@ -28,6 +29,10 @@ type rotationCheck struct {
 	err     error // the fetch failed: nothing changed
 	// apiErr: api_password rotated but the node's user could not be moved to it yet (fresh holds the old value).
 	apiErr error
+	// keystoreErr: keystore_password rotated to a value the node's key ring does not take (fresh holds the old one);
+	// refused is that value's version.
+	keystoreErr error
+	refused     string
 }
 
 // rotationTicker ticks every secrets.poll_interval; with rotation checks off it never ticks.
@@ -46,20 +51,16 @@ func (d *Daemon) rotationTicker() interface {
 // (r not nil) a rotated API password is first carried over to the node through its API: the node ignores .api once
 // its user exists, so holding the new one alone would lock the agent out.
 func (d *Daemon) checkRotation(r *running) {
-	held, fetch, change := d.secrets, d.o.Fetch, d.o.ChangeAPIPassword
+	held, fetch, change := d.secrets, d.fetcher(d.refusedKeystore), d.o.ChangeAPIPassword
 	nodeReady := r != nil && r.node != nil && d.node.Ready
 	d.spawn(func(ctx context.Context) event {
-		fresh, err := fetch(ctx)
-		if err != nil {
-			return rotationChecked{err: err}
-		}
-		rc := rotationCheck{fresh: fresh, changed: rotated(held, fresh)}
-		if r == nil || !slices.Contains(rc.changed, apiPasswordKey) {
+		rc := fetch(ctx)
+		if rc.err != nil || r == nil || !slices.Contains(rc.changed, apiPasswordKey) {
 			return rotationChecked(rc)
 		}
-		err = errors.New("the node is not ready")
+		err := errors.New("the node is not ready")
 		if nodeReady {
-			err = change(ctx, held.APIPassword, fresh.APIPassword)
+			err = change(ctx, held.APIPassword, rc.fresh.APIPassword)
 		}
 		if err != nil {
 			rc.fresh.APIPassword, rc.apiErr = held.APIPassword, err
@@ -69,8 +70,66 @@ func (d *Daemon) checkRotation(r *running) {
 	})
 }
 
+// fetcher returns the fetch of a rotation check or a restart, to run off the loop: the secrets, which of them
+// changed, and a rotated keystore password held back when the node's key ring would not take it (a version in
+// refused is not checked again: a check costs the node's scrypt).
+func (d *Daemon) fetcher(refused string) func(context.Context) rotationCheck {
+	held, fetch, t := d.secrets, d.o.Fetch, d.takeover
+	keystoreID := d.host.Config.Secrets.KeystorePassword.ID
+	return func(ctx context.Context) rotationCheck {
+		fresh, err := fetch(ctx)
+		if err != nil {
+			return rotationCheck{err: err}
+		}
+		rc := rotationCheck{fresh: fresh, changed: rotated(held, fresh)}
+		if slices.Contains(rc.changed, keystorePasswordKey) {
+			rc.holdBackKeystore(ctx, t, held.KeystorePassword, refused, keystoreID)
+		}
+		return rc
+	}
+}
+
+// holdBackKeystore keeps the held keystore password when the rotated one would not open the node's key ring: the
+// node can only ever use the password its key ring was encrypted with. A version refused before is not checked
+// again.
+func (rc *rotationCheck) holdBackKeystore(ctx context.Context, t Takeover, held secrets.Secret, refused, secretID string) {
+	fresh := rc.fresh.KeystorePassword
+	err := errors.New("it does not open the node's key ring")
+	if fresh.VersionID != refused {
+		err = checkKeystore(ctx, t, fresh, secretID)
+	}
+	if err == nil {
+		return
+	}
+	rc.fresh.KeystorePassword, rc.refused = held, fresh.VersionID
+	rc.keystoreErr = fmt.Errorf("rotated keystore password (version %s) held back, the node keeps version %s: %w",
+		fresh.VersionID, held.VersionID, err)
+	rc.changed = slices.DeleteFunc(rc.changed, func(k string) bool { return k == keystorePasswordKey })
+}
+
+// checkKeystore tells whether the node may be given this keystore password: one that opens its key ring, or, while
+// the key ring is empty, one that passes the node's strength rule (then it becomes the key ring's password).
+func checkKeystore(ctx context.Context, t Takeover, pw secrets.Secret, secretID string) error {
+	if t == nil {
+		return nil // no database login is wired: the node is the only judge
+	}
+	v, err := t.KeyRing(ctx, pw.Reveal())
+	switch {
+	case err != nil:
+		return fmt.Errorf("cannot tell whether keystore password version %s opens the node's key ring: %w", pw.VersionID, err)
+	case v == keyring.DoesNotOpen:
+		return fmt.Errorf("keystore password version %s does not open the node's key ring", pw.VersionID)
+	case v == keyring.Empty:
+		if err := secrets.CheckKeystorePassword(pw.Reveal(), true); err != nil {
+			return &secrets.Error{Key: keystorePasswordKey, ID: secretID, Terminal: true, Err: err}
+		}
+	}
+	return nil
+}
+
 // tookRotation records the outcome of a rotation check in the problems, on every host: a failed fetch is a
-// problem until the next good one.
+// problem until the next good one; a held-back keystore password until a later version works or the held one is
+// back in Secrets Manager.
 func (d *Daemon) tookRotation(rc rotationCheck) {
 	if rc.err != nil {
 		d.host.Log.Warn("checking for rotated secrets failed; keeping the values held", zap.Error(rc.err))
@@ -78,6 +137,15 @@ func (d *Daemon) tookRotation(rc rotationCheck) {
 		return
 	}
 	d.problems.clear(problemSecrets)
+	held := rc.keystoreErr != nil
+	if held && d.refusedKeystore != rc.refused {
+		d.host.Log.Error("the rotated keystore password does not open the node's key ring: the node keeps the one "+
+			"that does. Re-encrypt the keys with the node's export and import (README: rotating the keystore "+
+			"password), or put the working password back in Secrets Manager", zap.Error(rc.keystoreErr))
+	}
+	d.refusedKeystore = rc.refused
+	d.problems.set(problemKeystore, rc.keystoreErr)
+	d.o.Observer.SetKeystoreHeld(held)
 }
 
 // rotated takes rotated secrets on the active: the API password alone is only held (the node's user was moved to
@@ -107,11 +175,12 @@ func (r *running) rotated(rc rotationCheck) {
 // restartWith goes on with the operator's restart once the secrets are fetched again.
 func (r *running) restartWith(ev restartFetched) {
 	d := r.d
-	if ev.err != nil {
-		r.restartDone(restarted{gen: r.gen, reply: ev.reply, err: fmt.Errorf("restart: fetch the secrets again: %w", ev.err)})
+	if ev.rc.err != nil {
+		r.restartDone(restarted{gen: r.gen, reply: ev.reply, err: fmt.Errorf("restart: fetch the secrets again: %w", ev.rc.err)})
 		return
 	}
-	d.secrets = ev.secrets
+	d.tookRotation(ev.rc)
+	d.secrets = ev.rc.fresh
 	r.restartNode(ev.reply)
 }
 

@@ -73,11 +73,11 @@ func (w *warming) on(ev event) phase {
 // warm is where a warm host goes: straight to the node without leader election, else to the election (after a
 // stepdown's hold).
 func (d *Daemon) warm() phase {
-	if d.o.Election == nil {
-		return d.enterRunning(foreverTerm(d.ctx, d.clock.Now()))
-	}
 	if err := d.ensureElection(); err != nil {
 		return d.exit(err)
+	}
+	if d.o.Election == nil {
+		return d.enterRunning(foreverTerm(d.ctx, d.clock.Now()))
 	}
 	d.ready()
 	if d.clock.Until(d.holdUntil) > 0 {
@@ -206,17 +206,28 @@ func (c *campaigning) rotated(rc rotationCheck) {
 // version changed: every login the agent holds follows the current password (a rotated one locks a stale login
 // out of every new session).
 func (d *Daemon) ensureElection() error {
-	if d.o.Election == nil || (d.elector != nil && d.electionFor == d.secrets.DatabasePassword.VersionID) {
+	pw := d.secrets.DatabasePassword
+	if d.takeover != nil && d.electionFor == pw.VersionID {
 		return nil
 	}
-	e, t, err := d.o.Election(d.secrets.DatabasePassword)
+	var e Elector
+	var t Takeover
+	var err error
+	switch {
+	case d.o.Election != nil:
+		e, t, err = d.o.Election(pw)
+	case d.o.Database != nil:
+		t, err = d.o.Database(pw)
+	default:
+		return nil
+	}
 	if err != nil {
 		return err
 	}
 	if d.takeover != nil {
 		d.takeover.Close()
 	}
-	d.elector, d.takeover, d.electionFor = e, t, d.secrets.DatabasePassword.VersionID
+	d.elector, d.takeover, d.electionFor = e, t, pw.VersionID
 	d.publish()
 	return nil
 }

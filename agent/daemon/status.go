@@ -34,11 +34,12 @@ type problem int
 
 // In the order `status` shows them: the first that is set is last_error.
 const (
-	problemLock    problem = iota // lost the lock (until the next term)
-	problemFence                  // the node could not be proven stopped
-	problemWarm                   // warming up failed (image or secrets)
-	problemSecrets                // the last rotation check could not fetch the secrets
-	problemAPI                    // a rotated API password is not on the node yet
+	problemLock     problem = iota // lost the lock (until the next term)
+	problemFence                   // the node could not be proven stopped
+	problemWarm                    // warming up failed (image or secrets)
+	problemSecrets                 // the last rotation check could not fetch the secrets
+	problemAPI                     // a rotated API password is not on the node yet
+	problemKeystore                // a rotated keystore password does not open the node's key ring: held back
 	nProblems
 )
 

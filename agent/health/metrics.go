@@ -138,8 +138,8 @@ func (m *Metrics) RecordSecretFetch(err error, took time.Duration) {
 	m.secretLatency.Observe(took.Seconds())
 }
 
-// setKeystoreHeld says whether a rotated keystore password is held back (it does not open the node's key ring).
-func (m *Metrics) setKeystoreHeld(held bool) { m.keystoreHeld.Set(boolFloat(held)) }
+// SetKeystoreHeld says whether a rotated keystore password is held back (it does not open the node's key ring).
+func (m *Metrics) SetKeystoreHeld(held bool) { m.keystoreHeld.Set(boolFloat(held)) }
 
 // RecordFailover counts one takeover: this host became active after another host had held the node. The
 // template's FailoverAlarm sums it across hosts per interval.

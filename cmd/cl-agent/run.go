@@ -12,6 +12,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/cl-agent/cl-agent/agent"
+	"github.com/cl-agent/cl-agent/agent/config"
 	"github.com/cl-agent/cl-agent/agent/container"
 	"github.com/cl-agent/cl-agent/agent/control"
 	"github.com/cl-agent/cl-agent/agent/daemon"
@@ -63,6 +64,8 @@ func runDaemon(ctx context.Context, args []string, out, errOut io.Writer) error 
 	}
 	if cfg.Leader.Enabled {
 		o.Election = election(h)
+	} else {
+		o.Database = databaseOnly(h)
 	}
 	o.ChangeAPIPassword = func(ctx context.Context, held, rotated secrets.Secret) error {
 		ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
@@ -162,14 +165,14 @@ func checkResults(svc *health.Service) []control.Check {
 	return out
 }
 
-// election builds the elector and the takeover check for a database password: the lock session logs in as the
-// node does (same database, user and password).
+// election builds the elector and the database side of a handover for a database password: the lock session logs
+// in as the node does (same database, user and password).
 func election(h *agent.Host) func(secrets.Secret) (daemon.Elector, daemon.Takeover, error) {
 	cfg := h.Config
 	return func(password secrets.Secret) (daemon.Elector, daemon.Takeover, error) {
-		connConfig, err := pgx.ParseConfig(nodefiles.DatabaseURL(cfg.Node.Database, password.Reveal(), ""))
+		connConfig, err := nodeDatabase(cfg, password)
 		if err != nil {
-			return nil, nil, fmt.Errorf("node.database: %w", err)
+			return nil, nil, err
 		}
 		l := cfg.Leader
 		e, err := leader.New(leader.Options{
@@ -180,8 +183,32 @@ func election(h *agent.Host) func(secrets.Secret) (daemon.Elector, daemon.Takeov
 		if err != nil {
 			return nil, nil, err
 		}
-		return daemon.ElectorFrom(e), daemon.TakeoverFrom(takeover.New(connConfig, h.Identity.InstanceID, l.TakeoverGuard, cfg.AWS.CallTimeout)), nil
+		return daemon.ElectorFrom(e), database(h, connConfig), nil
 	}
+}
+
+// databaseOnly is the database side alone, for a host without leader election (the key ring checks).
+func databaseOnly(h *agent.Host) func(secrets.Secret) (daemon.Takeover, error) {
+	return func(password secrets.Secret) (daemon.Takeover, error) {
+		connConfig, err := nodeDatabase(h.Config, password)
+		if err != nil {
+			return nil, err
+		}
+		return database(h, connConfig), nil
+	}
+}
+
+func nodeDatabase(cfg *config.Config, password secrets.Secret) (*pgx.ConnConfig, error) {
+	connConfig, err := pgx.ParseConfig(nodefiles.DatabaseURL(cfg.Node.Database, password.Reveal(), ""))
+	if err != nil {
+		return nil, fmt.Errorf("node.database: %w", err)
+	}
+	return connConfig, nil
+}
+
+func database(h *agent.Host, connConfig *pgx.ConnConfig) daemon.Takeover {
+	c := h.Config
+	return daemon.TakeoverFrom(takeover.New(connConfig, h.Identity.InstanceID, c.Leader.TakeoverGuard, c.AWS.CallTimeout))
 }
 
 // systemd sends sd_notify messages; outside systemd (no NOTIFY_SOCKET) they are dropped.
