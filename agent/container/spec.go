@@ -81,14 +81,7 @@ func Spec(cfg *config.Config, id identity.Identity, img image.Image, r *nodefile
 	if ca := cfg.Node.Database.SSLRootCert; ca != "" {
 		mounts = append(mounts, mount.Mount{Type: mount.TypeBind, Source: ca, Target: ca, ReadOnly: true})
 	}
-	exposed := network.PortSet{nodePort: {}}
-	bindings := network.PortMap{nodePort: {{HostIP: netip.IPv4Unspecified(), HostPort: strconv.Itoa(k.HostPort)}}}
-	if p := cfg.Node.P2P; p.Enabled {
-		// P2P.V2 is libocr's ragep2p, which listens and dials over TCP only: no UDP port to publish.
-		p2p := network.MustParsePort(strconv.Itoa(p.ListenPort) + "/tcp")
-		exposed[p2p] = struct{}{}
-		bindings[p2p] = []network.PortBinding{{HostIP: netip.IPv4Unspecified(), HostPort: strconv.Itoa(p.ListenPort)}}
-	}
+	exposed, bindings := ports(cfg)
 	stopSecs := int(math.Ceil(k.StopTimeout.Seconds()))
 	spec := ContainerSpec{
 		Name: k.Name,
@@ -117,6 +110,19 @@ func Spec(cfg *config.Config, id identity.Identity, img image.Image, r *nodefile
 	spec.Hash = ConfigHash(spec)
 	spec.Config.Labels[LabelConfigHash] = spec.Hash
 	return spec, nil
+}
+
+// ports are the node's published ports: host_port to its 6688, and node.p2p's listen_port (TCP) when P2P is on.
+func ports(cfg *config.Config) (network.PortSet, network.PortMap) {
+	exposed := network.PortSet{nodePort: {}}
+	bindings := network.PortMap{nodePort: {{HostIP: netip.IPv4Unspecified(), HostPort: strconv.Itoa(cfg.Container.HostPort)}}}
+	if p := cfg.Node.P2P; p.Enabled {
+		// P2P.V2 is libocr's ragep2p, which listens and dials over TCP only: no UDP port to publish.
+		p2p := network.MustParsePort(strconv.Itoa(p.ListenPort) + "/tcp")
+		exposed[p2p] = struct{}{}
+		bindings[p2p] = []network.PortBinding{{HostIP: netip.IPv4Unspecified(), HostPort: strconv.Itoa(p.ListenPort)}}
+	}
+	return exposed, bindings
 }
 
 // logConfig is the container's log driver. awslogs ships to container.log.group in this host's region under a
