@@ -17,6 +17,7 @@ import (
 	"github.com/cl-agent/cl-agent/agent/control"
 	"github.com/cl-agent/cl-agent/agent/identity"
 	"github.com/cl-agent/cl-agent/agent/image"
+	"github.com/cl-agent/cl-agent/agent/leader"
 	"github.com/cl-agent/cl-agent/agent/secrets"
 	"github.com/cl-agent/cl-agent/agent/state"
 	"github.com/cl-agent/cl-agent/internal/testenv"
@@ -56,6 +57,7 @@ type setup struct {
 	warm   error
 	node   func(*fakeNode) // applied to every node the daemon makes
 	clock  clockwork.Clock // nil: the real clock
+	peer   *leader.Holder  // who the campaign sees holding the lock; nil: nobody
 }
 
 func start(t *testing.T, leaderEnabled bool, edit func(*config.Config), warmErr error) *harness {
@@ -123,6 +125,7 @@ func startWith(t *testing.T, su setup) *harness {
 		if su.clock != nil {
 			h.elector.now = su.clock.Now
 		}
+		h.elector.peer.Store(su.peer)
 		h.takeover = &fakeTakeover{}
 		o.Election = func(pw secrets.Secret) (Elector, Takeover, error) {
 			h.elections.Add(1)

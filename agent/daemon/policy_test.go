@@ -93,8 +93,7 @@ func TestHostsReportTheirHealth(t *testing.T) {
 // TestStandbyLearnsTheHolderFromItsCampaign: the standby knows who holds the lock from its campaign's own attempts,
 // with no lookup (no connection) of its own per tick, and counts the takeover after it as a failover.
 func TestStandbyLearnsTheHolderFromItsCampaign(t *testing.T) {
-	h := startWith(t, setup{leader: true})
-	h.elector.peer.Store(&leader.Holder{Held: true, ApplicationName: "cl-agent/i-0bbb", InstanceID: "i-0bbb"})
+	h := startWith(t, setup{leader: true, peer: &leader.Holder{Held: true, ApplicationName: "cl-agent/i-0bbb", InstanceID: "i-0bbb"}})
 	h.takeover.gone.Store(true)
 	testenv.WaitFor(t, 5*time.Second, "the peer seen holding the lock", func() bool { return h.d.Status().Lock.Holder == "cl-agent/i-0bbb" })
 	beats := h.notes.count("WATCHDOG=1")
