@@ -19,6 +19,7 @@ const (
 // invocation is what the command line asked for.
 type invocation struct {
 	version      bool
+	validate     bool // 2.x `node … validate`: check the configuration and secrets, run nothing
 	gen          generation
 	configFiles  []string // 2.x: -config, repeatable, merged in order
 	secretsFiles []string // 2.x: -secrets, repeatable, merged in order
@@ -33,6 +34,7 @@ const usage = `usage:
   chainlink --version | -v
   chainlink local n -p PASSWORD_FILE -a API_FILE                        (1.x: config from the environment)
   chainlink node -config CONFIG.toml -secrets SECRETS.toml start -p PASSWORD_FILE -a API_FILE   (2.x)
+  chainlink node -config CONFIG.toml -secrets SECRETS.toml validate                            (2.x)
 `
 
 // parseArgs reads the 1.x and 2.x command lines the real node accepts (the subset the agent uses).
@@ -78,8 +80,12 @@ func parseNode(args []string) (invocation, error) {
 		return invocation{}, fmt.Errorf("%w: node: %v", errUsage, err)
 	}
 	rest := fs.Args()
+	if len(rest) == 1 && rest[0] == "validate" {
+		inv.validate = true
+		return inv, nil
+	}
 	if len(rest) == 0 || rest[0] != "start" {
-		return invocation{}, fmt.Errorf("%w: want `node [flags] start`", errUsage)
+		return invocation{}, fmt.Errorf("%w: want `node [flags] start` or `node [flags] validate`", errUsage)
 	}
 	if err := parseStartFlags("node start", rest[1:], &inv); err != nil {
 		return invocation{}, err

@@ -7,6 +7,7 @@
 //	chainlink --version | -v
 //	chainlink local n -p PASSWORD_FILE -a API_FILE                 1.x: configuration from the environment
 //	chainlink node -config C.toml -secrets S.toml start -p P -a A  2.x: TOML (-config, -secrets repeatable)
+//	chainlink node -config C.toml -secrets S.toml validate         2.x: check the two files, start nothing
 //
 // Anything else exits 2 with the usage on stderr.
 //

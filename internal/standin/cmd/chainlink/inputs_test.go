@@ -33,6 +33,9 @@ func TestParseArgs(t *testing.T) {
 			invocation{gen: gen2, configFiles: []string{"/c.toml"}, secretsFiles: []string{"/s.toml"}, passwordFile: "/p", apiFile: "/a"}, false},
 		{"Node2xRepeatedConfig", []string{"node", "-c", "/1.toml", "--config", "/2.toml", "-s", "/s.toml", "start", "-a", "/a"},
 			invocation{gen: gen2, configFiles: []string{"/1.toml", "/2.toml"}, secretsFiles: []string{"/s.toml"}, apiFile: "/a"}, false},
+		{"Node2xValidate", []string{"node", "-config", "/c.toml", "-secrets", "/s.toml", "validate"},
+			invocation{validate: true, gen: gen2, configFiles: []string{"/c.toml"}, secretsFiles: []string{"/s.toml"}}, false},
+		{"ValidateWithStartFlags", []string{"node", "-config", "/c.toml", "validate", "-p", "/p"}, invocation{}, true},
 		{"NoArgs", nil, invocation{}, true},
 		{"UnknownCommand", []string{"admin", "login"}, invocation{}, true},
 		{"NodeWithoutStart", []string{"node", "-config", "/c.toml"}, invocation{}, true},
@@ -61,7 +64,7 @@ func TestParseArgs(t *testing.T) {
 }
 
 func equalInvocation(a, b invocation) bool {
-	return a.version == b.version && a.gen == b.gen && a.passwordFile == b.passwordFile && a.apiFile == b.apiFile &&
+	return a.version == b.version && a.validate == b.validate && a.gen == b.gen && a.passwordFile == b.passwordFile && a.apiFile == b.apiFile &&
 		strings.Join(a.configFiles, "|") == strings.Join(b.configFiles, "|") &&
 		strings.Join(a.secretsFiles, "|") == strings.Join(b.secretsFiles, "|")
 }

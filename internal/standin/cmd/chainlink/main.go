@@ -35,6 +35,9 @@ func run(ctx context.Context, args []string, env lookupEnv, stdout, stderr io.Wr
 		fmt.Fprintf(stdout, "chainlink version %s@standin\n", v)
 		return nil
 	}
+	if inv.validate {
+		return runValidate(inv, env, stdout)
+	}
 	return runNode(ctx, inv, env, stdout)
 }
 
