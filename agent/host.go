@@ -135,8 +135,10 @@ func (h *Host) WarnIfNotTmpfs(dir string) {
 	}
 }
 
-// Warm is the production warm-up of a standby: resolve the image, pull it, fetch and check the secrets.
-func (h *Host) Warm(engine container.Engine) func(ctx context.Context) (image.Image, secrets.NodeSecrets, error) {
+// Warm is the production warm-up of a standby: resolve the image, pull it, fetch and check the secrets, and have
+// the node's own validate judge the files a start would write (validateForStart), so a configuration the node
+// refuses ends the agent here, not in a crash loop after a takeover.
+func (h *Host) Warm(engine container.RunEngine) func(ctx context.Context) (image.Image, secrets.NodeSecrets, error) {
 	return func(ctx context.Context) (image.Image, secrets.NodeSecrets, error) {
 		img, err := h.ResolveImage(ctx)
 		if err != nil {
@@ -146,6 +148,12 @@ func (h *Host) Warm(engine container.Engine) func(ctx context.Context) (image.Im
 			return image.Image{}, secrets.NodeSecrets{}, err
 		}
 		s, err := h.FetchSecrets(ctx)
-		return img, s, err
+		if err != nil {
+			return image.Image{}, secrets.NodeSecrets{}, err
+		}
+		if err := h.validateForStart(ctx, engine, nil, img, s); err != nil {
+			return image.Image{}, secrets.NodeSecrets{}, err
+		}
+		return img, s, nil
 	}
 }

@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -124,60 +123,8 @@ func nodeValidate(ctx context.Context, h *agent.Host, img image.Image, s secrets
 		return "", "", err
 	}
 	defer engine.Close()
-	return checkNodeValidate(ctx, h.Config, format, img.Ref(), engine, checkValidator(engine, img.Ref()),
+	return agent.ValidateFiles(ctx, h.Config, format, img.Ref(), engine, checkValidator(engine, img.Ref()),
 		func() (*nodefiles.Rendered, error) { return h.Render(img, s) })
-}
-
-// checkNodeValidate renders the node's files, writes them as the daemon does (0700 directory, 0400 files, owned by
-// container.user) into a new directory under container.secrets_dir (the tmpfs), runs the node's own `validate` on
-// them with v (the node's own validate in a throwaway container of the image), and shreds them whatever the outcome. The
-// node's refusal is a *nodefiles.RefusedError (exit 2, with the node's reason); a run that could not happen is an
-// error worth retrying (exit 1). why, when not empty, says why nothing ran: the 1.x format has no validate, and check
-// does not pull the image (the daemon pulls it when it warms up).
-func checkNodeValidate(ctx context.Context, c *config.Config, format nodefiles.Format, imageRef string,
-	engine container.Engine, v nodefiles.Validator, render func() (*nodefiles.Rendered, error)) (detail, why string, err error) {
-	if format != nodefiles.FormatTOML {
-		return "", "the 1.x .env format: 1.x nodes have no `validate` command (they read their environment, and " +
-			"ignore what they do not know); the agent's own checks at load are all there is", nil
-	}
-	present, err := engine.ImagePresent(ctx, imageRef)
-	if err != nil {
-		return "", "", err
-	}
-	if !present {
-		return "", fmt.Sprintf("image %s is not on this host yet (check does not pull; the daemon pulls it when it "+
-			"warms up): run check again after that", imageRef), nil
-	}
-	r, err := render()
-	if err != nil {
-		return "", "", err
-	}
-	owner := nodefiles.Owner(c.Container)
-	if err := fsutil.EnsureDir(c.Container.SecretsDir, nodefiles.DirMode, owner); err != nil {
-		r.Wipe()
-		return "", "", err
-	}
-	dir, err := os.MkdirTemp(c.Container.SecretsDir, "check-validate-")
-	if err != nil {
-		r.Wipe()
-		return "", "", fmt.Errorf("a directory for the node's files: %w", err)
-	}
-	defer func() {
-		if serr := nodefiles.Shred(dir); serr != nil {
-			err = errors.Join(err, fmt.Errorf("shred the node's files in %s: %w", dir, serr))
-		} else if rerr := os.Remove(dir); rerr != nil {
-			err = errors.Join(err, rerr)
-		}
-	}()
-	if err := nodefiles.Write(dir, r, owner); err != nil { // wipes r
-		return "", "", err
-	}
-	start := time.Now()
-	if err := v.ValidateNode(ctx, nodefiles.WrittenFor(c, format, dir)); err != nil {
-		return "", "", err
-	}
-	return fmt.Sprintf("the node's own validate accepts the rendered files (%s, %s)", imageRef,
-		time.Since(start).Round(100*time.Millisecond)), "", nil
 }
 
 // note prints a line that informs or warns without failing the check: "note" or "WARN" with the text.

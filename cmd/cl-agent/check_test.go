@@ -12,6 +12,7 @@ import (
 
 	"github.com/pelletier/go-toml/v2"
 
+	"github.com/cl-agent/cl-agent/agent"
 	"github.com/cl-agent/cl-agent/agent/config"
 	"github.com/cl-agent/cl-agent/agent/container"
 	"github.com/cl-agent/cl-agent/agent/fsutil"
@@ -98,7 +99,7 @@ func TestCheckNodeValidateSkips(t *testing.T) {
 		{"ImageNotPulledYet", nodefiles.FormatTOML, presentEngine{}, []string{"repo@sha256:", "not on this host yet", "does not pull"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			detail, why, err := checkNodeValidate(context.Background(), &config.Config{}, tc.format,
+			detail, why, err := agent.ValidateFiles(context.Background(), &config.Config{}, tc.format,
 				"repo@sha256:"+strings.Repeat("a", 64), tc.engine, nil, render)
 			if err != nil || detail != "" {
 				t.Fatalf("detail %q, err %v; want a skip", detail, err)
@@ -184,7 +185,7 @@ func TestCheckNodeValidateWritesAndShreds(t *testing.T) {
 				}
 				return tc.answer
 			}
-			detail, why, err := checkNodeValidate(context.Background(), c, nodefiles.FormatTOML, "repo@sha256:"+strings.Repeat("a", 64),
+			detail, why, err := agent.ValidateFiles(context.Background(), c, nodefiles.FormatTOML, "repo@sha256:"+strings.Repeat("a", 64),
 				presentEngine{present: true}, nodefiles.ValidatorFunc(validate), render)
 			if why != "" || (err == nil) != (tc.answer == nil) || (err != nil && !errors.Is(err, nodefiles.ErrNodeRefused)) {
 				t.Fatalf("detail %q, skip %q, err %v; want the validator's answer %v", detail, why, err, tc.answer)
