@@ -13,8 +13,8 @@ import (
 // addresses, what extra_toml may not touch. The node's TOML decoding is strict (an unknown key in extra_toml is
 // refused) and its schema changes from release to release, so the last word is the node's own
 // `chainlink node -config … -secrets … validate`, run in the node's image on the files as written. A Validator
-// is the hook for that; the agent ships none, a caller plugs one in (a test harness running the real image, or a
-// deployment that wants the check before every start).
+// is the hook for that; the production one is agent/container.NodeValidator, which `cl-agent check` and every
+// warm-up of the daemon run (agent.ValidateFiles).
 
 // ErrNodeRefused is wrapped by RefusedError.
 var ErrNodeRefused = errors.New("the node's own validate refuses the rendered configuration")

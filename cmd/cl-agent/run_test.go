@@ -19,6 +19,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/secretsmanager"
 
 	"github.com/cl-agent/cl-agent/agent/control"
+	"github.com/cl-agent/cl-agent/agent/exitcode"
 	"github.com/cl-agent/cl-agent/internal/chainsim"
 	"github.com/cl-agent/cl-agent/internal/testenv"
 )
@@ -156,6 +157,10 @@ func TestRunAlwaysActive(t *testing.T) {
 	if entries, _ := os.ReadDir(secretsDir); len(entries) != 0 {
 		t.Errorf("secret files left after the node is ready: %v", entries)
 	}
+	// The warm-up had the node's own validate (the stand-in image's) judge the files before the first start.
+	if !strings.Contains(out.String(), "the node's own validate accepts the rendered files") {
+		t.Errorf("the warm-up did not run the node's validate")
+	}
 
 	// A rotated API password is carried over to the node's user (PATCH /v2/user/password: the node ignores .api
 	// once its user exists), without a restart: the new password logs in, the old one no longer does.
@@ -224,5 +229,48 @@ func TestRunAlwaysActive(t *testing.T) {
 		if strings.Contains(text, newPass) {
 			t.Error("the rotated password appears in the agent's output")
 		}
+	}
+}
+
+// TestRunEndsOnWhatTheNodeRefuses: an extra_toml value that passes the agent's own checks but not the node's (a log
+// level the node does not know) ends `cl-agent run` at warm-up with exit 2 and the node's own reason, before the
+// agent starts a node; the files it judged are shredded.
+func TestRunEndsOnWhatTheNodeRefuses(t *testing.T) {
+	repo := pushStandin(t, "2.10.0")
+	dir := t.TempDir()
+	secretsDir := filepath.Join(dir, "secrets")
+	name := fmt.Sprintf("cl-agent-runrefused-%d", time.Now().UnixNano())
+	cfg := writeConfig(t, "auto",
+		"image: {repository: "+repo+"}",
+		fmt.Sprintf("container: {name: %s, host_port: %d, data_dir: %s, secrets_dir: %s, log: {driver: json-file, group: x}}",
+			name, testenv.FreePort(t), filepath.Join(dir, "data"), secretsDir),
+		"leader: {enabled: false}",
+		fmt.Sprintf("health: {listen: '127.0.0.1:%d', cloudwatch: {enabled: false}}", testenv.FreePort(t)),
+		"control: {socket: "+filepath.Join(dir, "control.sock")+"}",
+		"state_dir: "+filepath.Join(dir, "state"),
+	)
+	raw, err := os.ReadFile(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	raw = bytes.Replace(raw, []byte("  api_email: "), []byte("  extra_toml: \"[Log]\\nLevel = 'loud'\\n\"\n  api_email: "), 1)
+	if err := os.WriteFile(cfg, raw, 0o600); err != nil {
+		t.Fatal(err)
+	}
+
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	var out, errOut syncBuffer
+	err = run(ctx, []string{"run", "--config", cfg}, &out, &errOut)
+	if code := exitcode.Of(err); code != exitcode.Config || !strings.Contains(err.Error(), "Invalid configuration") ||
+		!strings.Contains(err.Error(), "Log.Level") {
+		t.Fatalf("run ended with exit %d: %v; want exit 2 with the node's reason naming Log.Level\n%s", code, err, out.String())
+	}
+	t.Logf("run ended: %v", err)
+	if _, ierr := exec.CommandContext(ctx, "docker", "container", "inspect", name).CombinedOutput(); ierr == nil {
+		t.Errorf("a node container %s was created for a configuration the node refuses", name)
+	}
+	if entries, _ := os.ReadDir(secretsDir); len(entries) != 0 {
+		t.Errorf("files left in secrets_dir after the refusal: %v", entries)
 	}
 }
