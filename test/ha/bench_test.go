@@ -1,8 +1,10 @@
 package ha
 
 import (
+	"flag"
 	"fmt"
 	"os"
+	"regexp"
 	"slices"
 	"strconv"
 	"strings"
@@ -27,16 +29,32 @@ const (
 
 // BenchmarkFailover measures each failover over repeated runs (make bench: -benchtime 5x) and reports the median
 // and the worst in seconds; every run also asserts exactly one ready node and zero overlap (verify), or the
-// benchmark fails. The old model's figures come last: both hosts run the node, only its own 10 s lease decides.
+// benchmark fails. The old model's figures follow the agent's: both hosts run the node, only its own 10 s lease
+// decides. The stand-in node's come first, then the same measures on the real Chainlink node v2.19.0 (a cluster of
+// its own; its image is built when missing).
 //
-//	KillAgent          kill -9 of the active agent + its fence → the standby's node answers /readyz 200
-//	CutLink            the active host's link to PostgreSQL cut → the standby's node answers /readyz 200
-//	                   (and s/fenced-median: the cut-off active's node dead, bound fence_after + stop_timeout + 1s)
-//	Stepdown           cl-agent stepdown → the other host's node answers /readyz 200
-//	NodeCrash          docker kill of the active's node (its first in this term) → back and answers /readyz 200
-//	OldModelNodeCrash  docker kill of the node holding the lease → the other node answers /readyz 200
-//	OldModelCleanStop  docker stop of the node holding the lease → the other node answers /readyz 200
+//	KillAgent                  kill -9 of the active agent + its fence → the standby's node answers /readyz 200
+//	CutLink                    the active host's link to PostgreSQL cut → the standby's node answers /readyz 200
+//	                           (and s/fenced-median: the cut-off active's node dead, bound fence_after + stop_timeout + 1s)
+//	Stepdown                   cl-agent stepdown → the other host's node answers /readyz 200
+//	NodeCrash                  docker kill of the active's node (its first in this term) → back and answers /readyz 200
+//	OldModelNodeCrash          docker kill of the node holding the lease → the other node answers /readyz 200
+//	OldModelCleanStop          docker stop of the node holding the lease → the other node answers /readyz 200
+//	RealNodeKillAgent          KillAgent on the real node
+//	RealNodeOldModelNodeCrash  OldModelNodeCrash on the real node
+//
+// A cluster is built only when -bench selects one of its sub-benchmarks (benchSelected).
 func BenchmarkFailover(b *testing.B) {
+	if benchSelected("KillAgent", "CutLink", "Stepdown", "NodeCrash", "OldModelNodeCrash", "OldModelCleanStop") {
+		benchStandinFailover(b)
+	}
+	if benchSelected("RealNodeKillAgent", "RealNodeOldModelNodeCrash") {
+		benchRealNodeFailover(b)
+	}
+}
+
+// benchStandinFailover is BenchmarkFailover's sub-benchmarks on the stand-in node.
+func benchStandinFailover(b *testing.B) {
 	c := newCluster(b)
 	c.bringUp(b)
 
@@ -63,6 +81,52 @@ func BenchmarkFailover(b *testing.B) {
 	old := c.newOldModel(b)
 	benchFailover(b, "OldModelNodeCrash", noTarget, nil, func(tb testing.TB) time.Duration { return old.failover(tb, "kill") })
 	benchFailover(b, "OldModelCleanStop", noTarget, nil, func(tb testing.TB) time.Duration { return old.failover(tb, "stop") })
+	old.stop(b) // its nodes would keep refreshing their lease while the real node's figures are measured
+}
+
+// benchRealNodeFailover is the agent's failover and the old model's on the real node, side by side. The issue's
+// targets are the stand-in's (a node that boots at once): here the figures include the real node's own boot.
+func benchRealNodeFailover(b *testing.B) {
+	c := newRealNodeCluster(b)
+	c.bringUp(b)
+	var agent []time.Duration
+	benchFailover(b, "RealNodeKillAgent", noTarget, nil, func(tb testing.TB) time.Duration {
+		d := c.killAgent(tb)
+		agent = append(agent, d)
+		return d
+	})
+	o := c.newOldModel(b)
+	benchFailover(b, "RealNodeOldModelNodeCrash", noTarget, func(b *testing.B) {
+		if len(agent) > 0 {
+			b.Logf("real node %s, kill -9 → the other node /readyz 200: under the agents median %s of %s (RealNodeKillAgent)",
+				c.tag, median(agent).Round(time.Millisecond), roundAll(agent))
+		}
+	}, func(tb testing.TB) time.Duration { return o.failover(tb, "kill") })
+}
+
+// benchSelected reports whether -test.bench selects a sub-benchmark of BenchmarkFailover named by one of names, as
+// go test matches: the pattern's second '/'-separated element, unanchored (no second element: everything). It
+// splits at every '/' where go test keeps one inside brackets or parentheses; the fragment that leaves does not
+// compile, and then it selects everything: it may build a cluster in vain, never skip one that is needed.
+func benchSelected(names ...string) bool {
+	f := flag.Lookup("test.bench")
+	if f == nil {
+		return true
+	}
+	elems := strings.Split(f.Value.String(), "/")
+	if len(elems) < 2 {
+		return true
+	}
+	re, err := regexp.Compile(elems[1])
+	if err != nil {
+		return true
+	}
+	for _, n := range names {
+		if re.MatchString(n) {
+			return true
+		}
+	}
+	return false
 }
 
 // benchFailover runs measure once per iteration and reports the median and the worst, then whatever more reports

@@ -1,7 +1,7 @@
 // Package ha holds the active/standby proof: integration tests and benchmarks that run two real `cl-agent run`
-// processes as two "hosts" against one real PostgreSQL, the real Docker engine and the stand-in Chainlink node,
-// and show that exactly one node runs and is ready after every failure the design names, with no moment in which
-// both hosts ran a node. The package has no code outside its tests.
+// processes as two "hosts" against one real PostgreSQL, the real Docker engine and the stand-in Chainlink node (or
+// the real one), and show that exactly one node runs and is ready after every failure the design names, with no
+// moment in which both hosts ran a node. The package has no code outside its tests.
 //
 // # The two hosts
 //
@@ -31,10 +31,20 @@
 // times) and the stand-in node's recorded lease intervals (table standin_lease_intervals, one row per holding,
 // per host = instance id).
 //
+// # The real node (TestRealNodeFailover)
+//
+// The same harness runs the real Chainlink node v2.19.0 instead of the stand-in (withRealNode: the image that
+// internal/realnode builds, pushed to the cluster's registry and pulled by digest by the agents): the first active's
+// start → ready, KillAgent, and the old model's failover after a SIGKILL of the lease holder, with the figures
+// logged side by side. The overlap is measured by the container states alone (the real node records no lease
+// intervals), and the standby's leftover node sessions by their start before the active's node container (the
+// real node names its sessions alike on both hosts).
+//
 // # Benchmarks (make bench)
 //
 // BenchmarkFailover reports the median failover time of each scenario over repeated runs (s/failover-median),
-// and the old model's (both hosts run the node; only the node's own 10 s lease decides) for comparison.
+// and the old model's (both hosts run the node; only the node's own 10 s lease decides) for comparison; then the
+// KillAgent and old-model crash figures again on the real node (RealNodeKillAgent, RealNodeOldModelNodeCrash).
 // BenchmarkAgentResources reports the agents' resident memory and CPU while standby and while active.
 //
 // The agents run with fast but valid timings (see timings below): the configuration loader checks the invariant

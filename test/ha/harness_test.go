@@ -46,13 +46,18 @@ const (
 	cutBound = deadPeer + takeoverGuard
 )
 
-// The node's secrets. The database password holds every character that breaks naive URL building.
+// The node's secrets. The database password holds every character that breaks naive URL building. Both passwords
+// below pass the real node's rules too (v2.19.0 VerifyPasswordComplexity, which agent/secrets mirrors: at least 16
+// bytes, no white space at either end; the API password at most 50 bytes), so the real-node cluster uses them as
+// they are.
 const (
 	dbUser      = "chainlink"
 	apiEmail    = "ops@example.com"
 	apiPassword = "Api-Pass:word/?#%@0123"
 	keystore    = "Keystore-@:/?#%-0123456"
-	imageTag    = "2.10.0"
+	// standinTag is the tag the stand-in image is pushed as (cluster.tag, the agents' image.tag): a 2.x version,
+	// so node.format auto renders TOML as for the real node.
+	standinTag = "2.10.0"
 	// sepoliaChainID is node.network Ethereum-Sepolia's chain id, which the simulated chain client answers.
 	sepoliaChainID = 11155111
 )
@@ -63,32 +68,45 @@ const (
 	settleBound   = 60 * time.Second
 	agentStopWait = 20 * time.Second
 	cmdBound      = 30 * time.Second
+	pushBound     = 2 * time.Minute // docker push of the node image: the real node's is over 300 MB
 )
 
-// cluster is the shared world of the two hosts: one PostgreSQL, moto, a registry holding the stand-in image, and
-// two hosts each with its own metadata mock, agent configuration and agent process.
+// cluster is the shared world of the two hosts: one PostgreSQL, moto, a registry holding the node image (the
+// stand-in, or the real node: withRealNode), and two hosts each with its own metadata mock, agent configuration and
+// agent process.
 type cluster struct {
 	tb         testing.TB
 	pg         *testenv.Postgres
 	moto       *testenv.Moto
 	reg        *testenv.Registry
-	repo       string // the stand-in's repository in the registry
+	repo       string // the node image's repository in the registry
+	tag        string // the node image's tag there: the agents' image.tag
+	realImage  string // the local real node image pushed as repo:tag; "" for the stand-in
 	db         string // the node's database
 	dbPassword string
 	hosts      [2]*host
 	bridge     string           // the docker bridge's interface (docker0), where the node containers' packets come from
 	chain      *chainsim.Server // the chain client the agents' health checks ask
+	// nodeBoot is added to the harness's bounds on a node becoming ready: 0 for the stand-in (ready at once); the
+	// real node migrates, unlocks its key ring and boots for seconds, more on a loaded machine.
+	nodeBoot time.Duration
 }
 
-// newCluster builds everything but starts no agent. Cleanup stops the agents, fences both hosts, removes the
-// containers and the namespaces, and stops the services.
-func newCluster(tb testing.TB) *cluster {
+// clusterOption changes what newCluster builds.
+type clusterOption func(*cluster)
+
+// newCluster builds everything but starts no agent; by default the hosts run the stand-in node. Cleanup stops the
+// agents, fences both hosts, removes the containers and the namespaces, and stops the services.
+func newCluster(tb testing.TB, opts ...clusterOption) *cluster {
 	tb.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), setupBound)
-	defer cancel()
 	testenv.DockerT(tb)
 	tag := testenv.RandomHex(4)
-	c := &cluster{tb: tb, db: "clagent_ha_" + tag, dbPassword: "Db@:/?#%-" + testenv.RandomHex(10)}
+	c := &cluster{tb: tb, tag: standinTag, db: "clagent_ha_" + tag, dbPassword: "Db@:/?#%-" + testenv.RandomHex(10)}
+	for _, o := range opts {
+		o(c)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), setupBound)
+	defer cancel()
 	nss := [2]*netns.Host{netns.CreateT(tb), netns.CreateT(tb)}
 	c.pg = testenv.PostgresT(tb,
 		testenv.ExtraListen(nss[0].RootIP, nss[0].Subnet), testenv.ExtraListen(nss[1].RootIP, nss[1].Subnet))
@@ -105,7 +123,7 @@ func newCluster(tb testing.TB) *cluster {
 	}
 	c.serverKeepalives(ctx)
 	secretIDs := c.createSecrets(ctx, prefix+tag)
-	c.pushStandin(ctx, tag)
+	c.pushImage(ctx, tag)
 
 	for i, ns := range nss {
 		id := testenv.Identity{
@@ -182,16 +200,24 @@ func (c *cluster) createSecrets(ctx context.Context, name string) [3]string {
 	return ids
 }
 
-// pushStandin builds the stand-in node image and pushes it to the registry as 2.10.0.
-func (c *cluster) pushStandin(ctx context.Context, tag string) {
+// pushImage pushes the node image to the registry as repo:tag, where the agents resolve and pull it by digest as in
+// production: the stand-in, built here, or the real node image, tagged. Cleanup removes that tag only (the real
+// node's own image stays: its build takes minutes).
+func (c *cluster) pushImage(ctx context.Context, tag string) {
 	c.tb.Helper()
 	c.repo = fmt.Sprintf("%s/%s%s/chainlink", c.reg.Addr, prefix, tag)
-	ref := c.repo + ":" + imageTag
-	if err := standin.BuildImage(ctx, ref); err != nil {
+	ref := c.repo + ":" + c.tag
+	var err error
+	if c.realImage != "" {
+		_, err = docker(ctx, "tag", c.realImage, ref)
+	} else {
+		err = standin.BuildImage(ctx, ref)
+	}
+	if err != nil {
 		c.tb.Fatal(err)
 	}
 	c.tb.Cleanup(func() { _, _ = docker(context.Background(), "rmi", ref) })
-	if _, err := docker(ctx, "push", ref); err != nil {
+	if _, err := runWithin(ctx, pushBound, "docker", "push", ref); err != nil {
 		c.tb.Fatal(err)
 	}
 }
@@ -284,7 +310,7 @@ health: {listen: "%s:%d"}
 control: {socket: %q}
 state_dir: %q
 `, h.name, h.c.moto.URL, imdsURL, secretIDs[0], secretIDs[1], secretIDs[2], h.c.chain.WSURL, h.c.chain.URL, apiEmail, h.ns.RootIP, h.c.pg.Port, db,
-		dbUser, ca, h.c.repo, imageTag, container, port, filepath.Join(h.dir, "data-"+container),
+		dbUser, ca, h.c.repo, h.c.tag, container, port, filepath.Join(h.dir, "data-"+container),
 		filepath.Join(h.dir, "secrets"), stopTimeout, leader, pingInterval, pingTimeout, fenceAfter, deadPeer,
 		takeoverGuard, stepdownHold, h.ns.IP, healthPort, h.socket, filepath.Join(h.dir, "state"))
 }
@@ -308,9 +334,13 @@ func (c *cluster) logsOnFailure(tb testing.TB) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), cmdBound)
 	defer cancel()
+	lines := "20"
+	if c.realImage != "" {
+		lines = "80" // the real node logs far more per step than the stand-in
+	}
 	for _, h := range c.hosts {
 		tb.Logf("--- %s agent log (tail) ---\n%s", h.name, fileTail(h.logPath, 150))
-		if out, err := docker(ctx, "logs", "--tail", "20", h.container); err == nil {
+		if out, err := containerLogs(ctx, h.container, "--tail", lines); err == nil {
 			tb.Logf("--- %s node log (tail) ---\n%s", h.name, out)
 		}
 	}

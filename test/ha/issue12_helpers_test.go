@@ -230,7 +230,7 @@ func (c *cluster) foreignContainer(tb testing.TB, name string) (remove func()) {
 	tb.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), cmdBound)
 	defer cancel()
-	if _, err := docker(ctx, "create", "--name", name, "--label", "owner=someone-else", c.repo+":"+imageTag); err != nil {
+	if _, err := docker(ctx, "create", "--name", name, "--label", "owner=someone-else", c.repo+":"+c.tag); err != nil {
 		tb.Fatal(err)
 	}
 	var once sync.Once

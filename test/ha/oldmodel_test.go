@@ -11,13 +11,14 @@ import (
 	"testing"
 	"time"
 
-	"github.com/cl-agent/cl-agent/internal/standin"
+	"github.com/cl-agent/cl-agent/internal/realnode"
 	"github.com/cl-agent/cl-agent/internal/testenv"
 )
 
 // oldModel is what the agent replaces: both hosts run the node all the time (docker run, as the shell approach
 // did) and only the node's own database lease (default 10 s, refreshed every second) keeps the second one
-// waiting. It runs on a database of its own, with the agents stopped.
+// waiting. It runs on a database of its own, with the agents stopped, on the cluster's node image (the stand-in or
+// the real node: the same docker run, the same command line).
 type oldModel struct {
 	c     *cluster
 	nodes [2]oldNode
@@ -59,7 +60,8 @@ func (c *cluster) newOldModel(tb testing.TB) *oldModel {
 		if err := os.MkdirAll(data, 0o700); err != nil {
 			tb.Fatal(err)
 		}
-		if err := os.Chown(data, standin.UID, standin.GID); err != nil {
+		// The published images' user, which the stand-in's image uses too.
+		if err := os.Chown(data, realnode.UID, realnode.GID); err != nil {
 			tb.Fatal(err)
 		}
 		if out, err := h.cli(ctx, cmdBound, "render", "--out", files, "--config", cfg); err != nil {
@@ -67,12 +69,12 @@ func (c *cluster) newOldModel(tb testing.TB) *oldModel {
 		}
 		tb.Cleanup(func() { _, _ = docker(context.Background(), "rm", "--force", name) })
 		_, err := docker(ctx, "run", "--detach", "--name", name, "--hostname", h.id.InstanceID,
-			"--user", fmt.Sprintf("%d:%d", standin.UID, standin.GID), "--publish", strconv.Itoa(port)+":6688",
+			"--user", realnode.User, "--publish", strconv.Itoa(port)+":6688",
 			"--mount", "type=bind,src="+data+",dst=/chainlink",
 			"--mount", "type=bind,src="+files+",dst=/run/chainlink,readonly",
 			"--mount", "type=bind,src="+h.ca+",dst="+h.ca+",readonly",
 			"--log-driver", "json-file", "--log-opt", "max-size=1m",
-			c.repo+":"+imageTag,
+			c.repo+":"+c.tag,
 			"node", "-config", "/run/chainlink/config.toml", "-secrets", "/run/chainlink/secrets.toml", "start",
 			"-p", "/run/chainlink/.password", "-a", "/run/chainlink/.api")
 		if err != nil {
@@ -87,7 +89,8 @@ func (c *cluster) newOldModel(tb testing.TB) *oldModel {
 func (o *oldModel) roles(tb testing.TB) (holder, waiter oldNode) {
 	tb.Helper()
 	var why string
-	if !testenv.Poll(settleBound, pollEvery, func() bool {
+	bound := settleBound + o.c.nodeBoot
+	if !testenv.Poll(bound, pollEvery, func() bool {
 		a, b := readyz(o.nodes[0].port), readyz(o.nodes[1].port)
 		switch {
 		case a == http.StatusOK && b != http.StatusOK:
@@ -106,7 +109,7 @@ func (o *oldModel) roles(tb testing.TB) (holder, waiter oldNode) {
 		}
 		return true
 	}) {
-		tb.Fatalf("old model: not one holder and one waiting node within %s: %s", settleBound, why)
+		tb.Fatalf("old model: not one holder and one waiting node within %s: %s%s", bound, why, o.logs())
 	}
 	return holder, waiter
 }
@@ -124,7 +127,7 @@ func (o *oldModel) failover(tb testing.TB, verb string) time.Duration {
 		_, err := docker(context.Background(), verb, holder.name)
 		done <- err
 	}()
-	t1 := waitReadyz(tb, waiter.port, 30*time.Second, "old model: after docker "+verb+" of the lease holder")
+	t1 := waitReadyz(tb, waiter.port, 30*time.Second+o.c.nodeBoot, "old model: after docker "+verb+" of the lease holder")
 	if err := <-done; err != nil {
 		tb.Fatal(err)
 	}
@@ -132,11 +135,33 @@ func (o *oldModel) failover(tb testing.TB, verb string) time.Duration {
 	if _, err := docker(context.Background(), "start", holder.name); err != nil {
 		tb.Fatal(err)
 	}
-	if !testenv.Poll(30*time.Second, pollEvery, func() bool {
-		out, _ := docker(context.Background(), "logs", "--since", restarted.Add(-time.Second).Format(time.RFC3339Nano), holder.name)
+	// Both nodes log it: the stand-in "… waiting for lease", the real one "Another application is currently holding
+	// the database lease (or a previous instance exited uncleanly), waiting for lease to expire...".
+	if !testenv.Poll(30*time.Second+o.c.nodeBoot, pollEvery, func() bool {
+		out, _ := containerLogs(context.Background(), holder.name, "--since", restarted.Add(-time.Second).Format(time.RFC3339Nano))
 		return strings.Contains(out, "waiting for lease")
 	}) {
 		tb.Fatalf("old model: %s did not wait for the lease after its restart", holder.name)
 	}
 	return t1.Sub(t0)
+}
+
+// stop removes both nodes: the old model is over (cleanup would remove them at the end of the test anyway).
+func (o *oldModel) stop(tb testing.TB) {
+	tb.Helper()
+	for _, n := range o.nodes {
+		if _, err := docker(context.Background(), "rm", "--force", n.name); err != nil {
+			tb.Errorf("old model: remove %s: %v", n.name, err)
+		}
+	}
+}
+
+// logs is the tail of both nodes' logs, for failure messages.
+func (o *oldModel) logs() string {
+	var b strings.Builder
+	for _, n := range o.nodes {
+		out, err := containerLogs(context.Background(), n.name, "--tail", "30")
+		fmt.Fprintf(&b, "\n--- %s log (tail; %v) ---\n%s", n.name, err, out)
+	}
+	return b.String()
 }

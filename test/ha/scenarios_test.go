@@ -54,7 +54,7 @@ func (c *cluster) killAgent(tb testing.TB) time.Duration {
 		_, err := a.fence(context.Background())
 		fenced <- err
 	}()
-	t1 := waitReadyz(tb, b.port, killBound+10*time.Second, "after kill -9 of the active agent and its fence")
+	t1 := waitReadyz(tb, b.port, killBound+10*time.Second+c.nodeBoot, "after kill -9 of the active agent and its fence")
 	tb.Logf("kill -9: load balancer flipped %s after the node was ready", lbFlip(tb, b, a, t1))
 	if err := <-fenced; err != nil {
 		tb.Fatal(err)
