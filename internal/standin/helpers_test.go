@@ -52,22 +52,25 @@ const (
 	apiEmail    = "ops@example.com"
 	apiPassword = "Api-Pass:word/?#%@0123"
 	keystorePW  = "Keystore-@:/?#%-0123456"
-	dbUser      = "cl_node"
+	dbUser      = "cl_node" // the prefix of each database's own role
 )
 
-// database is a fresh database owned by a role whose password needs percent-encoding.
+// database is a fresh database owned by a role of its own whose password needs percent-encoding. Its own: the
+// tests run in parallel, and one role shared by their databases would get each new database's password.
 type database struct {
 	pg       *testenv.Postgres
 	name     string
+	user     string
 	password string
 }
 
 func newDatabase(t *testing.T, pg *testenv.Postgres) database {
 	t.Helper()
-	db := database{pg: pg, name: "standin_" + testenv.RandomHex(4), password: "Db@:/?#%-" + testenv.RandomHex(8)}
+	suffix := testenv.RandomHex(4)
+	db := database{pg: pg, name: "standin_" + suffix, user: dbUser + "_" + suffix, password: "Db@:/?#%-" + testenv.RandomHex(8)}
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	if err := pg.CreateDatabase(ctx, db.name, dbUser, db.password); err != nil {
+	if err := pg.CreateDatabase(ctx, db.name, db.user, db.password); err != nil {
 		t.Fatal(err)
 	}
 	return db
@@ -75,7 +78,7 @@ func newDatabase(t *testing.T, pg *testenv.Postgres) database {
 
 // url is the node's URL: user and password percent-encoded, the server verified with caFile.
 func (d database) url(host, caFile string) string {
-	u := url.URL{Scheme: "postgres", User: url.UserPassword(dbUser, d.password),
+	u := url.URL{Scheme: "postgres", User: url.UserPassword(d.user, d.password),
 		Host: net.JoinHostPort(host, strconv.Itoa(d.pg.Port)), Path: "/" + d.name,
 		RawQuery: url.Values{"sslmode": {"verify-full"}, "sslrootcert": {caFile}}.Encode()}
 	return u.String()

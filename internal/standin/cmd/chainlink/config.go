@@ -55,7 +55,8 @@ type nodeConfig struct {
 	JSONConsole   bool
 	LogLevel      zapcore.Level
 	ChainID       string
-	Keystore      string // secret; 2.x Password.Keystore
+	ChainWSURLs   []string // the chain's primary nodes (2.x [[EVM.Nodes]] WSURL, not SendOnly; 1.x ETH_URL)
+	Keystore      string   // secret; 2.x Password.Keystore, or the -p file (which wins)
 }
 
 // lookupEnv is os.LookupEnv, injected for tests.
@@ -107,6 +108,9 @@ func loadEnvConfig(env lookupEnv) (nodeConfig, error) {
 	if v, ok := env("ETH_CHAIN_ID"); ok && v != "" {
 		c.ChainID = v
 	}
+	if v, ok := env("ETH_URL"); ok && v != "" {
+		c.ChainWSURLs = []string{v}
+	}
 	allowSimple := false
 	r.bool("SKIP_DATABASE_PASSWORD_COMPLEXITY_CHECK", &allowSimple)
 	if r.err != nil {
@@ -144,6 +148,10 @@ type tomlConfig struct {
 	EVM []struct {
 		ChainID any   `toml:"ChainID"`
 		Enabled *bool `toml:"Enabled"`
+		Nodes   []struct {
+			WSURL    *string `toml:"WSURL"`
+			SendOnly *bool   `toml:"SendOnly"`
+		} `toml:"Nodes"`
 	} `toml:"EVM"`
 }
 
@@ -252,6 +260,11 @@ func applyTOMLConfig(source string, tc tomlConfig) (nodeConfig, error) {
 			return fail(fmt.Sprintf("EVM[%d].ChainID", i), fmt.Errorf("%w: required", errMissing))
 		default:
 			return fail(fmt.Sprintf("EVM[%d].ChainID", i), fmt.Errorf("%w: want a string or an integer", errWrongType))
+		}
+		for _, n := range evm.Nodes {
+			if n.WSURL != nil && *n.WSURL != "" && (n.SendOnly == nil || !*n.SendOnly) {
+				c.ChainWSURLs = append(c.ChainWSURLs, *n.WSURL)
+			}
 		}
 		break
 	}

@@ -47,6 +47,13 @@
 // at once; a holder cut off from the database only logs. SIGTERM/SIGINT: HTTP stops, the lease is released
 // (expires_at = NOW()), exit 0. In 1.x advisorylock/dual mode the session advisory lock is taken too.
 //
+// Every database session is named as the real node names its own (application_name "Chainlink <version>
+// |App|<client_id>", the version CL_STANDIN_VERSION or 0.0.0, the uuid the lease's client_id); the URL's
+// application_name is replaced. Once it holds the lease it opens its key ring (encrypted_key_rings, the node's
+// keystore V3 format, which agent/keyring reads; a cheaper scrypt than the node's): none, or one never sealed, is
+// sealed with the keystore password (-p wins over secrets.toml's); a ring sealed with another password stops it
+// with exit 1 and the node's "error authenticating keystore … could not decrypt key with given password".
+//
 // Holding intervals are recorded for tests in standin_lease_intervals(id, host, client_id, started_at,
 // ended_at): a row on gaining the lock, ended_at = NOW() on each successful refresh and on release, in the
 // lease's own transaction. host is CL_STANDIN_HOST or the host name.
@@ -54,8 +61,10 @@
 // # HTTP (port 6688 by default)
 //
 // /readyz 503 until the lock is held and start-up is done, then 200. /health 200, or 207 when a check fails,
-// with the node's JSON:API body. /metrics Prometheus text. POST /sessions {"email","password"} against the .api
-// credentials sets the clsession cookie; with it GET /v2/keys/eth and GET /v2/pipeline/runs?size=N answer,
+// with the node's JSON:API body ({"data":[{"type":"checks","id","attributes":{"name","status","output"}}]});
+// its checks are Database, DatabaseLock (with a lock), EVM.<id> and, as on the node,
+// EVM.<id>.HeadTracker.HeadListener. /metrics Prometheus text. POST /sessions {"email","password"} against the
+// .api credentials sets the clsession cookie; with it GET /v2/keys/eth and GET /v2/pipeline/runs?size=N answer,
 // without it 401.
 //
 // # Fault injection: files in RootDir
@@ -66,4 +75,9 @@
 //   - standin-exit-after holding a duration: exit 1 that long after start, without releasing anything.
 //   - standin-balances, lines "ADDR ETH": the keys of /v2/keys/eth (read per request).
 //   - standin-errored-runs holding a count: that many errored runs in /v2/pipeline/runs (read per request).
+//   - standin-dial-chain present at start: model the chain client as the real node has it. Without the file the
+//     chain counts as connected (tests run nodes whose chain URL the container cannot reach and need them
+//     healthy). With it the stand-in keeps a WebSocket to each primary [[EVM.Nodes]] WSURL (1.x ETH_URL); while
+//     none is open, EVM.<id>.HeadTracker.HeadListener fails ("Listener is not connected": /health 207) and
+//     /v2/keys/eth gives ethBalance and linkBalance null unless standin-balances is there. Heads are not read.
 package main

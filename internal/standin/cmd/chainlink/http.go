@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/http"
+	"path/filepath"
 	"sort"
 	"strconv"
 	"sync"
@@ -69,6 +70,13 @@ func (s *server) checks() []check {
 		}
 	}
 	cs = append(cs, check{Name: "EVM." + s.chainID, OK: true})
+	// The real node's check of its chain connection (headListener.HealthReport), failing while no primary node is
+	// connected. The real one also fails for some 15 s after every start until heads arrive: not modelled.
+	listener := check{Name: "EVM." + s.chainID + ".HeadTracker.HeadListener", OK: s.state.chainConnected()}
+	if !listener.OK {
+		listener.Output = "Listener is not connected"
+	}
+	cs = append(cs, listener)
 	name, err := failingCheck(s.rootDir)
 	if err != nil {
 		cs = append(cs, check{Name: faultHealthFail, Output: err.Error()})
@@ -210,12 +218,19 @@ func (s *server) ethKeys(w http.ResponseWriter, _ *http.Request) {
 		writeError(w, http.StatusInternalServerError, err.Error())
 		return
 	}
+	// Without its chain client the node knows no balance: null, as the real node's API gives it. standin-balances
+	// stands for what the chain says, so it is given whatever the connection.
+	var ethBalance, linkBalance any = nil, nil
+	known := s.state.chainConnected() || exists(filepath.Join(s.rootDir, fileBalances))
 	ts := s.state.started.UTC().Format(time.RFC3339)
 	data := make([]map[string]any, 0, len(keys))
 	for _, k := range keys {
+		if known {
+			ethBalance, linkBalance = k.ETHBalance, "0"
+		}
 		data = append(data, map[string]any{"type": "eTHKeys", "id": k.Address, "attributes": map[string]any{
-			"address": k.Address, "evmChainID": s.chainID, "nextNonce": 0, "ethBalance": k.ETHBalance,
-			"linkBalance": "0", "disabled": false, "createdAt": ts, "updatedAt": ts}})
+			"address": k.Address, "evmChainID": s.chainID, "nextNonce": 0, "ethBalance": ethBalance,
+			"linkBalance": linkBalance, "disabled": false, "createdAt": ts, "updatedAt": ts}})
 	}
 	writeJSON(w, http.StatusOK, map[string]any{"data": data})
 }

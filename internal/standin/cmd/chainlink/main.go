@@ -28,11 +28,7 @@ func run(ctx context.Context, args []string, env lookupEnv, stdout, stderr io.Wr
 		return exitWith(2, err)
 	}
 	if inv.version {
-		v, ok := env("CL_STANDIN_VERSION")
-		if !ok || v == "" {
-			v = standinVersion
-		}
-		fmt.Fprintf(stdout, "chainlink version %s@standin\n", v)
+		fmt.Fprintf(stdout, "chainlink version %s@standin\n", versionOf(env))
 		return nil
 	}
 	if inv.validate {

@@ -66,7 +66,13 @@ func runNode(ctx context.Context, inv invocation, env lookupEnv, stdout io.Write
 		host, _ = os.Hostname()
 	}
 	n := &node{cfg: cfg, creds: creds, faults: f, host: host, id: uuid.New(), log: log, state: newNodeState()}
-	log.Info(evStarting, zap.String("version", standinVersion), zap.Int("configGeneration", int(cfg.Gen)),
+	version := versionOf(env)
+	// Every session is named as the real node names its own; the URL's application_name goes.
+	if n.cfg.DatabaseURL, err = withConsumerName(cfg.DatabaseURL, consumerName(version, n.id)); err != nil {
+		log.Error(evRefusing, zap.Error(err))
+		return exitWith(1, err)
+	}
+	log.Info(evStarting, zap.String("version", version), zap.Int("configGeneration", int(cfg.Gen)),
 		zap.String("host", host), zap.String("clientID", n.id.String()), zap.String("rootDir", cfg.RootDir),
 		zap.Int("httpPort", cfg.HTTPPort), zap.String("lockingMode", string(cfg.LockMode)),
 		zap.String("dbHost", cfg.DB.Host), zap.String("dbName", cfg.DB.Database), zap.String("dbUser", cfg.DB.User))
@@ -85,11 +91,13 @@ func loadInputs(inv invocation, env lookupEnv) (nodeConfig, apiCredentials, erro
 	if err != nil {
 		return nodeConfig{}, apiCredentials{}, err
 	}
-	// 1.x takes the keystore password only from -p; 2.x from secrets.toml, and checks -p when it is given.
+	// 1.x takes the keystore password only from -p; 2.x from secrets.toml, or from -p when it is given.
 	if inv.gen == gen1 || inv.passwordFile != "" {
-		if _, err := readKeystorePassword(inv.passwordFile); err != nil {
+		pw, err := readKeystorePassword(inv.passwordFile)
+		if err != nil {
 			return nodeConfig{}, apiCredentials{}, err
 		}
+		cfg.Keystore = pw // -p wins over secrets.toml, as in the node (runNode's SetPasswords)
 	}
 	creds, err := readAPICredentials(inv.apiFile)
 	if err != nil {
@@ -114,6 +122,13 @@ func (n *node) run(parent context.Context) error {
 	}
 	defer closeConn(conn)
 	lost, stopHolding := n.startHolding()
+	if err := n.unlockKeyRing(ctx, conn); err != nil {
+		stopHolding()
+		n.releaseLocks(parent, n.locks)
+		return n.stopEarly(ctx, "error authenticating keystore", err) // the node's words, then exit 1
+	}
+	stopChain := n.startChain()
+	defer stopChain()
 	srv, served, err := n.listen()
 	if err != nil {
 		stopHolding()
@@ -141,6 +156,34 @@ func (n *node) run(parent context.Context) error {
 	}
 	n.stop(parent, srv, stopHolding)
 	return nil
+}
+
+// unlockKeyRing opens (or first seals) the key ring with the keystore password, on the node's own connection.
+func (n *node) unlockKeyRing(ctx context.Context, conn *pgx.Conn) error {
+	qctx, cancel := context.WithTimeout(ctx, defaultQueryTimeout)
+	defer cancel()
+	sealed, err := unlockKeyRing(qctx, conn, n.cfg.Keystore)
+	if err == nil && sealed {
+		n.log.Info("key ring sealed with the keystore password")
+	}
+	return err
+}
+
+// startChain runs the modelled chain client (standin-dial-chain) until the returned func is called, which waits
+// for it to close its connections. Without the file it does nothing: the chain counts as connected.
+func (n *node) startChain() (stop func()) {
+	if !n.faults.DialChain {
+		return func() {}
+	}
+	n.state.chainModelled.Store(true)
+	ctx, cancel := context.WithCancel(context.Background())
+	c := &chainClient{urls: n.cfg.ChainWSURLs, state: n.state, log: n.log}
+	done := make(chan struct{})
+	go func() { c.run(ctx); close(done) }()
+	return func() {
+		cancel()
+		<-done
+	}
 }
 
 // takeLocks connects (the node's own connection, returned open) and blocks until every lock is held.
@@ -289,8 +332,8 @@ func (n *node) releaseLocks(parent context.Context, locks []dbLock) {
 	n.state.lockHeld.Store(false)
 }
 
-// stopEarly ends a run stopped before the lock was held: a signal is a clean stop, an injected exit or a
-// database error (logged as msg) is a failure.
+// stopEarly ends a run stopped before it serves (taking the lock, opening the key ring): a signal is a clean
+// stop, an injected exit or an error (logged as msg) is a failure.
 func (n *node) stopEarly(ctx context.Context, msg string, err error) error {
 	switch {
 	case errors.Is(context.Cause(ctx), errExitAfter):

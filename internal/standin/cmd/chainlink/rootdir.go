@@ -23,6 +23,7 @@ const (
 	faultExitAfter    = "standin-exit-after"   // a duration: exit 1 that long after start
 	fileBalances      = "standin-balances"     // lines "ADDR ETH": /v2/keys/eth (read per request)
 	fileErroredRuns   = "standin-errored-runs" // a count: errored runs in /v2/pipeline/runs (read per request)
+	faultDialChain    = "standin-dial-chain"   // present at start: model the chain client (chainClient)
 	rootDirMaxPerms   = 0o700
 	rootDirProbeLabel = ".standin-probe-"
 )
@@ -66,12 +67,14 @@ type faults struct {
 	Crash     bool
 	Unready   bool
 	ExitAfter time.Duration // 0: never
+	DialChain bool          // model the chain client: without one, its check fails and balances are unknown
 }
 
 func readFaults(dir string) (faults, error) {
 	var f faults
 	f.Crash = exists(filepath.Join(dir, faultCrash))
 	f.Unready = exists(filepath.Join(dir, faultUnready))
+	f.DialChain = exists(filepath.Join(dir, faultDialChain))
 	raw, err := readSmallFile(filepath.Join(dir, faultExitAfter))
 	if err != nil || raw == "" {
 		return f, err

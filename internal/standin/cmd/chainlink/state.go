@@ -14,6 +14,10 @@ type nodeState struct {
 	lockHeld  atomic.Bool
 	ready     atomic.Bool
 	dbHealthy atomic.Bool
+	// chainModelled: standin-dial-chain asked for the chain client to be modelled (chainClient); chainConns
+	// counts its open connections. Unmodelled, the chain counts as connected.
+	chainModelled atomic.Bool
+	chainConns    atomic.Int32
 
 	refreshes     prometheus.Counter
 	refreshErrors prometheus.Counter
@@ -42,6 +46,11 @@ func newNodeState() *nodeState {
 	)
 	s.dbHealthy.Store(true)
 	return s
+}
+
+// chainConnected is the node's view of its chain client: connected to at least one primary node.
+func (s *nodeState) chainConnected() bool {
+	return !s.chainModelled.Load() || s.chainConns.Load() > 0
 }
 
 func (s *nodeState) refreshed() {
