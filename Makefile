@@ -51,7 +51,7 @@ realnode:
 
 ## ha: the active/standby proofs (two namespaced hosts, real failures); alone, because they measure timings.
 ha:
-	$(GO) test -count=1 -timeout 10m ./test/ha
+	$(GO) test -count=1 -timeout 15m ./test/ha
 
 ## fuzz: each fuzz target briefly (the corpus seeds also run in `unit`).
 fuzz:

@@ -492,7 +492,7 @@ func (c *cluster) settled(want *host) (active *host, why string) {
 	if running, _, _, _ := inspectState(standby.container); running {
 		return nil, fmt.Sprintf("%s: the standby's node container runs", standby.name)
 	}
-	if n, err := c.nodeSessions(standby, active); err != nil || n != 0 {
+	if n, err := c.nodeSessions(active); err != nil || n != 0 {
 		return nil, fmt.Sprintf("%s: %d database sessions of its node remain (%v)", standby.name, n, err)
 	}
 	return active, ""
@@ -547,22 +547,19 @@ func indexOf(c *cluster, h *host) int {
 	return 1
 }
 
-// nodeSessions counts the database sessions of the standby's node that remain. The stand-in's carry
-// application_name chainlink/<instance-id>. The real node names its sessions `Chainlink <version> |App|<uuid>` on
-// both hosts alike, so for it they are the node sessions in the node's database that began before the active's
-// node container started: the active's own node opened every one of its sessions after that.
-func (c *cluster) nodeSessions(standby, active *host) (int, error) {
-	if c.realImage != "" {
-		running, started, _, _ := inspectState(active.container)
-		if !running {
-			return -1, fmt.Errorf("the active's node container %s is not running", active.container)
-		}
-		return c.realNodeSessions(started)
+// nodeSessions counts the database sessions of the standby's node that remain. The node (the real one, and the
+// stand-in as it does) names its sessions `Chainlink <version> |App|<uuid>` on both hosts alike, so they are the
+// node sessions in the node's database that began before the active's node container started: the active's own
+// node opened every one of its sessions after that.
+func (c *cluster) nodeSessions(active *host) (int, error) {
+	running, started, _, _ := inspectState(active.container)
+	if !running {
+		return -1, fmt.Errorf("the active's node container %s is not running", active.container)
 	}
-	return c.countSessions(`SELECT count(*) FROM pg_stat_activity WHERE application_name = $1`, "chainlink/"+standby.id.InstanceID)
+	return c.realNodeSessions(started)
 }
 
-// realNodeSessions counts the real node's sessions in the node's database that began before t, whichever host's.
+// realNodeSessions counts the node's sessions in the node's database that began before t, whichever host's.
 func (c *cluster) realNodeSessions(t time.Time) (int, error) {
 	return c.countSessions(`SELECT count(*) FROM pg_stat_activity
 WHERE datname = $1 AND application_name LIKE 'Chainlink %|App|%' AND backend_start < $2`, c.db, t)
