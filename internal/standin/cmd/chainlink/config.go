@@ -303,7 +303,7 @@ func applyTOMLSecrets(files []string, ts tomlSecrets, env lookupEnv, c *nodeConf
 	if c.Keystore == "" {
 		return &inputError{Source: ksSource, Key: ksKey, Err: fmt.Errorf("%w: the keystore password is required", errMissing)}
 	}
-	if err := checkPassword(c.Keystore); err != nil {
+	if err := checkKeystoreInput(c.Keystore); err != nil {
 		return &inputError{Source: ksSource, Key: ksKey, Err: err}
 	}
 	return nil

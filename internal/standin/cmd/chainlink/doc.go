@@ -13,10 +13,11 @@
 //
 // # Inputs, checked before anything else (exit 1, one log line naming the input and the rule, never a value)
 //
-//   - .password (1.x required; 2.x checked when -p is given): one trailing newline dropped; 16..50 bytes, no
-//     leading or trailing white space.
-//   - .api: line 1 the e-mail, line 2 the password, both trimmed; the password follows the same rules and must
-//     not contain the e-mail (case-insensitive).
+//   - .password (1.x required; 2.x checked when -p is given): one trailing newline dropped; no leading or
+//     trailing white space, no maximum. Its strength (16 bytes at least) is judged only when the key ring is
+//     empty, as the node does, so a ring sealed with an older, weaker password still opens.
+//   - .api: line 1 the e-mail, line 2 the password, both trimmed. The password's rules (16..50 bytes) apply only
+//     when .api creates the first user; it may contain the e-mail (that rule is the node's web API's).
 //   - 1.x environment: DATABASE_URL (required), ROOT, CHAINLINK_PORT (6688), DATABASE_LOCKING_MODE
 //     (lease|advisorylock|dual|none, default dual), LEASE_LOCK_DURATION (10s), LEASE_LOCK_REFRESH_INTERVAL (1s),
 //     ADVISORY_LOCK_ID (1027321974924625846), ADVISORY_LOCK_CHECK_INTERVAL (1s), JSON_CONSOLE, LOG_LEVEL,

@@ -53,10 +53,20 @@ func readKeystorePassword(path string) (string, error) {
 	if pw == "" {
 		return "", &inputError{Source: path, Err: fmt.Errorf("%w: the file is empty", errMalformed)}
 	}
-	if err := checkPassword(pw); err != nil {
+	if err := checkKeystoreInput(pw); err != nil {
 		return "", &inputError{Source: path, Err: err}
 	}
 	return pw, nil
+}
+
+// checkKeystoreInput is what the node asks of a keystore password before it has seen its key ring: no white space
+// at either end, no maximum. Its strength (checkPassword's length) is judged only when the key ring is empty
+// (unlockKeyRing), so a node whose ring was sealed with an older, weaker password still starts.
+func checkKeystoreInput(pw string) error {
+	if strings.TrimSpace(pw) != pw {
+		return errWhitespace
+	}
+	return nil
 }
 
 // readAPICredentials reads a .api file: line 1 the e-mail, line 2 the password, both trimmed.
@@ -79,9 +89,8 @@ func readAPICredentials(path string) (apiCredentials, error) {
 	case c.Password == "":
 		return apiCredentials{}, &inputError{Source: path, Key: "line 2", Err: fmt.Errorf("%w: the password is empty", errMalformed)}
 	}
-	if err := checkPassword(c.Password, c.Email); err != nil {
-		return apiCredentials{}, &inputError{Source: path, Key: "line 2", Err: err}
-	}
+	// The password's rules are the node's user creation's, applied only when .api creates the first user
+	// (users.seed): a later .api is ignored, whatever it holds.
 	return c, nil
 }
 

@@ -61,6 +61,12 @@ func unlockKeyRing(ctx context.Context, q querier, password string) (sealedNow b
 	}
 	var raw []byte
 	err = q.QueryRow(ctx, `SELECT encrypted_keys FROM encrypted_key_rings LIMIT 1`).Scan(&raw)
+	empty := errors.Is(err, pgx.ErrNoRows) || (err == nil && raw == nil)
+	if empty { // the one moment the node judges the keystore password's strength
+		if err := checkPassword(password); err != nil && !errors.Is(err, errTooLong) {
+			return false, fmt.Errorf("keystore password: %w", err)
+		}
+	}
 	switch {
 	case errors.Is(err, pgx.ErrNoRows):
 		return true, sealKeyRing(ctx, q, password,

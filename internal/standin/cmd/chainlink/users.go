@@ -25,7 +25,8 @@ type users struct{ dial dialer }
 
 func hashPassword(p string) []byte { h := sha256.Sum256([]byte(p)); return h[:] }
 
-// seed creates the user from .api if the database has none, and says which happened.
+// seed creates the user from .api if the database has none, and says which happened. Only then are the
+// password's rules applied, as the node applies them.
 func (u *users) seed(ctx context.Context, creds apiCredentials) (created bool, err error) {
 	conn, err := u.dial(ctx)
 	if err != nil {
@@ -34,6 +35,18 @@ func (u *users) seed(ctx context.Context, creds apiCredentials) (created bool, e
 	defer closeConn(conn)
 	if _, err := conn.Exec(ctx, usersDDL); err != nil && !isSetupRace(err) {
 		return false, fmt.Errorf("create standin_users: %w", err)
+	}
+	var exists bool
+	if err := conn.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM standin_users)`).Scan(&exists); err != nil {
+		return false, fmt.Errorf("read standin_users: %w", err)
+	}
+	if exists {
+		return false, nil
+	}
+	// The node's rules for a new user's password (sessions.ValidateAndHashPassword: 16..50 bytes, no white space
+	// at either end); the e-mail rule is its web API's, not .api's.
+	if err := checkPassword(creds.Password); err != nil {
+		return false, &inputError{Source: ".api", Key: "line 2", Err: err}
 	}
 	tag, err := conn.Exec(ctx, `INSERT INTO standin_users (email, password_sha256)
 SELECT $1, $2 WHERE NOT EXISTS (SELECT 1 FROM standin_users)`, strings.ToLower(creds.Email), hashPassword(creds.Password))
