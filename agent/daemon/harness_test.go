@@ -163,7 +163,7 @@ func (h *harness) secrets() secrets.NodeSecrets {
 		keystore = fmt.Sprintf("v%d", n)
 	}
 	return secrets.NodeSecrets{
-		DatabasePassword: secrets.NewSecret("db-password-0123456789", v),
+		DatabasePassword: secrets.NewSecret("db-password-0123456789-"+v, v),
 		APIPassword:      secrets.NewSecret("api-password-0123456789-"+api, api),
 		KeystorePassword: secrets.NewSecret("keystore-password-0123456789-"+keystore, keystore),
 	}

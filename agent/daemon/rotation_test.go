@@ -3,6 +3,7 @@ package daemon
 import (
 	"context"
 	"errors"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -188,4 +189,33 @@ func TestBadRotatedSecretStaysInTheStatus(t *testing.T) {
 	}
 	h.fetchErr.Store(nil)
 	testenv.WaitFor(t, 5*time.Second, "a good fetch clears it", func() bool { return h.d.Status().LastError == "" })
+}
+
+// TestRotatedMeansANewValue: a rotation is a new version with another value. A new version of the value held (the
+// working keystore password put back after a held-back one, or any secret re-put unchanged) restarts nothing: the
+// node already runs on it (found on the real node: the put-back restarted it for a 2.3 s outage).
+func TestRotatedMeansANewValue(t *testing.T) {
+	held := secrets.NodeSecrets{
+		DatabasePassword: secrets.NewSecret("db-password-0123456789", "v1"),
+		APIPassword:      secrets.NewSecret("api-password-0123456789", "v1"),
+		KeystorePassword: secrets.NewSecret("keystore-password-0123456789", "v1"),
+	}
+	again := func(s secrets.Secret, version string) secrets.Secret { return secrets.NewSecret(s.Reveal(), version) }
+	for name, tc := range map[string]struct {
+		fresh secrets.NodeSecrets
+		want  []string
+	}{
+		"SameVersions": {held, nil},
+		"NewVersionsOfTheSameValues": {secrets.NodeSecrets{DatabasePassword: again(held.DatabasePassword, "v2"),
+			APIPassword: again(held.APIPassword, "v2"), KeystorePassword: again(held.KeystorePassword, "v3")}, nil},
+		"KeystoreRotated": {secrets.NodeSecrets{DatabasePassword: held.DatabasePassword, APIPassword: held.APIPassword,
+			KeystorePassword: secrets.NewSecret("keystore-password-rotated-0123", "v2")}, []string{keystorePasswordKey}},
+		"AllRotated": {secrets.NodeSecrets{DatabasePassword: secrets.NewSecret("db-password-rotated-012345", "v2"),
+			APIPassword: secrets.NewSecret("api-password-rotated-012345", "v2"), KeystorePassword: secrets.NewSecret("keystore-password-rotated-0123", "v2")},
+			[]string{databasePasswordKey, apiPasswordKey, keystorePasswordKey}},
+	} {
+		if got := rotated(held, tc.fresh); !slices.Equal(got, tc.want) {
+			t.Errorf("%s: rotated = %v; want %v", name, got, tc.want)
+		}
+	}
 }

@@ -1,6 +1,7 @@
 package secrets
 
 import (
+	"crypto/subtle"
 	"strings"
 
 	"github.com/pelletier/go-toml/v2"
@@ -11,7 +12,8 @@ import (
 // struct that holds one cannot leak it; Reveal is the only way to the value.
 type Secret struct {
 	value string
-	// VersionID is the Secrets Manager version the value came from (not secret); rotation compares it.
+	// VersionID is the Secrets Manager version the value came from (not secret); a rotation is a new version
+	// with another value.
 	VersionID string
 }
 
@@ -25,6 +27,11 @@ func (s Secret) Reveal() string { return s.value }
 
 // Empty reports whether the value is empty.
 func (s Secret) Empty() bool { return s.value == "" }
+
+// Equal reports whether s and o hold the same value, whatever their version ids (in constant time).
+func (s Secret) Equal(o Secret) bool {
+	return subtle.ConstantTimeCompare([]byte(s.value), []byte(o.value)) == 1
+}
 
 func (s Secret) String() string                               { return redacted }
 func (s Secret) GoString() string                             { return redacted }
