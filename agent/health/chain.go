@@ -1,12 +1,14 @@
 package health
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
 	"net"
 	"net/http"
 	"net/url"
+	"strconv"
 	"strings"
 	"time"
 
@@ -52,12 +54,19 @@ func urlError(rawURL string, err error) error {
 
 // chainOptions configure newChainHTTP and newChainWS.
 type chainOptions struct {
-	// url is node.http_url or node.ws_url. It may carry credentials (user info, an API key in the path or the
+	// name is the check's name; "" is the one-chain shorthand's state.ChainHTTP or state.ChainWS.
+	name string
+	// url is the client's http_url or ws_url. It may carry credentials (user info, an API key in the path or the
 	// query): results, errors and logs show only its scheme and host.
 	url string
-	// chainID is the chain the node is configured for (node.chain_id, or node.network's). The client's
-	// eth_chainId must match it; 0 leaves the comparison out.
+	// chainID is the chain the node is configured for (node.chain_id, or node.network's; a node.chains entry's).
+	// The client's eth_chainId must match it; 0 leaves the comparison out.
 	chainID uint64
+	// source says where the configuration names the chain, for a wrong chain's message; "" is the shorthand's
+	// "node.chain_id or node.network".
+	source string
+	// node is the client's name as the metrics' node label has it (ChainClient.label); "" for none.
+	node string
 	// stallAfter: over HTTP the head (eth_blockNumber) must rise within it (0: the head is not tracked); over
 	// WebSocket a new head must arrive on the newHeads subscription within it (0: defaultHeadStallAfter).
 	stallAfter time.Duration
@@ -73,7 +82,8 @@ type chainOptions struct {
 // answers).
 func newChainHTTP(o chainOptions) Check {
 	registerURLSecrets(o.url)
-	c := &chainHTTP{spec: spec{string(state.ChainHTTP), o.interval, o.timeout}, url: o.url, chainID: o.chainID, client: newHTTPClient()}
+	c := &chainHTTP{spec: spec{cmp.Or(o.name, string(state.ChainHTTP)), o.interval, o.timeout}, url: o.url,
+		chainID: o.chainID, source: o.source, labels: labelsOf(o), client: newHTTPClient()}
 	if o.stallAfter > 0 {
 		c.heads = &headTracker{stallAfter: o.stallAfter}
 	}
@@ -84,24 +94,38 @@ type chainHTTP struct {
 	spec
 	url     string
 	chainID uint64
+	source  string
+	labels  clientLabels
 	client  *http.Client
 	heads   *headTracker // nil: the head is not tracked by this check
+}
+
+// clientLabels are the chain_id and node labels of a chain check's figures.
+type clientLabels struct{ chainID, node string }
+
+func labelsOf(o chainOptions) clientLabels {
+	return clientLabels{chainID: strconv.FormatUint(o.chainID, 10), node: o.node}
+}
+
+// sample is one figure of this client.
+func (l clientLabels) sample(metric, label string, value float64) Sample {
+	return Sample{Metric: metric, Label: label, ChainID: l.chainID, Node: l.node, Value: value}
 }
 
 // target is the URL without its credentials.
 func (c *chainHTTP) target() string { return redactURL(c.url) }
 
 func (c *chainHTTP) Run(ctx context.Context) Result {
-	_, head, took, err := probeHTTP(ctx, c.client, c.url, c.chainID)
+	_, head, took, err := probeHTTP(ctx, c.client, c.url, c.chainID, c.source)
 	if err != nil {
 		return chainFailure(ctx, c.name, c.url, c.timeout, err)
 	}
-	return headResult(c.name, "http", head, took, c.heads)
+	return headResult(c.name, c.labels, head, took, c.heads)
 }
 
-// probeHTTP checks the chain id (unless want is 0) and returns it, the head and the round trip of
-// eth_blockNumber.
-func probeHTTP(ctx context.Context, client *http.Client, rawURL string, want uint64) (chainID, head uint64, took time.Duration, err error) {
+// probeHTTP checks the chain id (unless want is 0; source as compareChainID's) and returns it, the head and the
+// round trip of eth_blockNumber.
+func probeHTTP(ctx context.Context, client *http.Client, rawURL string, want uint64, source string) (chainID, head uint64, took time.Duration, err error) {
 	if err := requireScheme(rawURL, "node.http_url", "http", "https"); err != nil {
 		return 0, 0, 0, err
 	}
@@ -109,7 +133,7 @@ func probeHTTP(ctx context.Context, client *http.Client, rawURL string, want uin
 	if err := callHTTP(ctx, client, rawURL, "eth_chainId", &id); err != nil {
 		return 0, 0, 0, httpError(err, rawURL)
 	}
-	if err := compareChainID(rawURL, id, want); err != nil {
+	if err := compareChainID(rawURL, id, want, source); err != nil {
 		return 0, 0, 0, err
 	}
 	chainID, _ = parseQuantity(id) // compareChainID has parsed it
@@ -135,15 +159,16 @@ func httpError(err error, rawURL string) error {
 	return urlError(rawURL, err)
 }
 
-// compareChainID checks an eth_chainId answer against the configured chain (0: any).
-func compareChainID(rawURL, quantity string, want uint64) error {
+// compareChainID checks an eth_chainId answer against the configured chain (0: any). source says where the
+// configuration names that chain ("": the shorthand's node.chain_id or node.network).
+func compareChainID(rawURL, quantity string, want uint64, source string) error {
 	got, err := parseQuantity(quantity)
 	if err != nil {
 		return fmt.Errorf("%s: eth_chainId: %w", redactURL(rawURL), err)
 	}
 	if want != 0 && got != want {
 		return &chainError{kind: ErrWrongChain, msg: fmt.Sprintf("wrong chain: %s answers eth_chainId %d; the "+
-			"configuration expects %d (node.chain_id or node.network)", redactURL(rawURL), got, want)}
+			"configuration expects %d (%s)", redactURL(rawURL), got, want, cmp.Or(source, "node.chain_id or node.network"))}
 	}
 	return nil
 }
@@ -177,13 +202,13 @@ func chainFailure(ctx context.Context, name, rawURL string, bound time.Duration,
 	return fail(name, err.Error())
 }
 
-// headResult turns an eth_blockNumber answer into a result with the latency and, when tracked, the head.
-func headResult(name, transport string, head uint64, took time.Duration, heads *headTracker) Result {
-	samples := []Sample{{Metric: metricRPCLatency, Label: transport, Value: took.Seconds()}}
+// headResult turns an eth_blockNumber answer over HTTP into a result with the latency and, when tracked, the head.
+func headResult(name string, labels clientLabels, head uint64, took time.Duration, heads *headTracker) Result {
+	samples := []Sample{labels.sample(metricRPCLatency, "http", took.Seconds())}
 	if heads == nil {
 		return pass(name, fmt.Sprintf("head %d in %s", head, took.Round(time.Millisecond)), samples...)
 	}
-	samples = append(samples, Sample{Metric: metricChainHead, Value: float64(head)})
+	samples = append(samples, labels.sample(metricChainHead, "", float64(head)))
 	ok, detail := heads.observe(head, time.Now())
 	detail += fmt.Sprintf(", answered in %s", took.Round(time.Millisecond))
 	if !ok {

@@ -56,10 +56,10 @@ func TestChainWrongChainIDFailsNamingBothIDsAndTheURL(t *testing.T) {
 			}
 		}
 	}
-	if _, err := ProbeChainHTTP(ctx, g.HTTPURL, 1, 5*time.Second); !errors.Is(err, ErrWrongChain) {
+	if _, err := ProbeChainHTTP(ctx, ChainClient{ChainID: 1, HTTPURL: g.HTTPURL}, 5*time.Second); !errors.Is(err, ErrWrongChain) {
 		t.Errorf("ProbeChainHTTP on the wrong chain: %v; want ErrWrongChain", err)
 	}
-	if _, err := ProbeChainWS(ctx, g.WSURL, 1, 5*time.Second, 5*time.Second); !errors.Is(err, ErrWrongChain) {
+	if _, err := ProbeChainWS(ctx, ChainClient{ChainID: 1, WSURL: g.WSURL}, 5*time.Second, 5*time.Second); !errors.Is(err, ErrWrongChain) {
 		t.Errorf("ProbeChainWS on the wrong chain: %v; want ErrWrongChain", err)
 	}
 }
@@ -69,7 +69,7 @@ func TestChainWSNeedsHeadsNotJustAGrantedSubscription(t *testing.T) {
 	idle := testenv.GethT(t, testenv.GethPeriod(0)) // grants newHeads, never mines without a transaction
 	const stall = 1500 * time.Millisecond
 	box := &stateBox{st: AgentState{Role: "standby", LastBeat: time.Now()}}
-	svc, _ := startService(t, Options{State: box.get, ChainWSURL: idle.WSURL, ChainID: testenv.GethChainID,
+	svc, _ := startService(t, Options{State: box.get, Chains: shorthand(testenv.GethChainID, "", idle.WSURL),
 		HeadStallAfter: stall, CheckInterval: 100 * time.Millisecond, CheckTimeout: time.Second})
 	began := time.Now()
 	res := waitResult(t, svc.runner, "chain_ws", time.Time{}, 15*time.Second, func(r Result) bool { return !r.OK })
@@ -80,17 +80,17 @@ func TestChainWSNeedsHeadsNotJustAGrantedSubscription(t *testing.T) {
 		t.Errorf("chain_ws on an idle chain: %q; want no head since subscribing", res.Detail)
 	}
 	ctx := testContext(t, time.Minute)
-	if _, err := ProbeChainWS(ctx, idle.WSURL, testenv.GethChainID, 5*time.Second, stall); err == nil ||
+	if _, err := ProbeChainWS(ctx, ChainClient{ChainID: testenv.GethChainID, WSURL: idle.WSURL}, 5*time.Second, stall); err == nil ||
 		!strings.Contains(err.Error(), "no head arrived within "+stall.String()) {
 		t.Errorf("ProbeChainWS on an idle chain: %v; want no head within %s", err, stall)
 	}
 
 	mining := testenv.GethT(t) // a block a second
-	line, err := ProbeChainWS(ctx, mining.WSURL, testenv.GethChainID, 5*time.Second, 10*time.Second)
+	line, err := ProbeChainWS(ctx, ChainClient{ChainID: testenv.GethChainID, WSURL: mining.WSURL}, 5*time.Second, 10*time.Second)
 	if err != nil || !strings.Contains(line, "chain 1337, newHeads subscription delivered head") {
 		t.Errorf("ProbeChainWS on a mining chain = %q, %v", line, err)
 	}
-	svc2, _ := startService(t, Options{State: box.get, ChainWSURL: mining.WSURL, ChainID: testenv.GethChainID,
+	svc2, _ := startService(t, Options{State: box.get, Chains: shorthand(testenv.GethChainID, "", mining.WSURL),
 		HeadStallAfter: stall, CheckInterval: 100 * time.Millisecond, CheckTimeout: time.Second})
 	// Several bounds long: it keeps passing on the heads it receives.
 	after := time.Now().Add(3 * stall)
@@ -134,10 +134,10 @@ func TestChainSwappedURLsFailClearly(t *testing.T) {
 			}
 		})
 	}
-	if _, err := ProbeChainHTTP(ctx, "http://127.0.0.1:"+wsPort, 0, 5*time.Second); !errors.Is(err, ErrWrongEndpoint) {
+	if _, err := ProbeChainHTTP(ctx, ChainClient{HTTPURL: "http://127.0.0.1:" + wsPort}, 5*time.Second); !errors.Is(err, ErrWrongEndpoint) {
 		t.Errorf("ProbeChainHTTP on the WebSocket port: %v; want ErrWrongEndpoint", err)
 	}
-	if _, err := ProbeChainWS(ctx, "ws://127.0.0.1:"+httpPort, 0, 5*time.Second, time.Second); !errors.Is(err, ErrWrongEndpoint) {
+	if _, err := ProbeChainWS(ctx, ChainClient{WSURL: "ws://127.0.0.1:" + httpPort}, 5*time.Second, time.Second); !errors.Is(err, ErrWrongEndpoint) {
 		t.Errorf("ProbeChainWS on the HTTP port: %v; want ErrWrongEndpoint", err)
 	}
 }
@@ -152,7 +152,7 @@ func TestChainFailuresAreLoggedOncePerReasonWithURLAndServerMessage(t *testing.T
 	rawURL := "http://ops:" + secret + "@localhost:" + port + "/?apikey=" + secret
 	log, sink := newTestLogger()
 	box := &stateBox{st: AgentState{Role: "standby", LastBeat: time.Now()}}
-	svc, _ := startService(t, Options{State: box.get, Log: log, ChainHTTPURL: rawURL, ChainID: testenv.GethChainID,
+	svc, _ := startService(t, Options{State: box.get, Log: log, Chains: shorthand(testenv.GethChainID, rawURL, ""),
 		CheckInterval: 50 * time.Millisecond, CheckTimeout: time.Second})
 	res := waitResult(t, svc.runner, "chain_http", time.Time{}, 10*time.Second, func(r Result) bool { return !r.OK })
 	for _, want := range []string{"http://localhost:" + port, "HTTP 403", "invalid host specified"} {

@@ -87,7 +87,7 @@ func TestChainStalledServerTimesOutAndHealthzStaysResponsive(t *testing.T) {
 	sim.Stall()
 	box := &stateBox{st: AgentState{Role: state.Active, NodeReady: true, LastBeat: time.Now()}}
 	const deadline = 500 * time.Millisecond
-	svc, base := startService(t, Options{State: box.get, ChainHTTPURL: sim.URL, ChainWSURL: sim.WSURL,
+	svc, base := startService(t, Options{State: box.get, Chains: shorthand(0, sim.URL, sim.WSURL),
 		CheckInterval: 100 * time.Millisecond, CheckTimeout: deadline, BeatBound: time.Minute})
 	// While both checks hang on the stalled server, the probes answer at once.
 	testenv.WaitFor(t, 5*time.Second, "both checks to be waiting on the stalled server", func() bool { return sim.Held() >= 2 })
@@ -125,7 +125,7 @@ func TestChainStuckHeadFailsAfterStallBound(t *testing.T) {
 	sim := chainsim.StartT(t, chainsim.Options{Head: 7})
 	const stall = 400 * time.Millisecond
 	box := &stateBox{st: AgentState{Role: "standby", LastBeat: time.Now()}}
-	svc, _ := startService(t, Options{State: box.get, ChainHTTPURL: sim.URL, HeadStallAfter: stall,
+	svc, _ := startService(t, Options{State: box.get, Chains: shorthand(0, sim.URL, ""), HeadStallAfter: stall,
 		CheckInterval: 50 * time.Millisecond, CheckTimeout: time.Second})
 	began := time.Now()
 	res := waitResult(t, svc.runner, "chain_http", time.Time{}, 5*time.Second, func(r Result) bool { return !r.OK })
@@ -149,7 +149,7 @@ func TestChainWSNeedsHeadsOnItsSubscription(t *testing.T) {
 	t.Parallel()
 	sim := chainsim.StartT(t, chainsim.Options{Head: 3})
 	box := &stateBox{st: AgentState{Role: "standby", LastBeat: time.Now()}}
-	svc, _ := startService(t, Options{State: box.get, ChainWSURL: sim.WSURL, HeadStallAfter: 300 * time.Millisecond,
+	svc, _ := startService(t, Options{State: box.get, Chains: shorthand(0, "", sim.WSURL), HeadStallAfter: 300 * time.Millisecond,
 		CheckInterval: 50 * time.Millisecond, CheckTimeout: 200 * time.Millisecond})
 	// eth_blockNumber answers at once, but no head comes on the subscription: that fails once the bound passes.
 	res := waitResult(t, svc.runner, "chain_ws", time.Time{}, 5*time.Second, func(r Result) bool { return !r.OK })
@@ -189,6 +189,11 @@ func TestChainURLSecretsStayOut(t *testing.T) {
 			t.Errorf("%s detail %q: want the host named", res.Name, res.Detail)
 		}
 	}
+}
+
+// shorthand is the one-chain shorthand's one client (node.http_url, node.ws_url; "" leaves a transport out).
+func shorthand(chainID uint64, httpURL, wsURL string) []ChainClient {
+	return []ChainClient{{ChainID: chainID, Name: "primary", HTTPURL: httpURL, WSURL: wsURL, Shorthand: true}}
 }
 
 func sampleValue(res Result, metric, label string) (float64, bool) {

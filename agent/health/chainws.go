@@ -1,6 +1,7 @@
 package health
 
 import (
+	"cmp"
 	"context"
 	"fmt"
 	"sync"
@@ -27,14 +28,16 @@ func newChainWS(o chainOptions) Check {
 	if o.stallAfter <= 0 {
 		o.stallAfter = defaultHeadStallAfter
 	}
-	return &chainWS{spec: spec{string(state.ChainWS), o.interval, o.timeout}, url: o.url, chainID: o.chainID,
-		stallAfter: o.stallAfter, reportHead: o.reportHead}
+	return &chainWS{spec: spec{cmp.Or(o.name, string(state.ChainWS)), o.interval, o.timeout}, url: o.url,
+		chainID: o.chainID, source: o.source, labels: labelsOf(o), stallAfter: o.stallAfter, reportHead: o.reportHead}
 }
 
 type chainWS struct {
 	spec
 	url        string
 	chainID    uint64
+	source     string
+	labels     clientLabels
 	stallAfter time.Duration
 	reportHead bool
 
@@ -67,9 +70,9 @@ func (c *chainWS) Run(ctx context.Context) Result {
 	if err != nil {
 		return fail(c.name, fmt.Sprintf("%s: eth_blockNumber: %v", redactURL(c.url), err))
 	}
-	samples := []Sample{{Metric: metricRPCLatency, Label: "ws", Value: took.Seconds()}}
+	samples := []Sample{c.labels.sample(metricRPCLatency, "ws", took.Seconds())}
 	if c.reportHead {
-		samples = append(samples, Sample{Metric: metricChainHead, Value: float64(head)})
+		samples = append(samples, c.labels.sample(metricChainHead, "", float64(head)))
 	}
 	answered := fmt.Sprintf("eth_blockNumber %d in %s", head, took.Round(time.Millisecond))
 	return c.judgeHeads(ctx, answered, note, samples)
@@ -86,7 +89,7 @@ func (c *chainWS) ensureConn(ctx context.Context) (note string, err error) {
 	if c.conn != nil {
 		return note, nil
 	}
-	conn, _, err := connectWS(ctx, c.url, c.chainID)
+	conn, _, err := connectWS(ctx, c.url, c.chainID, c.source)
 	if err != nil {
 		c.connFailed = true
 		return "", err
@@ -156,9 +159,9 @@ func waitLimit(ctx context.Context, bound time.Time) time.Time {
 	return deadline.Add(-margin)
 }
 
-// connectWS dials, checks the chain id (unless want is 0) and subscribes to newHeads. It returns the chain id
-// the client answered.
-func connectWS(ctx context.Context, rawURL string, want uint64) (*wsRPC, uint64, error) {
+// connectWS dials, checks the chain id (unless want is 0; source as compareChainID's) and subscribes to newHeads.
+// It returns the chain id the client answered.
+func connectWS(ctx context.Context, rawURL string, want uint64, source string) (*wsRPC, uint64, error) {
 	if err := requireScheme(rawURL, "node.ws_url", "ws", "wss"); err != nil {
 		return nil, 0, err
 	}
@@ -171,7 +174,7 @@ func connectWS(ctx context.Context, rawURL string, want uint64) (*wsRPC, uint64,
 		_ = conn.Close()
 		return nil, 0, wsError(err, rawURL)
 	}
-	if err := compareChainID(rawURL, id, want); err != nil {
+	if err := compareChainID(rawURL, id, want, source); err != nil {
 		_ = conn.Close()
 		return nil, 0, err
 	}

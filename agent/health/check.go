@@ -41,11 +41,15 @@ func (r Result) failureReason() string {
 }
 
 // Sample is one figure a check measured: Metric is one of the cl_agent_… names (the metric* constants), Label
-// the value of that metric's one label ("" for an unlabelled metric).
+// the value of that metric's own label ("" for an unlabelled metric). ChainID and Node are the chain client a
+// chain figure is about (the labels chain_id and node of cl_agent_chain_head and cl_agent_rpc_latency_seconds);
+// "" for every other metric.
 type Sample struct {
-	Metric string  `json:"metric"`
-	Label  string  `json:"label,omitempty"`
-	Value  float64 `json:"value"`
+	Metric  string  `json:"metric"`
+	Label   string  `json:"label,omitempty"`
+	ChainID string  `json:"chain_id,omitempty"`
+	Node    string  `json:"node,omitempty"`
+	Value   float64 `json:"value"`
 }
 
 // spec holds what every check has: a name, an interval and a deadline.

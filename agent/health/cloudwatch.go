@@ -26,6 +26,13 @@ const defaultNamespace = "ChainlinkNode/Agent"
 // dimensionInstance is the dimension every datum carries: the EC2 instance id.
 const dimensionInstance = "InstanceId"
 
+// The dimensions that keep the chain clients of node.chains apart (ChainHead, RPCLatency): the labels chain_id
+// and node.
+const (
+	dimensionChainID = "ChainId"
+	dimensionNode    = "Node"
+)
+
 // PutMetricData limits: at most 1000 datums and 1 MB per call. The size is estimated; the margin covers the
 // encoding's overhead.
 const (
@@ -63,6 +70,9 @@ type cwMetric struct {
 	label string  // that label's Prometheus name
 	scale float64 // multiply by (ratio to percent); 0 means 1
 	delta bool    // a counter: publish the increase since the last publish
+	// chain: the metric has the labels chain_id and node; with a per-client publisher they go as the ChainId and
+	// Node dimensions, else (the one-chain shorthand) they are left out, as before node.chains.
+	chain bool
 }
 
 // cloudWatchMetrics maps the registry to CloudWatch. ActiveNodes, Failovers, WalletBalanceLow and
@@ -79,8 +89,8 @@ var cloudWatchMetrics = map[string]cwMetric{
 	metricWalletBalance: {name: "WalletBalance", unit: types.StandardUnitNone, dim: "Address", label: "address"},
 	metricLinkBalance:   {name: "LinkBalance", unit: types.StandardUnitNone, dim: "Address", label: "address"},
 	metricErroredRuns:   {name: "ErroredRuns", unit: types.StandardUnitCount},
-	metricChainHead:     {name: "ChainHead", unit: types.StandardUnitNone},
-	metricRPCLatency:    {name: "RPCLatency", unit: types.StandardUnitSeconds, dim: "Transport", label: "transport"},
+	metricChainHead:     {name: "ChainHead", unit: types.StandardUnitNone, chain: true},
+	metricRPCLatency:    {name: "RPCLatency", unit: types.StandardUnitSeconds, dim: "Transport", label: "transport", chain: true},
 	metricDiskUsed:      {name: "DiskUsedPercent", unit: types.StandardUnitPercent, dim: "Path", label: "path", scale: 100},
 	metricMemoryUsed:    {name: "MemoryUsedPercent", unit: types.StandardUnitPercent, scale: 100},
 	metricCPUUsed:       {name: "CPUUsedPercent", unit: types.StandardUnitPercent, scale: 100},
@@ -101,6 +111,7 @@ type publisher struct {
 	timeout    time.Duration
 	log        *zap.Logger
 	dropped    prometheus.Counter
+	perClient  bool // chain figures carry ChainId and Node (publisherOptions.perClient)
 
 	mu   sync.Mutex         // one publish at a time
 	prev map[string]float64 // counters as last taken by CloudWatch, by series
@@ -115,6 +126,9 @@ type publisherOptions struct {
 	interval   time.Duration // default 60s
 	timeout    time.Duration // one PutMetricData call, retries included; default 15s, at most interval/2
 	log        *zap.Logger
+	// perClient sends ChainHead and RPCLatency with the ChainId and Node dimensions, one metric per chain client
+	// (node.chains). false keeps the one-chain shorthand's InstanceId (and Transport) only.
+	perClient bool
 }
 
 // newPublisher returns a publisher; run starts it.
@@ -133,7 +147,8 @@ func newPublisher(o publisherOptions) *publisher {
 		o.log = zap.NewNop()
 	}
 	return &publisher{api: o.api, gatherer: o.metrics.gatherer(), namespace: o.namespace, instanceID: o.instanceID,
-		interval: o.interval, timeout: o.timeout, log: o.log, dropped: o.metrics.cwDropped, prev: map[string]float64{}}
+		interval: o.interval, timeout: o.timeout, log: o.log, dropped: o.metrics.cwDropped, perClient: o.perClient,
+		prev: map[string]float64{}}
 }
 
 // run publishes every interval until ctx ends, then once more with a small budget so the last figures (a
@@ -215,7 +230,8 @@ func (p *publisher) points(mfs []*dto.MetricFamily, at time.Time) []point {
 		}
 		for _, m := range mf.GetMetric() {
 			label := labelValue(m, spec.label)
-			key := name + "|" + label
+			dims := p.dimensions(spec, m, label)
+			key := name + "|" + label + "|" + dims[dimensionChainID] + "|" + dims[dimensionNode]
 			value := metricValue(m)
 			commit := map[string]float64(nil)
 			if spec.delta {
@@ -225,10 +241,6 @@ func (p *publisher) points(mfs []*dto.MetricFamily, at time.Time) []point {
 			if spec.scale != 0 {
 				value *= spec.scale
 			}
-			dims := map[string]string{}
-			if spec.dim != "" {
-				dims[spec.dim] = label
-			}
 			if pt, ok := p.point(spec.name, spec.unit, value, dims, at); ok {
 				pt.commit = commit
 				out = append(out, pt)
@@ -236,6 +248,20 @@ func (p *publisher) points(mfs []*dto.MetricFamily, at time.Time) []point {
 		}
 	}
 	return out
+}
+
+// dimensions are a series' dimensions beside InstanceId: the metric's own label, and for a chain figure of a
+// per-client publisher the client's chain id and name.
+func (p *publisher) dimensions(spec cwMetric, m *dto.Metric, label string) map[string]string {
+	dims := map[string]string{}
+	if spec.dim != "" {
+		dims[spec.dim] = label
+	}
+	if spec.chain && p.perClient {
+		dims[dimensionChainID] = labelValue(m, labelChainID)
+		dims[dimensionNode] = labelValue(m, labelNode)
+	}
+	return dims
 }
 
 // histogramMean is the mean of the observations since the last publish.

@@ -27,10 +27,16 @@
 //	                                                                                    (active host only)
 //	node_errored_runs    GET /v2/pipeline/runs: errored runs among the newest 100       (active host only)
 //	chain_http           HTTP: eth_chainId is the configured chain; eth_blockNumber: latency, and the head must
-//	                     rise within HeadStallAfter
+//	                     rise within HeadStallAfter (not for a send-only client: chain id and an answer only)
 //	chain_ws             WebSocket, one connection kept open: eth_chainId is the configured chain, newHeads
 //	                     subscribed, and a new head must arrive on it within HeadStallAfter; eth_blockNumber: latency
+//	                     (no WebSocket check for a send-only client, which the node uses only to broadcast)
 //	host                 disk (statfs), memory (/proc/meminfo), CPU (/proc/stat); fails over 90% disk, 95% memory
+//
+// The chain checks run for every RPC client of every chain (Options.Chains, chains.go). The one-chain shorthand's
+// client keeps the ids chain_http and chain_ws; with node.chains each check is named for its client,
+// chain_http/<chain id>/<client name> and chain_ws/<chain id>/<client name>, the name path-escaped so that the id
+// is one word of printable ASCII: a Prometheus label value and a CloudWatch dimension value as it is.
 //
 // The node's API session logs in with the credentials the daemon holds in memory (Credentials) and logs in
 // again on 401; the password goes to the node only. Chain URLs are shown with scheme and host only: providers
@@ -49,8 +55,13 @@
 // publish that CloudWatch took; ratios go as percent. A failing CloudWatch drops the datums, counts them in
 // cl_agent_cloudwatch_dropped_total and logs; it never blocks the checks or the daemon.
 //
-// No label holds a secret: labels are roles, check names, paths, transports, public key addresses and image
-// references.
+// The chain figures, cl_agent_chain_head{chain_id,node} and cl_agent_rpc_latency_seconds{chain_id,node,transport},
+// have one series per client (the head from its HTTP check, or from its WebSocket check when it has no http_url;
+// none for a send-only client). In CloudWatch, ChainHead and RPCLatency carry ChainId and Node dimensions with
+// node.chains, one metric per client; the shorthand's datums keep InstanceId (and Transport) only, as they were.
+//
+// No label holds a secret: labels are roles, check names, paths, transports, chain ids, chain client names,
+// public key addresses and image references.
 //
 // # What the daemon calls
 //

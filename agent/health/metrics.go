@@ -17,8 +17,8 @@ const (
 	metricWalletLow     = "cl_agent_wallet_balance_low"     // 1 when any balance is under the minimum
 	metricLinkBalance   = "cl_agent_wallet_link_balance"    // label address; LINK
 	metricErroredRuns   = "cl_agent_errored_runs"           // errored runs among the newest the node lists
-	metricChainHead     = "cl_agent_chain_head"             // block number
-	metricRPCLatency    = "cl_agent_rpc_latency_seconds"    // label transport: http | ws
+	metricChainHead     = "cl_agent_chain_head"             // labels chain_id, node; block number
+	metricRPCLatency    = "cl_agent_rpc_latency_seconds"    // labels chain_id, node, transport: http | ws
 	metricDiskUsed      = "cl_agent_host_disk_used_ratio"   // label path
 	metricMemoryUsed    = "cl_agent_host_memory_used_ratio" // (MemTotal - MemAvailable) / MemTotal
 	metricCPUUsed       = "cl_agent_host_cpu_used_ratio"    // busy share of all CPUs since the last run
@@ -41,17 +41,25 @@ const (
 	metricKeystoreHeld  = "cl_agent_keystore_rotation_held"        // 1 while a rotated keystore password is held back
 )
 
-// sampleLabels is the one label of each sample-fed metric ("" for none).
-var sampleLabels = map[string]string{
-	metricWalletBalance: "address",
-	metricWalletLow:     "",
-	metricLinkBalance:   "address",
-	metricErroredRuns:   "",
-	metricChainHead:     "",
-	metricRPCLatency:    "transport",
-	metricDiskUsed:      "path",
-	metricMemoryUsed:    "",
-	metricCPUUsed:       "",
+// The labels that say which chain client a chain figure is about (Sample.ChainID, Sample.Node): the chain's id in
+// decimal and the client's name (ChainClient.Name, path-escaped), so each client is its own series.
+const (
+	labelChainID = "chain_id"
+	labelNode    = "node"
+)
+
+// sampleLabels are the labels of each sample-fed metric, in order (none for an unlabelled metric): chain_id and node
+// from the sample's ChainID and Node, any other from its Label.
+var sampleLabels = map[string][]string{
+	metricWalletBalance: {"address"},
+	metricWalletLow:     nil,
+	metricLinkBalance:   {"address"},
+	metricErroredRuns:   nil,
+	metricChainHead:     {labelChainID, labelNode},
+	metricRPCLatency:    {labelChainID, labelNode, "transport"},
+	metricDiskUsed:      {"path"},
+	metricMemoryUsed:    nil,
+	metricCPUUsed:       nil,
 }
 
 var sampleHelp = map[string]string{
@@ -59,8 +67,8 @@ var sampleHelp = map[string]string{
 	metricWalletLow:     "1 when any of the node's ETH balances is under the configured minimum.",
 	metricLinkBalance:   "LINK balance of each of the node's keys.",
 	metricErroredRuns:   "Errored job runs among the newest runs the node lists.",
-	metricChainHead:     "Latest block number of the chain client.",
-	metricRPCLatency:    "Round trip of the last eth_blockNumber call to the chain client.",
+	metricChainHead:     "Latest block number of each chain client (chain_id, node) that follows heads.",
+	metricRPCLatency:    "Round trip of the last eth_blockNumber call to each chain client (chain_id, node), by transport.",
 	metricDiskUsed:      "Used share of the file system holding each path.",
 	metricMemoryUsed:    "Used share of the host's memory ((MemTotal - MemAvailable) / MemTotal).",
 	metricCPUUsed:       "Busy share of the host's CPUs since the previous host check.",
@@ -68,7 +76,7 @@ var sampleHelp = map[string]string{
 
 // Metrics is the agent's own Prometheus registry (no global state): the daemon's state read at every gather,
 // the checks' results, and the events the daemon records. No label ever holds a secret: labels are roles, check
-// names, paths, transports, public key addresses and image references.
+// names, paths, transports, chain ids, chain client names, public key addresses and image references.
 type Metrics struct {
 	reg     *prometheus.Registry
 	samples map[string]*prometheus.GaugeVec
@@ -85,8 +93,10 @@ type Metrics struct {
 	series map[string][]series // per check: the sample series it set last
 }
 
-// series is one sample-fed time series.
-type series struct{ metric, label string }
+// series is one sample-fed time series: a sample without its value.
+type series struct{ metric, label, chainID, node string }
+
+func seriesOf(s Sample) series { return series{s.Metric, s.Label, s.ChainID, s.Node} }
 
 // newMetrics registers the agent's metrics; state is read at every gather (scrape or CloudWatch publish).
 func newMetrics(state func() AgentState) *Metrics {
@@ -109,11 +119,7 @@ func newMetrics(state func() AgentState) *Metrics {
 			Help: "1 while a rotated keystore password is held back because it does not open the node's key ring."}),
 		series: map[string][]series{},
 	}
-	for name, label := range sampleLabels {
-		var labels []string
-		if label != "" {
-			labels = []string{label}
-		}
+	for name, labels := range sampleLabels {
 		m.samples[name] = prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: name, Help: sampleHelp[name]}, labels)
 		m.reg.MustRegister(m.samples[name])
 	}
@@ -167,22 +173,32 @@ func (m *Metrics) observe(res Result) {
 		if !ok {
 			continue // a check's programming error; never panic in the agent
 		}
-		vec.WithLabelValues(labelValues(s.Metric, s.Label)...).Set(s.Value)
-		now = append(now, series{s.Metric, s.Label})
+		vec.WithLabelValues(labelValues(seriesOf(s))...).Set(s.Value)
+		now = append(now, seriesOf(s))
 	}
 	for _, old := range m.series[res.Name] {
 		if !containsSeries(now, old) {
-			m.samples[old.metric].DeleteLabelValues(labelValues(old.metric, old.label)...)
+			m.samples[old.metric].DeleteLabelValues(labelValues(old)...)
 		}
 	}
 	m.series[res.Name] = now
 }
 
-func labelValues(metric, label string) []string {
-	if sampleLabels[metric] == "" {
-		return nil
+// labelValues are the values of s's metric's labels, in the metric's order.
+func labelValues(s series) []string {
+	names := sampleLabels[s.metric]
+	out := make([]string, len(names))
+	for i, name := range names {
+		switch name {
+		case labelChainID:
+			out[i] = s.chainID
+		case labelNode:
+			out[i] = s.node
+		default:
+			out[i] = s.label
+		}
 	}
-	return []string{label}
+	return out
 }
 
 func containsSeries(list []series, s series) bool {

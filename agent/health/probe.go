@@ -7,16 +7,18 @@ import (
 	"time"
 )
 
-// ProbeChainHTTP is the HTTP chain check done once, for `cl-agent check`: eth_chainId must be chainID (0: any)
-// and eth_blockNumber answer, all within timeout. It returns one line; its errors name the URL (without
-// credentials) and wrap ErrWrongChain or ErrWrongEndpoint when the configuration is at fault.
-func ProbeChainHTTP(ctx context.Context, rawURL string, chainID uint64, timeout time.Duration) (string, error) {
+// ProbeChainHTTP is the HTTP chain check of one client done once, for `cl-agent check`: at c.HTTPURL,
+// eth_chainId must be c.ChainID (0: any) and eth_blockNumber answer, all within timeout (a send-only client the
+// same: no head is tracked here). It returns one line; its errors name the URL (without credentials) and wrap
+// ErrWrongChain or ErrWrongEndpoint when the configuration is at fault.
+func ProbeChainHTTP(ctx context.Context, c ChainClient, timeout time.Duration) (string, error) {
+	rawURL := c.HTTPURL
 	registerURLSecrets(rawURL)
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
 	client := newHTTPClient()
 	defer client.CloseIdleConnections()
-	got, head, took, err := probeHTTP(ctx, client, rawURL, chainID)
+	got, head, took, err := probeHTTP(ctx, client, rawURL, c.ChainID, c.source())
 	if err != nil {
 		return "", probeError(ctx, rawURL, timeout, err)
 	}
@@ -24,14 +26,15 @@ func ProbeChainHTTP(ctx context.Context, rawURL string, chainID uint64, timeout 
 		took.Round(time.Millisecond)), nil
 }
 
-// ProbeChainWS is the WebSocket chain check done once, for `cl-agent check`: connect, eth_chainId must be
-// chainID (0: any), eth_subscribe newHeads be granted (all within timeout), and a head arrive on the
-// subscription within headWithin. It returns one line; errors as ProbeChainHTTP's.
-func ProbeChainWS(ctx context.Context, rawURL string, chainID uint64, timeout, headWithin time.Duration) (string, error) {
+// ProbeChainWS is the WebSocket chain check of one client done once, for `cl-agent check`: connect to c.WSURL,
+// eth_chainId must be c.ChainID (0: any), eth_subscribe newHeads be granted (all within timeout), and a head
+// arrive on the subscription within headWithin. It returns one line; errors as ProbeChainHTTP's.
+func ProbeChainWS(ctx context.Context, c ChainClient, timeout, headWithin time.Duration) (string, error) {
+	rawURL := c.WSURL
 	registerURLSecrets(rawURL)
 	cctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
-	conn, got, err := connectWS(cctx, rawURL, chainID)
+	conn, got, err := connectWS(cctx, rawURL, c.ChainID, c.source())
 	if err != nil {
 		return "", probeError(cctx, rawURL, timeout, err)
 	}

@@ -3,6 +3,7 @@ package health
 import (
 	"context"
 	"errors"
+	"fmt"
 	"sync"
 	"time"
 
@@ -42,13 +43,14 @@ type Options struct {
 	// MinBalanceETH: a key under it fails the wallet check and raises WalletBalanceLow. 0 never warns; the
 	// configuration's default is 0.1.
 	MinBalanceETH float64
-	ChainHTTPURL  string // node.http_url; "" leaves out the HTTP chain check
-	ChainWSURL    string // node.ws_url; "" leaves out the WebSocket chain check
-	// ChainID is the configured chain (node.chain_id, or node.network's): both chain checks fail when the
-	// client's eth_chainId differs. 0 leaves the comparison out.
-	ChainID uint64
+	// Chains are every chain's RPC clients (config.Node.EVMChains), each checked over HTTP when it has an
+	// http_url and over WebSocket when it has a ws_url and is not send-only (chainChecks); a check fails when its
+	// client's eth_chainId is not the client's chain. Empty leaves out the chain checks. The shorthand's one
+	// client (Shorthand) keeps the check ids chain_http and chain_ws; with node.chains every check is named for
+	// its client (ChainClient.CheckName).
+	Chains []ChainClient
 	// HeadStallAfter: the head must rise (HTTP) and a new head arrive on the newHeads subscription (WebSocket)
-	// within this; default 2m.
+	// within this; default 2m. Send-only clients are not held to it.
 	HeadStallAfter time.Duration
 	DiskPaths      []string // file systems to watch; default ["/"]
 
@@ -85,14 +87,31 @@ func New(o Options) (*Service, error) {
 	if err != nil {
 		return nil, err
 	}
+	all := checks(o)
+	if err := uniqueNames(all); err != nil {
+		return nil, err
+	}
 	s := &Service{o: o, metrics: newMetrics(o.State)}
-	s.runner = newRunner(o.Log, s.metrics.observe, checks(o)...)
+	s.runner = newRunner(o.Log, s.metrics.observe, all...)
 	s.server = newServer(o.Listen, handler(o.State, o.BeatBound, s.metrics.gatherer(), token, o.Log))
 	if o.CloudWatch != nil {
 		s.publisher = newPublisher(publisherOptions{api: o.CloudWatch, metrics: s.metrics, instanceID: o.InstanceID,
-			namespace: o.Namespace, interval: o.CloudWatchInterval, log: o.Log})
+			namespace: o.Namespace, interval: o.CloudWatchInterval, log: o.Log, perClient: perClientDimensions(o.Chains)})
 	}
 	return s, nil
+}
+
+// uniqueNames refuses two checks with one name: results, logs and metrics are keyed by it (two shorthand
+// clients, or two clients of one chain with one name, which the configuration refuses anyway).
+func uniqueNames(checks []Check) error {
+	seen := map[string]bool{}
+	for _, c := range checks {
+		if seen[c.Name()] {
+			return fmt.Errorf("health: two checks named %q (Options.Chains holds one client twice?)", c.Name())
+		}
+		seen[c.Name()] = true
+	}
+	return nil
 }
 
 // metricsToken reads the bearer token of /metrics ("" when no file is set) and registers it with the log
@@ -151,15 +170,7 @@ func checks(o Options) []Check {
 				onlyWhen(newErroredRuns(api, 100, o.APIInterval, o.CheckTimeout), active, standby))
 		}
 	}
-	if o.ChainHTTPURL != "" {
-		out = append(out, newChainHTTP(chainOptions{url: o.ChainHTTPURL, chainID: o.ChainID, stallAfter: o.HeadStallAfter,
-			interval: o.CheckInterval, timeout: o.CheckTimeout}))
-	}
-	if o.ChainWSURL != "" {
-		// The HTTP check publishes the head when there is one.
-		out = append(out, newChainWS(chainOptions{url: o.ChainWSURL, chainID: o.ChainID, stallAfter: o.HeadStallAfter,
-			reportHead: o.ChainHTTPURL == "", interval: o.CheckInterval, timeout: o.CheckTimeout}))
-	}
+	out = append(out, chainChecks(o)...)
 	return append(out, newHost(o.DiskPaths, o.HostInterval, o.CheckTimeout))
 }
 

@@ -51,34 +51,7 @@ func runDaemon(ctx context.Context, args []string, out, errOut io.Writer) error 
 	}
 	defer engine.Close()
 
-	o := daemon.Options{
-		Host:   h,
-		Notify: systemd{},
-		Warm:   h.Warm(engine),
-		NewNode: func(img image.Image, hooks daemon.NodeHooks) (daemon.Node, error) {
-			return container.NewSupervisor(container.Options{
-				Engine: engine, Logger: h.Log, Config: cfg, Identity: h.Identity, Image: img,
-				Render: hooks.Render, BeforeStart: hooks.BeforeStart, OnStatus: hooks.OnStatus,
-			})
-		},
-	}
-	if cfg.Leader.Enabled {
-		o.Election = election(h)
-	} else {
-		o.Database = databaseOnly(h)
-	}
-	o.ChangeAPIPassword = func(ctx context.Context, held, rotated secrets.Secret) error {
-		ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
-		defer cancel()
-		return health.ChangeAPIPassword(ctx, fmt.Sprintf("http://127.0.0.1:%d", cfg.Container.HostPort), cfg.Node.APIEmail,
-			held.Reveal(), rotated.Reveal())
-	}
-	o.Fence = func(ctx context.Context) error {
-		k := cfg.Container
-		ctx, cancel := context.WithTimeout(ctx, k.StopTimeout+3*container.DefaultCallTimeout)
-		defer cancel()
-		return container.Fence(ctx, engine, k.Name, k.SecretsDir, k.StopTimeout)
-	}
+	o := daemonOptions(h, engine)
 	// The health service needs the daemon's state and the daemon its checks: build the daemon first, with a
 	// late-bound view of the checks.
 	var svc *health.Service
@@ -107,6 +80,40 @@ func runDaemon(ctx context.Context, args []string, out, errOut io.Writer) error 
 	return d.Run(ctx)
 }
 
+// daemonOptions wires the daemon to this host's engine, database and node: everything but its health checks.
+func daemonOptions(h *agent.Host, engine *container.DockerEngine) daemon.Options {
+	cfg := h.Config
+	o := daemon.Options{
+		Host:   h,
+		Notify: systemd{},
+		Warm:   h.Warm(engine),
+		NewNode: func(img image.Image, hooks daemon.NodeHooks) (daemon.Node, error) {
+			return container.NewSupervisor(container.Options{
+				Engine: engine, Logger: h.Log, Config: cfg, Identity: h.Identity, Image: img,
+				Render: hooks.Render, BeforeStart: hooks.BeforeStart, OnStatus: hooks.OnStatus,
+			})
+		},
+	}
+	if cfg.Leader.Enabled {
+		o.Election = election(h)
+	} else {
+		o.Database = databaseOnly(h)
+	}
+	o.ChangeAPIPassword = func(ctx context.Context, held, rotated secrets.Secret) error {
+		ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+		defer cancel()
+		return health.ChangeAPIPassword(ctx, fmt.Sprintf("http://127.0.0.1:%d", cfg.Container.HostPort), cfg.Node.APIEmail,
+			held.Reveal(), rotated.Reveal())
+	}
+	o.Fence = func(ctx context.Context) error {
+		k := cfg.Container
+		ctx, cancel := context.WithTimeout(ctx, k.StopTimeout+3*container.DefaultCallTimeout)
+		defer cancel()
+		return container.Fence(ctx, engine, k.Name, k.SecretsDir, k.StopTimeout)
+	}
+	return o
+}
+
 // reachableFromOtherHosts reports whether a listen address is more than loopback (0.0.0.0, "", a host's address).
 func reachableFromOtherHosts(listen string) bool {
 	host, _, err := net.SplitHostPort(listen)
@@ -121,7 +128,6 @@ func reachableFromOtherHosts(listen string) bool {
 func healthService(h *agent.Host, d *daemon.Daemon) (*health.Service, error) {
 	c := h.Config
 	hc := c.Health
-	chainID, _ := c.Node.Chain()
 	disks := hc.DiskPaths
 	if len(disks) == 0 {
 		disks = []string{"/", c.StateDir}
@@ -130,7 +136,7 @@ func healthService(h *agent.Host, d *daemon.Daemon) (*health.Service, error) {
 		Listen: hc.Listen, State: d.HealthState, Log: h.Log, BeatBound: hc.BeatBound,
 		NodeURL:     fmt.Sprintf("http://127.0.0.1:%d", c.Container.HostPort),
 		Credentials: d.APICredentials, MinBalanceETH: hc.MinBalanceETH,
-		ChainID: chainID, ChainHTTPURL: c.Node.HTTPURL, ChainWSURL: c.Node.WSURL, HeadStallAfter: hc.HeadStallAfter, DiskPaths: disks,
+		Chains: chainClients(c.Node), HeadStallAfter: hc.HeadStallAfter, DiskPaths: disks,
 		CheckInterval: hc.CheckInterval, CheckTimeout: hc.CheckTimeout, APIInterval: hc.APIInterval, HostInterval: hc.HostInterval,
 		InstanceID: h.Identity.InstanceID, MetricsTokenFile: hc.MetricsTokenFile,
 	}
@@ -152,6 +158,20 @@ func healthService(h *agent.Host, d *daemon.Daemon) (*health.Service, error) {
 	}
 	d.SetObserver(svc.Metrics())
 	return svc, nil
+}
+
+// chainClients is every RPC client of every chain the node is configured for (node.chains, or the one-chain
+// shorthand as one chain with one client), for the chain checks of the daemon and of `cl-agent check`.
+func chainClients(n config.Node) []health.ChainClient {
+	shorthand := len(n.Chains) == 0
+	var out []health.ChainClient
+	for _, ch := range n.EVMChains() {
+		for _, nd := range ch.Nodes {
+			out = append(out, health.ChainClient{ChainID: ch.ChainID, Name: nd.Name, HTTPURL: nd.HTTPURL,
+				WSURL: nd.WSURL, SendOnly: nd.SendOnly, Shorthand: shorthand})
+		}
+	}
+	return out
 }
 
 func checkResults(svc *health.Service) []control.Check {
