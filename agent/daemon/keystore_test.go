@@ -9,6 +9,7 @@ import (
 
 	"github.com/cl-agent/cl-agent/agent/config"
 	"github.com/cl-agent/cl-agent/agent/secrets"
+	"github.com/cl-agent/cl-agent/agent/state"
 	"github.com/cl-agent/cl-agent/internal/testenv"
 )
 
@@ -78,5 +79,22 @@ func TestStartRefusesAKeystorePasswordTheKeyRingDoesNotTake(t *testing.T) {
 	var se *secrets.Error
 	if !errors.As(err, &se) || !se.Terminal || se.Key != keystorePasswordKey || strings.Contains(err.Error(), "short-v1") {
 		t.Fatalf("a weak password for an empty key ring: %v; want a terminal keystore_password error without the value", err)
+	}
+}
+
+// TestStandbyChecksTheKeyRingAheadOfATakeover: a campaigning standby has the node's key ring judge its held keystore
+// password off the loop, so the check before a start after a takeover finds the verdict remembered instead of
+// paying the node's scrypt then; it does again after a rotation check (the active's node may have sealed a new
+// database's key ring since).
+func TestStandbyChecksTheKeyRingAheadOfATakeover(t *testing.T) {
+	h := start(t, true, func(c *config.Config) { c.Secrets.PollInterval = 20 * time.Millisecond }, nil)
+	testenv.WaitFor(t, 5*time.Second, "campaigning", func() bool { return h.elector.acquires.Load() == 1 })
+	testenv.WaitFor(t, 5*time.Second, "a key ring check before any takeover", func() bool { return h.takeover.keyRingChecks.Load() >= 1 })
+	checks, polls := h.takeover.keyRingChecks.Load(), h.fetches.Load()
+	testenv.WaitFor(t, 5*time.Second, "more checks with the rotation polls", func() bool {
+		return h.fetches.Load() >= polls+2 && h.takeover.keyRingChecks.Load() > checks
+	})
+	if h.role() != state.Standby {
+		t.Fatalf("role %s; the checks must not take the standby anywhere", h.role())
 	}
 }

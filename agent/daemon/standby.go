@@ -125,7 +125,25 @@ func (d *Daemon) enterCampaigning() phase {
 		d.post(acquired{term: t, err: err})
 	}()
 	d.reportHealth()
+	d.primeKeyRing(ctx)
 	return &campaigning{d: d, cancel: cancel}
+}
+
+// primeKeyRing decides the held keystore password against the node's key ring off the loop, so that the check
+// before a start after a takeover finds its verdict remembered (agent/keyring: one query) instead of paying the
+// node's scrypt (seconds, 256 MiB) on the takeover's critical path. It changes nothing: the check before the start
+// still decides. A standby does it when it starts to campaign and after every rotation check (the active's node
+// seals a new database's key ring after the standby warmed up).
+func (d *Daemon) primeKeyRing(ctx context.Context) {
+	t, pw := d.takeover, d.secrets.KeystorePassword
+	if t == nil || pw.Empty() {
+		return
+	}
+	go func() {
+		if _, err := t.KeyRing(ctx, pw.Reveal()); err != nil && ctx.Err() == nil {
+			d.host.Log.Debug("the key ring check ahead of a takeover failed; the start will check again", zap.Error(err))
+		}
+	}()
 }
 
 func (c *campaigning) on(ev event) phase {
@@ -192,6 +210,7 @@ func (c *campaigning) rotated(rc rotationCheck) {
 	d := c.d
 	d.tookRotation(rc)
 	if len(rc.changed) == 0 {
+		d.primeKeyRing(d.ctx)
 		return
 	}
 	d.host.Log.Info("secrets rotated: the standby holds the new values", zap.Strings("secrets", rc.changed))

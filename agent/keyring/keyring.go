@@ -58,34 +58,54 @@ type RowQuerier interface {
 	QueryRow(ctx context.Context, sql string, args ...any) pgx.Row
 }
 
-// Check reads the node's key ring from db and tells whether password opens it, the way the node decides at its
-// start (v2.19.0, keystore.encryptedKeyRing.Decrypt): scrypt on "master-password-" + password, then the MAC of
-// the key ring's CryptoJSON. It only verifies the MAC: it decrypts no key.
+// Check reads the node's key ring from db and tells whether password opens it: Read, then Decide.
 //
 // db must be a session on the node's database as the node's user (the table is found through the same
-// search_path). ctx bounds the query (at most queryTimeout) and the wait for the process's one derivation slot;
-// the derivation itself, once begun, runs to its end.
-//
-// Cost, at the node's default parameters (N=2^18, r=8, p=1): 256 MiB allocated for the derivation and one to a
-// few seconds of one core (BenchmarkCheck: see the package doc); a key ring whose parameters cost more than that
-// is refused with ErrTooCostly before any work. Errors: a failed query (worth retrying), ErrMalformed, ErrUnsupported,
-// ErrTooCostly (the row will not change by itself). The password never appears in an error.
+// search_path). ctx bounds the query (at most queryTimeout) and the wait for the process's one derivation slot.
 func Check(ctx context.Context, db RowQuerier, password string) (Verdict, error) {
-	raw, found, err := read(ctx, db)
+	ring, err := Read(ctx, db)
 	if err != nil {
 		return 0, err
 	}
-	if !found {
+	return Decide(ctx, ring, password)
+}
+
+// Ring is the node's key ring row as Read found it.
+type Ring struct {
+	raw   []byte // encrypted_keys; nil when NULL
+	found bool   // a row exists
+}
+
+// Read reads the node's key ring row from db (one query, bounded by queryTimeout): a caller that holds a shared
+// connection releases it before Decide's derivation.
+func Read(ctx context.Context, db RowQuerier) (Ring, error) {
+	raw, found, err := read(ctx, db)
+	return Ring{raw: raw, found: found}, err
+}
+
+// Decide tells whether password opens ring, the way the node decides at its start (v2.19.0,
+// keystore.encryptedKeyRing.Decrypt): scrypt on "master-password-" + password, then the MAC of the key ring's
+// CryptoJSON. It only verifies the MAC: it decrypts no key.
+//
+// Cost, at the node's default parameters (N=2^18, r=8, p=1): 256 MiB allocated for the derivation and one to a
+// few seconds of one core (BenchmarkCheck: see the package doc); a key ring whose parameters cost more than that
+// is refused with ErrTooCostly before any work. A verdict is a function of the ring's bytes and the password
+// alone, so it is remembered (see memo): asked again for the same pair, Decide answers at once, and a ring the node
+// re-sealed or a new password is derived afresh. ctx bounds the wait for the process's one derivation slot; the
+// derivation itself, once begun, runs to its end. Errors: ErrMalformed, ErrUnsupported, ErrTooCostly (the row will
+// not change by itself). The password never appears in an error.
+func Decide(ctx context.Context, ring Ring, password string) (Verdict, error) {
+	if !ring.found {
 		return Empty, nil
 	}
-	if len(raw) == 0 {
+	if len(ring.raw) == 0 {
 		// A row without keys: the node's Decrypt returns a new key ring for any password.
 		if password == "" {
 			return DoesNotOpen, nil
 		}
 		return Opens, nil
 	}
-	s, err := parse(raw)
+	s, err := parse(ring.raw)
 	if err != nil {
 		return 0, fmt.Errorf("the node's key ring (%s.encrypted_keys): %w", Table, err)
 	}
@@ -96,17 +116,24 @@ func Check(ctx context.Context, db RowQuerier, password string) (Verdict, error)
 		return 0, fmt.Errorf("wait for the key ring check already running: %w", err)
 	}
 	defer release()
+	key := memoKey(ring.raw, password)
+	if v, ok := memo.get(key); ok { // a check that ran while this one waited for the slot counts too
+		return v, nil
+	}
+	derivations.Add(1)
 	ok, err := s.opens(password)
 	// scrypt's 256 MiB buffer is garbage now; return it to the host (which runs the node) before the next
 	// derivation rather than let the heap grow to twice that under GOGC. A full GC of the agent's small heap: ms.
 	debug.FreeOSMemory()
-	switch {
-	case err != nil:
+	if err != nil {
 		return 0, fmt.Errorf("the node's key ring (%s.encrypted_keys): %w", Table, err)
-	case ok:
-		return Opens, nil
 	}
-	return DoesNotOpen, nil
+	v := DoesNotOpen
+	if ok {
+		v = Opens
+	}
+	memo.put(key, v)
+	return v, nil
 }
 
 // read returns the key ring row's encrypted_keys (nil when NULL) and whether there is a row. A missing table

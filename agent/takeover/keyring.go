@@ -8,13 +8,17 @@ import (
 	"github.com/cl-agent/cl-agent/agent/keyring"
 )
 
-// KeyRing tells whether password opens the node's key ring, as the node decides (agent/keyring), on the reports'
-// connection. A check costs the node's scrypt (about a second and its memory), so callers make it rarely: before a
-// start, and when the keystore password rotates.
-func (d *DB) KeyRing(ctx context.Context, password string) (v keyring.Verdict, err error) {
-	err = d.peers.do(ctx, func(ctx context.Context, c *pgx.Conn) (err error) {
-		v, err = keyring.Check(ctx, c, password)
+// KeyRing tells whether password opens the node's key ring, as the node decides (agent/keyring): the row is read
+// on the reports' connection, which is free again before the derivation (the node's scrypt: seconds and its
+// memory, unless the same ring and password were decided before).
+func (d *DB) KeyRing(ctx context.Context, password string) (keyring.Verdict, error) {
+	var ring keyring.Ring
+	err := d.peers.do(ctx, func(ctx context.Context, c *pgx.Conn) (err error) {
+		ring, err = keyring.Read(ctx, c)
 		return err
 	})
-	return v, err
+	if err != nil {
+		return 0, err
+	}
+	return keyring.Decide(ctx, ring, password)
 }
