@@ -126,12 +126,13 @@ func (c *chainHTTP) Run(ctx context.Context) Result {
 // probeHTTP checks the chain id (unless want is 0; source as compareChainID's) and returns it, the head and the
 // round trip of eth_blockNumber.
 func probeHTTP(ctx context.Context, client *http.Client, rawURL string, want uint64, source string) (chainID, head uint64, took time.Duration, err error) {
-	if err := requireScheme(rawURL, "node.http_url", "http", "https"); err != nil {
+	key := urlKey(source, "http")
+	if err := requireScheme(rawURL, key, "http", "https"); err != nil {
 		return 0, 0, 0, err
 	}
 	var id string
 	if err := callHTTP(ctx, client, rawURL, "eth_chainId", &id); err != nil {
-		return 0, 0, 0, httpError(err, rawURL)
+		return 0, 0, 0, httpError(err, rawURL, key)
 	}
 	if err := compareChainID(rawURL, id, want, source); err != nil {
 		return 0, 0, 0, err
@@ -140,7 +141,7 @@ func probeHTTP(ctx context.Context, client *http.Client, rawURL string, want uin
 	start := time.Now()
 	var quantity string
 	if err := callHTTP(ctx, client, rawURL, "eth_blockNumber", &quantity); err != nil {
-		return chainID, 0, 0, httpError(err, rawURL)
+		return chainID, 0, 0, httpError(err, rawURL, key)
 	}
 	took = time.Since(start)
 	if head, err = parseQuantity(quantity); err != nil {
@@ -149,12 +150,13 @@ func probeHTTP(ctx context.Context, client *http.Client, rawURL string, want uin
 	return chainID, head, took, nil
 }
 
-// httpError names the URL and, for a status that says "not a JSON-RPC HTTP endpoint", what is likely wrong.
-func httpError(err error, rawURL string) error {
+// httpError names the URL and, for a status that says "not a JSON-RPC HTTP endpoint", what is likely wrong with
+// the configuration key (urlKey).
+func httpError(err error, rawURL, key string) error {
 	var se *httpStatusError
 	if errors.As(err, &se) && (se.code == http.StatusNotFound || se.code == http.StatusMethodNotAllowed) {
 		return &chainError{kind: ErrWrongEndpoint, msg: fmt.Sprintf("%s: %s: not a JSON-RPC HTTP endpoint "+
-			"(is node.http_url the WebSocket port, or the path wrong?)", redactURL(rawURL), scrubURL(err, rawURL)), cause: err}
+			"(is %s the WebSocket port, or the path wrong?)", redactURL(rawURL), scrubURL(err, rawURL), key), cause: err}
 	}
 	return urlError(rawURL, err)
 }
@@ -171,6 +173,15 @@ func compareChainID(rawURL, quantity string, want uint64, source string) error {
 			"configuration expects %d (%s)", redactURL(rawURL), got, want, cmp.Or(source, "node.chain_id or node.network"))}
 	}
 	return nil
+}
+
+// urlKey names the configuration key of a client's URL for a hint (source as compareChainID's): the shorthand's
+// node.http_url or node.ws_url, or the http_url or ws_url of a node.chains client.
+func urlKey(source, transport string) string {
+	if source == "" {
+		return "node." + transport + "_url"
+	}
+	return transport + "_url of " + source
 }
 
 // requireScheme fails a URL of the other transport with a message that says so.

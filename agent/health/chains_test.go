@@ -254,3 +254,30 @@ func (c *dimsCW) seen(metric string) []string {
 	defer c.mu.Unlock()
 	return slices.Sorted(maps.Keys(c.dims[metric]))
 }
+
+// TestHintsNameTheClientsKey: a URL of the other transport is blamed on the key that holds it — the shorthand's
+// node.http_url / node.ws_url, or the http_url / ws_url of the node.chains client.
+func TestHintsNameTheClientsKey(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		client   ChainClient
+		httpSays string
+		wsSays   string
+	}{
+		{ChainClient{ChainID: 1, Name: "primary", Shorthand: true, HTTPURL: "ws://127.0.0.1:1", WSURL: "http://127.0.0.1:1"},
+			"node.http_url", "node.ws_url"},
+		{ChainClient{ChainID: 137, Name: "polygon-a", HTTPURL: "ws://127.0.0.1:1", WSURL: "http://127.0.0.1:1"},
+			`http_url of node.chains, client "polygon-a"`, `ws_url of node.chains, client "polygon-a"`},
+	} {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		_, herr := ProbeChainHTTP(ctx, tc.client, time.Second)
+		_, werr := ProbeChainWS(ctx, tc.client, time.Second, time.Second)
+		cancel()
+		if herr == nil || !strings.Contains(herr.Error(), tc.httpSays) {
+			t.Errorf("%s over HTTP: %v; want it to name %s", tc.client.Name, herr, tc.httpSays)
+		}
+		if werr == nil || !strings.Contains(werr.Error(), tc.wsSays) {
+			t.Errorf("%s over WebSocket: %v; want it to name %s", tc.client.Name, werr, tc.wsSays)
+		}
+	}
+}

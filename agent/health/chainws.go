@@ -162,10 +162,11 @@ func waitLimit(ctx context.Context, bound time.Time) time.Time {
 // connectWS dials, checks the chain id (unless want is 0; source as compareChainID's) and subscribes to newHeads.
 // It returns the chain id the client answered.
 func connectWS(ctx context.Context, rawURL string, want uint64, source string) (*wsRPC, uint64, error) {
-	if err := requireScheme(rawURL, "node.ws_url", "ws", "wss"); err != nil {
+	key := urlKey(source, "ws")
+	if err := requireScheme(rawURL, key, "ws", "wss"); err != nil {
 		return nil, 0, err
 	}
-	conn, err := dialWS(ctx, rawURL)
+	conn, err := dialWS(ctx, rawURL, key)
 	if err != nil {
 		return nil, 0, err
 	}

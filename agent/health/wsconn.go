@@ -40,10 +40,10 @@ type wsMessage struct {
 }
 
 // dialWS opens the connection; ctx bounds the handshake only.
-func dialWS(ctx context.Context, rawURL string) (*wsRPC, error) {
+func dialWS(ctx context.Context, rawURL, key string) (*wsRPC, error) {
 	conn, resp, err := websocket.Dial(ctx, rawURL, &websocket.DialOptions{HTTPClient: newHTTPClient()})
 	if err != nil {
-		return nil, dialError(rawURL, resp, err)
+		return nil, dialError(rawURL, key, resp, err)
 	}
 	conn.SetReadLimit(maxBody)
 	w := &wsRPC{conn: conn, done: make(chan struct{}), pending: map[uint64]chan rpcResponse{}, arrived: make(chan struct{})}
@@ -52,8 +52,8 @@ func dialWS(ctx context.Context, rawURL string) (*wsRPC, error) {
 }
 
 // dialError says what a failed handshake means: an HTTP endpoint that answered 200 is not a WebSocket one
-// (node.ws_url pointing at the HTTP port); any other status comes with the start of its body.
-func dialError(rawURL string, resp *http.Response, err error) error {
+// (key, the configuration's ws_url, pointing at the HTTP port); any other status comes with the start of its body.
+func dialError(rawURL, key string, resp *http.Response, err error) error {
 	if resp == nil || resp.StatusCode == http.StatusSwitchingProtocols {
 		return &chainError{msg: "connect to " + redactURL(rawURL) + ": " + scrubURL(err, rawURL), cause: err}
 	}
@@ -64,8 +64,8 @@ func dialError(rawURL string, resp *http.Response, err error) error {
 	}
 	if resp.StatusCode >= 200 && resp.StatusCode < 300 {
 		return &chainError{kind: ErrWrongEndpoint, msg: fmt.Sprintf("connect to %s: answered HTTP %d instead of "+
-			"switching to WebSocket (101): an HTTP endpoint, not a WebSocket one (is node.ws_url the HTTP port?)",
-			redactURL(rawURL), resp.StatusCode), cause: err}
+			"switching to WebSocket (101): an HTTP endpoint, not a WebSocket one (is %s the HTTP port?)",
+			redactURL(rawURL), resp.StatusCode, key), cause: err}
 	}
 	msg := fmt.Sprintf("connect to %s: HTTP %d instead of switching to WebSocket (101)", redactURL(rawURL), resp.StatusCode)
 	if body != "" {
