@@ -38,28 +38,8 @@ func runCheck(ctx context.Context, args []string, out, errOut io.Writer) error {
 	if err := f.parse(args); err != nil {
 		return err
 	}
-	worst := exitcode.OK
-	line := func(name string, err error, detail string) bool {
-		if err != nil {
-			fmt.Fprintf(out, "FAIL  %-9s %v\n", name, err)
-			worst = max(worst, exitCode(err))
-			return false
-		}
-		fmt.Fprintf(out, "ok    %-9s %s\n", name, detail)
-		return true
-	}
-	skipWhy := func(name, why string) { fmt.Fprintf(out, "skip  %-9s %s\n", name, why) }
-	skip := func(names ...string) {
-		for _, n := range names {
-			skipWhy(n, "needs the checks above")
-		}
-	}
-	done := func() error {
-		if worst == exitcode.OK {
-			return nil
-		}
-		return &checkFailed{code: worst}
-	}
+	r := &checkReport{out: out}
+	line, skip, skipWhy, done := r.line, r.skip, r.skipWhy, r.done
 
 	h, err := agent.Open(*f.configPath, errOut)
 	if !line("config", err, *f.configPath) {
@@ -100,6 +80,41 @@ func runCheck(ctx context.Context, args []string, out, errOut io.Writer) error {
 	}
 	line(nodeValidateLine, err, detail)
 	return done()
+}
+
+// checkReport prints check's lines, one per check, and keeps the worst exit code of the failed ones.
+type checkReport struct {
+	out   io.Writer
+	worst int
+}
+
+// line prints the check's outcome: ok with detail, or FAIL with err; it reports whether the check passed.
+func (r *checkReport) line(name string, err error, detail string) bool {
+	if err != nil {
+		fmt.Fprintf(r.out, "FAIL  %-9s %v\n", name, err)
+		r.worst = max(r.worst, exitCode(err))
+		return false
+	}
+	fmt.Fprintf(r.out, "ok    %-9s %s\n", name, detail)
+	return true
+}
+
+// skipWhy prints a check that did not run, and why.
+func (r *checkReport) skipWhy(name, why string) { fmt.Fprintf(r.out, "skip  %-9s %s\n", name, why) }
+
+// skip prints checks that need a failed one above them.
+func (r *checkReport) skip(names ...string) {
+	for _, n := range names {
+		r.skipWhy(n, "needs the checks above")
+	}
+}
+
+// done is check's outcome: nil, or the worst failure's exit code.
+func (r *checkReport) done() error {
+	if r.worst == exitcode.OK {
+		return nil
+	}
+	return &checkFailed{code: r.worst}
 }
 
 // nodeValidateLine names the check that runs the node's own validate on the files the agent renders.

@@ -61,14 +61,7 @@ func runRender(ctx context.Context, args []string, out, errOut io.Writer) error 
 	}
 	files := r.Files
 	if *print {
-		// Print before WriteNodeFiles wipes the bytes; the redactor masks every secret value.
-		masked := logging.NewRedactor(out)
-		for _, file := range files {
-			fmt.Fprintf(masked, "--- %s\n%s", file.Name, file.Data)
-			if !bytes.HasSuffix(file.Data, []byte("\n")) {
-				fmt.Fprintln(masked)
-			}
-		}
+		printMasked(out, files) // before nodefiles.Write wipes the bytes
 	}
 	if err := checkOutDir(*dir); err != nil {
 		r.Wipe()
@@ -88,6 +81,17 @@ func runRender(ctx context.Context, args []string, out, errOut io.Writer) error 
 		fmt.Fprintf(out, "  %s (0400, %s)\n", filepath.Join(*dir, file.Name), h.Config.Container.User)
 	}
 	return nil
+}
+
+// printMasked prints the rendered files through the redactor, which masks every secret value.
+func printMasked(out io.Writer, files []fsutil.File) {
+	masked := logging.NewRedactor(out)
+	for _, file := range files {
+		fmt.Fprintf(masked, "--- %s\n%s", file.Name, file.Data)
+		if !bytes.HasSuffix(file.Data, []byte("\n")) {
+			fmt.Fprintln(masked)
+		}
+	}
 }
 
 // checkOutDir refuses an --out that exists and is not an empty directory (exit 2); nothing in it changes.
