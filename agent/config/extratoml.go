@@ -149,6 +149,18 @@ func addedChainProblems(m map[string]any, n Node) []error {
 	return errs
 }
 
+// P2PIdleWarning says, when node.p2p is enabled but extra_toml turns on neither OCR nor OCR2, that the node will
+// not listen on its P2P port: v2.19.0 makes its P2P key but starts the P2P stack only for OCR or OCR2
+// (core/services/chainlink/application.go: "P2P stack not needed"), measured on the real node (test/ha
+// TestP2PFollowsTheActive). "" otherwise. A warning, not an error: the node starts all the same.
+func (n Node) P2PIdleWarning() string {
+	if !n.P2P.Enabled || len(ocrEnabled(n.ExtraTOML)) > 0 {
+		return ""
+	}
+	return "node.p2p.enabled is true but extra_toml turns on neither [OCR] nor [OCR2] Enabled: the node starts no " +
+		"P2P listener without them, so its announced address reaches nothing"
+}
+
 // ocrEnabled lists the OCR switches that extra_toml turns on (OCR.Enabled, OCR2.Enabled).
 func ocrEnabled(extra string) []string {
 	var m map[string]any

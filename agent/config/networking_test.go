@@ -219,3 +219,27 @@ func TestCheckPeerID(t *testing.T) {
 		}
 	}
 }
+
+// TestP2PIdleWarning: P2P enabled without OCR or OCR2 loads, with a warning (the node makes its key but starts no
+// P2P listener then: measured on v2.19.0 by test/ha's TestP2PFollowsTheActive); with either, or P2P off, none.
+func TestP2PIdleWarning(t *testing.T) {
+	t.Parallel()
+	p2p := twoChains + "  p2p: {enabled: true, announce: 203.0.113.7:6690}\n"
+	for name, tc := range map[string]struct {
+		lines string
+		warns bool
+	}{
+		"P2PAlone":    {p2p, true},
+		"P2PWithOCR2": {p2p + "  extra_toml: |\n    [OCR2]\n    Enabled = true\n", false},
+		"P2PWithOCR":  {p2p + "  extra_toml: |\n    [OCR]\n    Enabled = true\n", false},
+		"P2POff":      {twoChains, false},
+	} {
+		c, err := Parse([]byte(networkingBase + tc.lines))
+		if err != nil {
+			t.Fatalf("%s: refused: %v", name, err)
+		}
+		if w := c.Node.P2PIdleWarning(); (w != "") != tc.warns || (tc.warns && !strings.Contains(w, "no P2P listener")) {
+			t.Errorf("%s: warning %q; want one: %t", name, w, tc.warns)
+		}
+	}
+}

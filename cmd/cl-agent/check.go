@@ -47,6 +47,7 @@ func runCheck(ctx context.Context, args []string, out, errOut io.Writer) error {
 		return done()
 	}
 	note(out, "tmpfs", secretsDirNote(h.Config.Container.SecretsDir))
+	note(out, "p2p", checkNote{warn: true, text: h.Config.Node.P2PIdleWarning()})
 	dockerOK := line("docker", checkDocker(ctx), "engine answers")
 	img, err := h.ResolveImage(ctx)
 	imageOK := line("image", err, img.String())

@@ -144,6 +144,9 @@ func healthService(h *agent.Host, d *daemon.Daemon) (*health.Service, error) {
 		o.CloudWatch = health.NewCloudWatchClient(h.AWS, c.AWS.EndpointURL, 10*time.Second)
 		o.CloudWatchInterval, o.Namespace = hc.CloudWatch.Interval, hc.CloudWatch.Namespace
 	}
+	if w := c.Node.P2PIdleWarning(); w != "" {
+		h.Log.Warn(w)
+	}
 	if reachableFromOtherHosts(hc.Listen) {
 		open := "/healthz, /readyz and /metrics answer"
 		if hc.MetricsTokenFile != "" {
