@@ -38,7 +38,10 @@ type Options struct {
 	// answers only its bearer token. "" leaves /metrics open.
 	MetricsTokenFile string
 
-	NodeURL     string      // http://127.0.0.1:<container.host_port>; "" leaves out the node checks
+	NodeURL string // http://127.0.0.1:<container.host_port>; "" leaves out the node checks
+	// NodeP2PAddr is the node's P2P port as published (127.0.0.1:<node.p2p.listen_port>); "" (P2P off) leaves
+	// out the P2P check. Not among the checks that hand a sick node over (state.NodeServes).
+	NodeP2PAddr string
 	Credentials Credentials // the API login, held by the daemon; nil leaves out the wallet and runs checks
 	// MinBalanceETH: a key under it fails the wallet check and raises WalletBalanceLow. 0 never warns; the
 	// configuration's default is 0.1.
@@ -168,6 +171,9 @@ func checks(o Options) []Check {
 			out = append(out,
 				onlyWhen(WalletBalances(api, o.MinBalanceETH, o.APIInterval, o.CheckTimeout, o.Log), active, standby),
 				onlyWhen(newErroredRuns(api, 100, o.APIInterval, o.CheckTimeout), active, standby))
+		}
+		if o.NodeP2PAddr != "" {
+			out = append(out, onlyWhen(newNodeP2P(o.NodeP2PAddr, o.CheckInterval, o.CheckTimeout), active, standby))
 		}
 	}
 	out = append(out, chainChecks(o)...)

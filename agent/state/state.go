@@ -34,6 +34,7 @@ const (
 	NodeHealth        CheckID = "node_health"         // the node's /health (207: a service fails)
 	NodeWalletBalance CheckID = "node_wallet_balance" // the node's keys hold at least health.min_balance_eth
 	NodeErroredRuns   CheckID = "node_errored_runs"   // recent job runs that errored
+	NodeP2P           CheckID = "node_p2p"            // the node's P2P.V2 port holds a connection (node.p2p on)
 	ChainHTTP         CheckID = "chain_http"          // the chain's HTTP RPC: chain id and block height
 	ChainWS           CheckID = "chain_ws"            // the chain's WebSocket RPC: chain id and new heads
 	Host              CheckID = "host"                // this host's disks and memory

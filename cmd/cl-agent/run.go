@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"strconv"
 	"time"
 
 	sd "github.com/coreos/go-systemd/v22/daemon"
@@ -139,6 +140,9 @@ func healthService(h *agent.Host, d *daemon.Daemon) (*health.Service, error) {
 		Chains: chainClients(c.Node), HeadStallAfter: hc.HeadStallAfter, DiskPaths: disks,
 		CheckInterval: hc.CheckInterval, CheckTimeout: hc.CheckTimeout, APIInterval: hc.APIInterval, HostInterval: hc.HostInterval,
 		InstanceID: h.Identity.InstanceID, MetricsTokenFile: hc.MetricsTokenFile,
+	}
+	if p := c.Node.P2P; p.Enabled { // published at the same port on the host (agent/container)
+		o.NodeP2PAddr = net.JoinHostPort("127.0.0.1", strconv.Itoa(p.ListenPort))
 	}
 	if hc.CloudWatch.Enabled {
 		o.CloudWatch = health.NewCloudWatchClient(h.AWS, c.AWS.EndpointURL, 10*time.Second)

@@ -91,6 +91,19 @@ func TestP2PFollowsTheActive(t *testing.T) {
 		t.Errorf("the new active %s's node is peer %s; want %s, the key in the shared database", b.name, got, peer)
 	}
 	knockThrough(t, lb, b, a, peer, "after the failover")
+	// The agent's own P2P check (node_p2p) on the new active: the real node's port holds a connection.
+	var p2pCheck string
+	testenv.WaitFor(t, 45*time.Second, "node_p2p ok on the new active "+b.name, func() bool {
+		st, err := b.status()
+		for _, ch := range st.Checks {
+			if ch.Name == "node_p2p" {
+				p2pCheck = fmt.Sprintf("ok %t: %s", ch.OK, ch.Detail)
+				return err == nil && ch.OK && !ch.Skipped
+			}
+		}
+		return false
+	})
+	t.Logf("the new active's node_p2p check: %s", p2pCheck)
 	if where := lb.bothHealthy(); len(where) > 0 {
 		t.Errorf("the forwarder had two healthy targets:\n%s", strings.Join(where, "\n"))
 	}
