@@ -66,6 +66,9 @@ func TestP2PFollowsTheActive(t *testing.T) {
 		targets[h] = &nlbTarget{name: h.name, addr: net.JoinHostPort("127.0.0.1", strconv.Itoa(ports[i])), check: h.agentReadyz}
 	}
 	lb := startNLB(t, p2pChecks, targets[c.hosts[0]], targets[c.hosts[1]])
+	for i, h := range c.hosts { // each agent checks its node's published P2P port on its own loopback (node_p2p)
+		forwardLoopback(t, h.ns.Name, ports[i])
+	}
 	for i, h := range c.hosts {
 		h.editConfig(t, "node:\n", "node:\n"+p2pConfig(ports[i], lb.addr()))
 	}
