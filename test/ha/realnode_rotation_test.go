@@ -228,15 +228,7 @@ func (c *cluster) keystoreHeldBack(t *testing.T) {
 	if st := a.statusCLI(t); st.Role != "active" || !st.Node.Ready || st.Node.Restarts != prior.Node.Restarts+1 {
 		t.Errorf("after cl-agent restart: %s, node.restarts %d; want active, ready, restarts %d", brief(st), st.Node.Restarts, prior.Node.Restarts+1)
 	}
-	if r := a.nodeRun(t); r.id == runBefore.id {
-		t.Errorf("cl-agent restart did not recreate %s's node container (%.12s)", a.name, r.id)
-	}
-	if n := countStarts(rec, a.container, t1); n != 1 {
-		t.Errorf("%s's node container started %d times after cl-agent restart; want 1:\n%s", a.name, n, rec.events())
-	}
-	if !rec.first(s.container, "start", t0).IsZero() {
-		t.Errorf("the standby started a node (a failover):\n%s", rec.events())
-	}
+	oneRestartNoFailover(t, rec, a, s, runBefore, t1, t0, "cl-agent restart")
 	c.verify(t, rec, a)
 	for _, h := range c.hosts {
 		if v := h.metricValue(metricKeystoreHeld); v != 0 {
@@ -285,16 +277,23 @@ func (c *cluster) databasePasswordRealNode(t *testing.T) {
 	if outages != 1 {
 		t.Errorf("%s's node /readyz went down %d times around the rotation; want once (one restart)", a.name, outages)
 	}
-	if r := a.nodeRun(t); r.id == run.id {
-		t.Errorf("%s's node container %.12s was not recreated after the database password rotation", a.name, r.id)
-	}
-	if n := countStarts(rec, a.container, t0); n != 1 {
-		t.Errorf("%s's node container started %d times after the rotation; want 1:\n%s", a.name, n, rec.events())
-	}
-	if !rec.first(s.container, "start", t0).IsZero() {
-		t.Errorf("the standby started a node during the rotation (a failover):\n%s", rec.events())
-	}
+	oneRestartNoFailover(t, rec, a, s, run, t0, t0, "the database password rotation")
 	c.verify(t, rec, a)
+}
+
+// oneRestartNoFailover checks that what recreated the active a's node container once (started once since
+// since, not the container of before) and that the standby s started no node since noFailoverSince.
+func oneRestartNoFailover(t *testing.T, rec *recorder, a, s *host, before nodeRunID, since, noFailoverSince time.Time, what string) {
+	t.Helper()
+	if r := a.nodeRun(t); r.id == before.id {
+		t.Errorf("%s did not recreate %s's node container (%.12s)", what, a.name, r.id)
+	}
+	if n := countStarts(rec, a.container, since); n != 1 {
+		t.Errorf("%s's node container started %d times after %s; want 1:\n%s", a.name, n, what, rec.events())
+	}
+	if !rec.first(s.container, "start", noFailoverSince).IsZero() {
+		t.Errorf("the standby started a node during %s (a failover):\n%s", what, rec.events())
+	}
 }
 
 // ---- helpers of the real-node rotations ----
