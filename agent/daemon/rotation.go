@@ -214,7 +214,7 @@ func (r *running) restartDone(ev restarted) {
 
 // rotated lists the secrets whose value changed. A new version of the value held (a secret put back, or
 // re-put unchanged) is no rotation: the node already runs on that value, and restarting it would be an outage for
-// nothing. The held secret keeps its version id then.
+// nothing. The held secret keeps its version id then (the same value under the same version is no change either).
 func rotated(held, fresh secrets.NodeSecrets) []string {
 	var changed []string
 	for _, s := range []struct {
@@ -225,7 +225,7 @@ func rotated(held, fresh secrets.NodeSecrets) []string {
 		{apiPasswordKey, held.APIPassword, fresh.APIPassword},
 		{keystorePasswordKey, held.KeystorePassword, fresh.KeystorePassword},
 	} {
-		if s.old.VersionID != s.fresh.VersionID && !s.old.Equal(s.fresh) {
+		if !s.old.Equal(s.fresh) {
 			changed = append(changed, s.key)
 		}
 	}

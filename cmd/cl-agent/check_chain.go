@@ -41,12 +41,8 @@ func checkChain(ctx context.Context, c *config.Config, line func(name string, er
 // checkChainClient prints the chain-http and chain-ws lines of one client.
 func checkChainClient(ctx context.Context, cl health.ChainClient, wait time.Duration, line func(string, error, string) bool, out io.Writer) {
 	httpName, wsName := cl.CheckName("chain-http"), cl.CheckName("chain-ws")
-	if cl.HTTPURL == "" {
-		key := "node.http_url"
-		if !cl.Shorthand {
-			key = "its http_url"
-		}
-		fmt.Fprintf(out, "skip  %-9s %s is not set\n", httpName, key)
+	if cl.HTTPURL == "" { // only the shorthand's: a node.chains client without one is refused at load
+		fmt.Fprintf(out, "skip  %-9s node.http_url is not set\n", httpName)
 	} else {
 		detail, err := health.ProbeChainHTTP(ctx, cl, checkTimeout)
 		line(httpName, chainCheckError(err), detail)

@@ -40,6 +40,9 @@ func runDaemon(ctx context.Context, args []string, out, errOut io.Writer) error 
 	cfg := h.Config
 	h.Log.Info("cl-agent starting", zap.String("version", version), zap.String("config", cfg.Describe()))
 	h.WarnIfNotTmpfs(cfg.Container.SecretsDir)
+	if w := cfg.Node.P2PIdleWarning(); w != "" {
+		h.Log.Warn(w)
+	}
 	if err := fsutil.EnsureDir(cfg.StateDir, 0o700, fsutil.NoOwner); err != nil {
 		return fmt.Errorf("state_dir: %w", err)
 	}
@@ -147,9 +150,6 @@ func healthService(h *agent.Host, d *daemon.Daemon) (*health.Service, error) {
 	if hc.CloudWatch.Enabled {
 		o.CloudWatch = health.NewCloudWatchClient(h.AWS, c.AWS.EndpointURL, 10*time.Second)
 		o.CloudWatchInterval, o.Namespace = hc.CloudWatch.Interval, hc.CloudWatch.Namespace
-	}
-	if w := c.Node.P2PIdleWarning(); w != "" {
-		h.Log.Warn(w)
 	}
 	if reachableFromOtherHosts(hc.Listen) {
 		open := "/healthz, /readyz and /metrics answer"
