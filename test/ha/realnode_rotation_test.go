@@ -88,11 +88,7 @@ func (c *cluster) rotateAPIPassword(t *testing.T, old string) string {
 	if code, err := nodeLogin(a.port, apiEmail, old); code != http.StatusOK {
 		t.Fatalf("before the rotation, %s's node answers POST /sessions with the held API password %d (%v); want 200", a.name, code, err)
 	}
-	before := a.statusCLI(t)
-	run := a.nodeRun(t)
-	rec := c.record(t)
-	sampler := sampleReadyz(a.port)
-	defer sampler.stop()
+	before, run, rec, sampler := c.baseline(t, a)
 	offset := a.logOffset()
 
 	t0 := time.Now()
@@ -141,11 +137,7 @@ func (c *cluster) keystoreHeldBack(t *testing.T) {
 	if n, err := c.keyRings(); err != nil || n == 0 {
 		t.Fatalf("the node's database holds %d key rings (%v); want the one the node made at its first start", n, err)
 	}
-	before := a.statusCLI(t)
-	run := a.nodeRun(t)
-	rec := c.record(t)
-	sampler := sampleReadyz(a.port)
-	defer sampler.stop()
+	before, run, rec, sampler := c.baseline(t, a)
 	offsets := [2]int64{c.hosts[0].logOffset(), c.hosts[1].logOffset()}
 	id := a.secretIDs[2]
 
@@ -242,11 +234,7 @@ func (c *cluster) keystoreHeldBack(t *testing.T) {
 func (c *cluster) databasePasswordRealNode(t *testing.T) {
 	defer c.logsOnFailure(t)
 	a, s := c.waitSettled(t, nil, settleBound)
-	before := a.statusCLI(t)
-	run := a.nodeRun(t)
-	rec := c.record(t)
-	sampler := sampleReadyz(a.port)
-	defer sampler.stop()
+	before, run, rec, sampler := c.baseline(t, a)
 	offset := a.logOffset()
 
 	t0 := time.Now()
@@ -279,6 +267,17 @@ func (c *cluster) databasePasswordRealNode(t *testing.T) {
 	}
 	oneRestartNoFailover(t, rec, a, s, run, t0, t0, "the database password rotation")
 	c.verify(t, rec, a)
+}
+
+// baseline is what a rotation scenario records of the active a before it acts: its status and node run, the
+// container events from now on, and its node's /readyz sampled (stopped at the end of the test at the latest).
+func (c *cluster) baseline(t *testing.T, a *host) (control.Status, nodeRunID, *recorder, *readySampler) {
+	t.Helper()
+	before, run := a.statusCLI(t), a.nodeRun(t)
+	rec := c.record(t)
+	sampler := sampleReadyz(a.port)
+	t.Cleanup(func() { sampler.stop() })
+	return before, run, rec, sampler
 }
 
 // oneRestartNoFailover checks that what recreated the active a's node container once (started once since
