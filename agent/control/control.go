@@ -12,6 +12,7 @@ import (
 	"io/fs"
 	"net"
 	"net/http"
+	"net/url"
 	"os"
 	"path/filepath"
 	"syscall"
@@ -30,6 +31,34 @@ type Status struct {
 	Message    string    `json:"message,omitempty"` // what the agent is doing or waiting for
 	LastError  string    `json:"last_error,omitempty"`
 	Checks     []Check   `json:"checks,omitempty"` // each health check's last result
+	Image      Image     `json:"image"`
+}
+
+// Image is the pair's image as this host last read it from the database, and the upgrade under way or last done.
+type Image struct {
+	Pair    string   `json:"pair,omitempty"`            // the pair's recorded image, repository:tag@digest ("" none yet)
+	Highest string   `json:"highest_release,omitempty"` // the highest release that ever ran against the database
+	Policy  string   `json:"policy"`                    // image.upgrade: manual | auto
+	Upgrade *Upgrade `json:"upgrade,omitempty"`
+	// ReadError says why the record could not be read, when it could not (the rest is then the last read).
+	ReadError string `json:"read_error,omitempty"`
+}
+
+// Upgrade is one upgrade of the pair's image (agent/pair).
+type Upgrade struct {
+	Phase     string    `json:"phase"` // requested validated switching starting | done refused rolled_back failed
+	Candidate string    `json:"candidate"`
+	Reason    string    `json:"reason,omitempty"`
+	By        string    `json:"by,omitempty"` // the instance that wrote the phase
+	At        time.Time `json:"at"`
+	Finished  bool      `json:"finished"` // the phase is an outcome (done, refused, rolled_back, failed)
+}
+
+// UpgradeRequest is `cl-agent upgrade`.
+type UpgradeRequest struct {
+	To             string // a tag; "" the newest stable release within image.major
+	AllowDowngrade bool
+	Wait           bool // answer once the upgrade has an outcome
 }
 
 // Check is the last result of one health check.
@@ -67,6 +96,8 @@ type Handler interface {
 	// Stepdown hands over: stop the node, release the lock, stay out for the hold period. With wait, it returns
 	// once the peer holds the lock.
 	Stepdown(ctx context.Context, wait bool) (string, error)
+	// Upgrade asks for the pair to move to another image (agent/pair); with Wait it returns its outcome.
+	Upgrade(ctx context.Context, req UpgradeRequest) (string, error)
 }
 
 // Serve answers on the unix socket at path until ctx is done.
@@ -87,7 +118,7 @@ func Serve(ctx context.Context, path string, h Handler) error {
 	mux.HandleFunc("GET /status", func(w http.ResponseWriter, r *http.Request) { reply(w, http.StatusOK, h.Status()) })
 	mux.HandleFunc("POST /restart", func(w http.ResponseWriter, r *http.Request) {
 		if err := h.Restart(r.Context()); err != nil {
-			reply(w, http.StatusConflict, errorBody{err.Error()})
+			reply(w, http.StatusConflict, errorBody{Error: err.Error(), Code: exitcode.Of(err)})
 			return
 		}
 		reply(w, http.StatusOK, message{"node restarted and ready"})
@@ -95,7 +126,17 @@ func Serve(ctx context.Context, path string, h Handler) error {
 	mux.HandleFunc("POST /stepdown", func(w http.ResponseWriter, r *http.Request) {
 		msg, err := h.Stepdown(r.Context(), r.URL.Query().Get("wait") == "1")
 		if err != nil {
-			reply(w, http.StatusConflict, errorBody{err.Error()})
+			reply(w, http.StatusConflict, errorBody{Error: err.Error(), Code: exitcode.Of(err)})
+			return
+		}
+		reply(w, http.StatusOK, message{msg})
+	})
+	mux.HandleFunc("POST /upgrade", func(w http.ResponseWriter, r *http.Request) {
+		q := r.URL.Query()
+		msg, err := h.Upgrade(r.Context(), UpgradeRequest{To: q.Get("to"), AllowDowngrade: q.Get("allow_downgrade") == "1",
+			Wait: q.Get("wait") == "1"})
+		if err != nil {
+			reply(w, http.StatusConflict, errorBody{Error: err.Error(), Code: exitcode.Of(err)})
 			return
 		}
 		reply(w, http.StatusOK, message{msg})
@@ -171,6 +212,7 @@ type message struct {
 
 type errorBody struct {
 	Error string `json:"error"`
+	Code  int    `json:"code,omitempty"` // the exit code the refusal carries (agent/exitcode)
 }
 
 func reply(w http.ResponseWriter, code int, v any) {
@@ -222,6 +264,27 @@ func (c *Client) Stepdown(ctx context.Context, wait bool) (string, error) {
 	return m.Message, err
 }
 
+// Upgrade asks the daemon to upgrade the pair's image.
+func (c *Client) Upgrade(ctx context.Context, req UpgradeRequest) (string, error) {
+	q := url.Values{}
+	if req.To != "" {
+		q.Set("to", req.To)
+	}
+	if req.AllowDowngrade {
+		q.Set("allow_downgrade", "1")
+	}
+	if req.Wait {
+		q.Set("wait", "1")
+	}
+	path := "/upgrade"
+	if len(q) > 0 {
+		path += "?" + q.Encode()
+	}
+	var m message
+	err := c.call(ctx, http.MethodPost, path, &m)
+	return m.Message, err
+}
+
 func (c *Client) call(ctx context.Context, method, path string, out any) error {
 	req, err := http.NewRequestWithContext(ctx, method, "http://cl-agent"+path, nil)
 	if err != nil {
@@ -245,6 +308,9 @@ func (c *Client) call(ctx context.Context, method, path string, out any) error {
 	if resp.StatusCode != http.StatusOK {
 		var e errorBody
 		if json.Unmarshal(body, &e) == nil && e.Error != "" {
+			if e.Code > exitcode.Retry { // a refusal the daemon gave an exit code (2, 5): the command exits with it
+				return exitcode.New(e.Code, errors.New(e.Error))
+			}
 			return errors.New(e.Error)
 		}
 		return fmt.Errorf("the daemon answered %s", resp.Status)

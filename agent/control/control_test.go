@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/cl-agent/cl-agent/agent/exitcode"
 	"github.com/cl-agent/cl-agent/internal/testenv"
 )
 
@@ -17,6 +18,7 @@ type fakeHandler struct {
 	status   Status
 	restart  func(context.Context) error
 	stepdown func(context.Context, bool) (string, error)
+	upgrade  func(context.Context, UpgradeRequest) (string, error)
 }
 
 var _ Handler = (*fakeHandler)(nil)
@@ -25,6 +27,38 @@ func (f *fakeHandler) Status() Status                    { return f.status }
 func (f *fakeHandler) Restart(ctx context.Context) error { return f.restart(ctx) }
 func (f *fakeHandler) Stepdown(ctx context.Context, w bool) (string, error) {
 	return f.stepdown(ctx, w)
+}
+
+func (f *fakeHandler) Upgrade(ctx context.Context, req UpgradeRequest) (string, error) {
+	return f.upgrade(ctx, req)
+}
+
+// TestUpgradeCarriesTheRequest: the client's request reaches the handler whole, and a refusal comes back as the
+// client's error with the exit code the daemon gave it.
+func TestUpgradeCarriesTheRequest(t *testing.T) {
+	var got []UpgradeRequest
+	h := &fakeHandler{upgrade: func(_ context.Context, req UpgradeRequest) (string, error) {
+		got = append(got, req)
+		if req.To == "1.0.0" {
+			return "", exitcode.New(exitcode.Terminal, errors.New("image 1.0.0 is older than 2.19.0"))
+		}
+		return "upgrade to " + req.To + " requested", nil
+	}}
+	c, _ := serve(t, h)
+	want := UpgradeRequest{To: "2.20.0", AllowDowngrade: true, Wait: true}
+	if msg, err := c.Upgrade(context.Background(), want); err != nil || msg != "upgrade to 2.20.0 requested" {
+		t.Fatalf("upgrade: %q %v", msg, err)
+	}
+	_, err := c.Upgrade(context.Background(), UpgradeRequest{To: "1.0.0"})
+	if err == nil || !strings.Contains(err.Error(), "older than 2.19.0") || exitcode.Of(err) != exitcode.Terminal {
+		t.Fatalf("refused upgrade: %v (exit %d, want the daemon's %d)", err, exitcode.Of(err), exitcode.Terminal)
+	}
+	if _, err := c.Upgrade(context.Background(), UpgradeRequest{}); err != nil {
+		t.Fatal(err)
+	}
+	if len(got) != 3 || got[0] != want || got[1] != (UpgradeRequest{To: "1.0.0"}) || got[2] != (UpgradeRequest{}) {
+		t.Fatalf("the handler got %+v", got)
+	}
 }
 
 func serve(t *testing.T, h Handler) (*Client, string) {
