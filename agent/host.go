@@ -18,6 +18,7 @@ import (
 	"github.com/cl-agent/cl-agent/agent/image"
 	"github.com/cl-agent/cl-agent/agent/logging"
 	"github.com/cl-agent/cl-agent/agent/nodefiles"
+	"github.com/cl-agent/cl-agent/agent/pair"
 	"github.com/cl-agent/cl-agent/agent/secrets"
 )
 
@@ -135,25 +136,75 @@ func (h *Host) WarnIfNotTmpfs(dir string) {
 	}
 }
 
-// Warm is the production warm-up of a standby: resolve the image, pull it, fetch and check the secrets, and have
-// the node's own validate judge the files a start would write (validateForStart), so a configuration the node
-// refuses ends the agent here, not in a crash loop after a takeover.
-func (h *Host) Warm(engine container.RunEngine) func(ctx context.Context) (image.Image, secrets.NodeSecrets, error) {
-	return func(ctx context.Context) (image.Image, secrets.NodeSecrets, error) {
-		img, err := h.ResolveImage(ctx)
+// Warm is the production warm-up of a standby, once its secrets are fetched and the pair's record read: choose
+// the image (PairImage), pull it, and have the node's own validate judge the files a start would write
+// (validateForStart), so a configuration the node refuses ends the agent here, not in a crash loop after a
+// takeover.
+func (h *Host) Warm(engine container.RunEngine) func(ctx context.Context, s secrets.NodeSecrets, rec pair.Record) (image.Image, error) {
+	return func(ctx context.Context, s secrets.NodeSecrets, rec pair.Record) (image.Image, error) {
+		img, err := h.PairImage(ctx, rec)
 		if err != nil {
-			return image.Image{}, secrets.NodeSecrets{}, err
+			return image.Image{}, err
 		}
-		if err := container.EnsureImage(ctx, engine, img.Ref(), container.DefaultPullInactivity, container.DefaultPullTimeout, h.Log); err != nil {
-			return image.Image{}, secrets.NodeSecrets{}, err
+		if err := h.ValidateCandidate(engine)(ctx, img, s); err != nil {
+			return image.Image{}, err
 		}
-		s, err := h.FetchSecrets(ctx)
-		if err != nil {
-			return image.Image{}, secrets.NodeSecrets{}, err
-		}
-		if err := h.validateForStart(ctx, engine, nil, img, s); err != nil {
-			return image.Image{}, secrets.NodeSecrets{}, err
-		}
-		return img, s, nil
+		return img, nil
 	}
+}
+
+// PairImage is the image this host warms up on: the pair's recorded image, or — for the first host of a new pair —
+// the one it resolves (the pinned tag or the newest stable release). A pinned image.tag other than the pair's is
+// an upgrade the active asks for (agent/daemon), not something a warm-up or a failover does on its own; but one
+// older than the highest release that ran against the database is refused here (exit 5).
+func (h *Host) PairImage(ctx context.Context, rec pair.Record) (image.Image, error) {
+	if !rec.Exists {
+		return h.ResolveImage(ctx)
+	}
+	c := h.Config.Image
+	if c.Tag != "" && c.Tag != rec.Image.Tag {
+		if err := pair.CheckDowngrade(rec.Highest, image.Image{Repository: c.Repository, Tag: c.Tag}); err != nil {
+			return image.Image{}, fmt.Errorf("image.tag: %w", err)
+		}
+		h.Log.Info("image.tag differs from the pair's image: this host warms up on the pair's; the active asks for the "+
+			"upgrade to the pinned tag", zap.String("pinned", c.Tag), zap.String("pair", rec.Image.String()))
+	}
+	if c.Repository != rec.Image.Repository {
+		h.Log.Warn("image.repository differs from the pair's image: this host warms up on the pair's",
+			zap.String("configured", c.Repository), zap.String("pair", rec.Image.String()))
+	}
+	return rec.Image, nil
+}
+
+// ValidateCandidate pulls img and has the node's own validate (of img) judge the files a start with s would write:
+// the warm-up's check, and the standby's before an upgrade. A refusal is a *nodefiles.RefusedError (exit 2).
+func (h *Host) ValidateCandidate(engine container.RunEngine) func(ctx context.Context, img image.Image, s secrets.NodeSecrets) error {
+	return func(ctx context.Context, img image.Image, s secrets.NodeSecrets) error {
+		if err := h.Pull(engine)(ctx, img); err != nil {
+			return err
+		}
+		return h.validateForStart(ctx, engine, nil, img, s)
+	}
+}
+
+// Pull makes sure img is on this host, within the pull's bounds.
+func (h *Host) Pull(engine container.RunEngine) func(ctx context.Context, img image.Image) error {
+	return func(ctx context.Context, img image.Image) error {
+		return container.EnsureImage(ctx, engine, img.Ref(), container.DefaultPullInactivity, container.DefaultPullTimeout, h.Log)
+	}
+}
+
+// ResolveTarget resolves an upgrade's target afresh: tag, else the pinned image.tag, else the newest stable release
+// within image.major, by digest. Unlike ResolveImage it never falls back to the last good choice: an upgrade to
+// what the registry said some time ago is no upgrade.
+func (h *Host) ResolveTarget(ctx context.Context, tag string) (image.Image, error) {
+	c := h.Config.Image
+	if tag == "" {
+		tag = c.Tag
+	}
+	major := c.Major
+	if tag != "" {
+		major = 0
+	}
+	return image.Resolve(ctx, image.Options{Repository: c.Repository, Tag: tag, Major: major, HubURL: c.HubURL, Logger: h.Log})
 }

@@ -36,6 +36,12 @@ type running struct {
 	asking       bool       // the standby's health is being read
 	restartReply chan error // the operator waiting for that restart
 	sick         sickNode
+
+	plan         startPlan                // what the node runs (startplan.go)
+	recorded     bool                     // the node was ready once since its start: its image is the pair's
+	relaunch     bool                     // the node is being stopped to start on another image
+	switching    bool                     // a planned switchover is being written
+	upgradeTimer interface{ Stop() bool } // an upgrade's ready bound
 }
 
 func (d *Daemon) enterRunning(term Term) phase {
@@ -94,8 +100,49 @@ func (r *running) on(ev event) phase {
 		if ev.gen == r.gen {
 			return r.peerAnswered(ev.peerAnswer)
 		}
+	default:
+		return r.onUpgrade(ev)
 	}
 	return r
+}
+
+// onUpgrade handles a start's plan and an upgrade's events (startplan.go).
+func (r *running) onUpgrade(ev event) phase {
+	switch ev := ev.(type) {
+	case startPrepared:
+		if ev.gen == r.gen {
+			return r.prepared(ev)
+		}
+	case prepareDue:
+		if ev.gen == r.gen && r.node == nil {
+			r.prepare()
+		}
+	case upgradeDeadline:
+		if ev.gen == r.gen && r.plan.upgrade && !r.recorded && !r.relaunch {
+			r.judge()
+		}
+	case upgradeJudged:
+		if ev.gen == r.gen {
+			return r.judged(ev)
+		}
+	case switchAdvanced:
+		if ev.gen == r.gen {
+			return r.switched(ev)
+		}
+	case pairRead:
+		if ev.err == nil {
+			return r.activePair(ev.rec)
+		}
+	}
+	return r
+}
+
+// observe takes the node's status; its first ready of a start records its image as the pair's.
+func (r *running) observe(s container.Status) {
+	r.d.observe(s)
+	if s.Ready && !r.recorded && r.node != nil && !r.relaunch {
+		r.nodeUp()
+	}
 }
 
 // onTakeover handles the wait before the first start.
@@ -151,9 +198,8 @@ func (r *running) checkTakeover() {
 	})
 }
 
-// start creates this term's supervisor and runs the node under it.
+// start ends the takeover wait and starts the node: on the image the pair's record decides (prepare).
 func (r *running) start() phase {
-	d := r.d
 	if r.guard != nil {
 		r.guard.Stop()
 	}
@@ -161,17 +207,7 @@ func (r *running) start() phase {
 		go r.watch.Close()
 		r.watch = nil
 	}
-	d.setRole(state.Starting, "starting the node")
-	gen := r.gen
-	node, err := d.o.NewNode(d.img, NodeHooks{Render: d.render, BeforeStart: d.beforeStart,
-		OnStatus: func(s container.Status) { d.post(nodeChanged{gen: gen, status: s}) }})
-	if err != nil {
-		return d.enterStopping(stop{role: state.Stopping, why: "the node cannot be created", term: r.term, err: err, then: d.exit})
-	}
-	r.node = node
-	ctx, cancel := context.WithCancel(r.term.Context())
-	r.stop = cancel
-	go func() { d.post(nodeExited{gen: gen, err: node.Run(ctx)}) }()
+	r.prepare()
 	return r
 }
 
@@ -181,7 +217,7 @@ func (r *running) onNode(ev event) (phase, bool) {
 	switch ev := ev.(type) {
 	case nodeChanged:
 		if ev.gen == r.gen {
-			d.observe(ev.status)
+			r.observe(ev.status)
 		}
 	case nodeExited:
 		if ev.gen != r.gen {
@@ -190,6 +226,9 @@ func (r *running) onNode(ev event) (phase, bool) {
 		r.exited, r.exitErr = true, ev.err
 		if r.term.Err() != nil { // the lock's end stopped the node before its own event reached us
 			return r.lost(), true
+		}
+		if r.relaunch {
+			return r.relaunched(ev.err), true
 		}
 		err := ev.err
 		if err == nil {
@@ -269,10 +308,11 @@ func (r *running) stopFor(role state.Role, why string, reply chan error, then fu
 // tick is the heartbeat of a term: the node's status, and the clock of a node that keeps failing.
 func (r *running) tick() {
 	d := r.d
+	d.readPair()
 	if r.node == nil {
 		return
 	}
-	d.observe(r.node.Status())
+	r.observe(r.node.Status())
 	failing, _ := r.failing()
 	if d.o.Election != nil && !r.asking && r.sick.due(failing, d.host.Config.Health.UnhealthyStepdown, d.clock.Now()) {
 		r.asking = true

@@ -26,6 +26,7 @@ import (
 	"github.com/cl-agent/cl-agent/agent/keyring"
 	"github.com/cl-agent/cl-agent/agent/leader"
 	"github.com/cl-agent/cl-agent/agent/nodefiles"
+	"github.com/cl-agent/cl-agent/agent/pair"
 	"github.com/cl-agent/cl-agent/agent/secrets"
 	"github.com/cl-agent/cl-agent/agent/state"
 )
@@ -75,6 +76,13 @@ type Takeover interface {
 	PeerReady(ctx context.Context) (ready bool, why string, err error)
 	// KeyRing tells whether a keystore password opens the node's key ring (agent/keyring), as the node decides.
 	KeyRing(ctx context.Context, password string) (keyring.Verdict, error)
+	// The pair's image and its upgrades (agent/pair): read the record, record the image this host's node runs,
+	// ask for an upgrade, move one to its next phase, and read the node's highest applied migration.
+	ReadPair(ctx context.Context) (pair.Record, error)
+	RecordImage(ctx context.Context, img image.Image) (pair.Record, error)
+	RequestUpgrade(ctx context.Context, candidate image.Image, allowDowngrade bool) (pair.Record, error)
+	AdvanceUpgrade(ctx context.Context, candidateDigest string, from, to pair.Phase, reason string, baseline int64) (bool, error)
+	MigrationVersion(ctx context.Context) (int64, error)
 	// Close ends its connections (the daemon built a new one for a rotated password).
 	Close()
 }
@@ -90,6 +98,7 @@ type Observer interface {
 	RecordFailover()
 	SetImage(repository, tag, digest string)
 	SetKeystoreHeld(held bool)
+	SetUpgrade(phase, candidate string)
 }
 
 // Notifier tells systemd how the daemon is doing (sd_notify); tests record it.
@@ -97,7 +106,7 @@ type Notifier interface {
 	Notify(state string)
 }
 
-// Options wire a Daemon. Host, Notify, NewNode and Warm are required.
+// Options wire a Daemon. Host, Notify, NewNode, Warm, Validate, Pull and Resolve are required.
 type Options struct {
 	Host *agent.Host
 	// Election builds the elector and takeover logging in with the database password given; it is called again
@@ -109,8 +118,17 @@ type Options struct {
 	Notify   Notifier
 	// NewNode builds the supervisor of one term: it runs img with the daemon's hooks.
 	NewNode func(img image.Image, hooks NodeHooks) (Node, error)
-	// Warm prepares what a start needs: the image resolved and pulled, the secrets fetched and checked.
-	Warm func(ctx context.Context) (image.Image, secrets.NodeSecrets, error)
+	// Warm prepares what a start needs once the secrets are fetched and the pair's record read: the image chosen
+	// (the pair's, or resolved by the first host of a pair), pulled, and the files a start would write validated.
+	Warm func(ctx context.Context, s secrets.NodeSecrets, rec pair.Record) (image.Image, error)
+	// Validate pulls an upgrade's candidate and has its node validate the files a start would write. Required.
+	Validate func(ctx context.Context, img image.Image, s secrets.NodeSecrets) error
+	// Pull makes sure an image is on this host (a start on the pair's image, when it moved since the warm-up).
+	// Required.
+	Pull func(ctx context.Context, img image.Image) error
+	// Resolve resolves an upgrade's target afresh: a tag, or "" for the pinned tag or the newest stable release.
+	// Required.
+	Resolve func(ctx context.Context, tag string) (image.Image, error)
 	// Fetch gets the secrets again for a restart or a rotation check. Default Host.FetchSecrets.
 	Fetch func(ctx context.Context) (secrets.NodeSecrets, error)
 	// Fence stops and removes this host's node container without its supervisor, within its own bound: the
@@ -165,14 +183,15 @@ type Daemon struct {
 	// held back, and not checked again (a check costs the node's scrypt) until another version appears.
 	refusedKeystore string
 	readySent       bool
-	reporting       bool // a health report is being written
-	gen             int  // the current term's number: events of an earlier term are ignored
+	up              upgrades // the pair's record as last read, and the upgrade work under way on this host
+	reporting       bool     // a health report is being written
+	gen             int      // the current term's number: events of an earlier term are ignored
 }
 
 // New checks the options and returns a daemon in standby.
 func New(o Options) (*Daemon, error) {
-	if o.Host == nil || o.Notify == nil || o.NewNode == nil || o.Warm == nil {
-		return nil, errors.New("daemon: Host, Notify, NewNode and Warm are required")
+	if o.Host == nil || o.Notify == nil || o.NewNode == nil || o.Warm == nil || o.Validate == nil || o.Pull == nil || o.Resolve == nil {
+		return nil, errors.New("daemon: Host, Notify, NewNode, Warm, Validate, Pull and Resolve are required")
 	}
 	if o.Election != nil && o.Fence == nil {
 		return nil, errors.New("daemon: Fence is required with Election")
@@ -215,6 +234,7 @@ func (d *Daemon) Run(ctx context.Context) error {
 	rotate := d.rotationTicker()
 	defer rotate.Stop()
 	sigterm := ctx.Done()
+	d.scheduleAuto()
 	for st := d.enterWarming(); st != nil; d.publish() {
 		var ev event
 		select {
@@ -247,6 +267,19 @@ func (d *Daemon) common(ev event) bool {
 		d.sawHolder(leader.Holder(ev))
 	case reported:
 		d.reporting = false
+	case pairRead:
+		d.tookPair(ev)
+		return false // the state acts on it too
+	case pairWritten:
+		d.pairWritten(ev)
+	case autoDue:
+		d.autoUpgrade()
+	case autoLooked:
+		d.tookAuto(ev)
+	case candidateChecked:
+		d.tookCandidate(ev)
+	case rewarmed:
+		d.tookRewarm(ev)
 	default:
 		return false
 	}
@@ -289,3 +322,4 @@ type nopObserver struct{}
 func (nopObserver) RecordFailover()                 {}
 func (nopObserver) SetImage(string, string, string) {}
 func (nopObserver) SetKeystoreHeld(bool)            {}
+func (nopObserver) SetUpgrade(string, string)       {}

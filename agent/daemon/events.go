@@ -4,6 +4,7 @@ import (
 	"github.com/cl-agent/cl-agent/agent/container"
 	"github.com/cl-agent/cl-agent/agent/image"
 	"github.com/cl-agent/cl-agent/agent/leader"
+	"github.com/cl-agent/cl-agent/agent/pair"
 	"github.com/cl-agent/cl-agent/agent/secrets"
 	"github.com/cl-agent/cl-agent/agent/state"
 )
@@ -32,9 +33,14 @@ type request struct {
 
 // Results of work off the loop. Those of a term carry its number: a late one from an earlier term is ignored.
 type (
+	fetched struct { // the warm-up's secrets
+		secrets secrets.NodeSecrets
+		err     error
+	}
 	warmed struct {
 		img     image.Image
 		secrets secrets.NodeSecrets
+		rec     pair.Record
 		err     error
 	}
 	warmDue  struct{} // retry a failed warm-up

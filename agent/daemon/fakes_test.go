@@ -12,8 +12,10 @@ import (
 	"github.com/jonboulle/clockwork"
 
 	"github.com/cl-agent/cl-agent/agent/container"
+	"github.com/cl-agent/cl-agent/agent/image"
 	"github.com/cl-agent/cl-agent/agent/keyring"
 	"github.com/cl-agent/cl-agent/agent/leader"
+	"github.com/cl-agent/cl-agent/agent/pair"
 	"github.com/cl-agent/cl-agent/agent/state"
 )
 
@@ -84,6 +86,7 @@ func (e *fakeElector) Holder(context.Context) (leader.Holder, error) {
 // fakeNode plays the supervisor: it calls beforeStart, is ready at once, and stops when its context ends.
 
 type fakeNode struct {
+	img         image.Image
 	beforeStart func(context.Context) error
 	onStatus    func(container.Status)
 	// stopGate and stopErr play a node that stops only when the test closes the gate, or an engine that cannot
@@ -172,6 +175,64 @@ type fakeTakeover struct {
 	// keyRingVersion is the keystore password version the node's key ring opens with; keyRingChecks counts checks.
 	keyRingVersion atomic.Pointer[string]
 	keyRingChecks  atomic.Int32
+	// pair is the pair's record (agent/pair, in memory); migration the node's highest applied migration.
+	pairMu    sync.Mutex
+	pair      pair.Record
+	migration atomic.Int64
+}
+
+func (f *fakeTakeover) ReadPair(context.Context) (pair.Record, error) {
+	f.pairMu.Lock()
+	defer f.pairMu.Unlock()
+	return f.pair, nil
+}
+
+func (f *fakeTakeover) RecordImage(_ context.Context, img image.Image) (pair.Record, error) {
+	f.pairMu.Lock()
+	defer f.pairMu.Unlock()
+	f.pair.Exists, f.pair.Image, f.pair.Highest = true, img, pair.Higher(f.pair.Highest, img.Tag)
+	if u := &f.pair.Upgrade; u.Phase.InProgress() && u.Candidate.Digest == img.Digest {
+		u.Phase = pair.Done
+	}
+	return f.pair, nil
+}
+
+func (f *fakeTakeover) RequestUpgrade(_ context.Context, cand image.Image, allow bool) (pair.Record, error) {
+	f.pairMu.Lock()
+	defer f.pairMu.Unlock()
+	if f.pair.Upgrade.Phase.InProgress() {
+		return pair.Record{}, pair.ErrInProgress
+	}
+	if err := pair.CheckDowngrade(f.pair.Highest, cand); err != nil && !allow {
+		return pair.Record{}, err
+	}
+	f.pair.Upgrade = pair.Upgrade{Phase: pair.Requested, Candidate: cand, AllowDowngrade: allow}
+	return f.pair, nil
+}
+
+func (f *fakeTakeover) AdvanceUpgrade(_ context.Context, digest string, from, to pair.Phase, reason string, baseline int64) (bool, error) {
+	f.pairMu.Lock()
+	defer f.pairMu.Unlock()
+	u := &f.pair.Upgrade
+	if u.Phase != from || u.Candidate.Digest != digest {
+		return false, nil
+	}
+	u.Phase, u.Reason = to, reason
+	if to == pair.Starting {
+		u.MigrationBaseline = baseline
+	}
+	return true, nil
+}
+
+func (f *fakeTakeover) MigrationVersion(context.Context) (int64, error) {
+	return f.migration.Load(), nil
+}
+
+// pairNow is the record as it is now.
+func (f *fakeTakeover) pairNow() pair.Record {
+	f.pairMu.Lock()
+	defer f.pairMu.Unlock()
+	return f.pair
 }
 
 // fakeObserver records what the daemon tells the metrics.
@@ -183,6 +244,7 @@ type fakeObserver struct {
 func (o *fakeObserver) RecordFailover()                 { o.failovers.Add(1) }
 func (o *fakeObserver) SetImage(string, string, string) {}
 func (o *fakeObserver) SetKeystoreHeld(held bool)       { o.keystoreHeld.Store(held) }
+func (o *fakeObserver) SetUpgrade(string, string)       {}
 
 func (f *fakeTakeover) PublishHealth(_ context.Context, _ state.Role, healthy bool, detail string) error {
 	f.reports.Add(1)

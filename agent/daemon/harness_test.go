@@ -18,6 +18,7 @@ import (
 	"github.com/cl-agent/cl-agent/agent/identity"
 	"github.com/cl-agent/cl-agent/agent/image"
 	"github.com/cl-agent/cl-agent/agent/leader"
+	"github.com/cl-agent/cl-agent/agent/pair"
 	"github.com/cl-agent/cl-agent/agent/secrets"
 	"github.com/cl-agent/cl-agent/agent/state"
 	"github.com/cl-agent/cl-agent/internal/testenv"
@@ -38,6 +39,8 @@ type harness struct {
 	// keystoreVersion, when set, is the keystore password's version alone.
 	keystoreVersion atomic.Int32
 	observer        *fakeObserver
+	validated       chan string // the tags of the candidates validated
+	validateErr     atomic.Pointer[error]
 	apiChanges      chan string
 	apiChangeErr    atomic.Pointer[error]
 	d               *Daemon
@@ -77,15 +80,32 @@ func startWith(t *testing.T, su setup) *harness {
 		su.config(&cfg)
 	}
 	h := &harness{notes: &recorder{}, nodes: make(chan *fakeNode, 10), done: make(chan error, 1), apiChanges: make(chan string, 10),
-		observer: &fakeObserver{}}
+		observer: &fakeObserver{}, validated: make(chan string, 10)}
 	o := Options{
 		Host:     &agent.Host{Config: &cfg, Log: zap.NewNop(), Identity: identity.Identity{InstanceID: "i-0aaa"}},
 		Notify:   h.notes,
 		Tick:     10 * time.Millisecond,
 		Clock:    su.clock,
 		Observer: h.observer,
-		Warm: func(context.Context) (image.Image, secrets.NodeSecrets, error) {
-			return image.Image{Repository: "r", Tag: "2.10.0", Digest: "sha256:" + strings.Repeat("a", 64)}, h.secrets(), su.warm
+		Warm: func(_ context.Context, _ secrets.NodeSecrets, rec pair.Record) (image.Image, error) {
+			if rec.Exists {
+				return rec.Image, su.warm
+			}
+			return warmImage, su.warm
+		},
+		Validate: func(_ context.Context, img image.Image, _ secrets.NodeSecrets) error {
+			h.validated <- img.Tag
+			if err := h.validateErr.Load(); err != nil {
+				return *err
+			}
+			return nil
+		},
+		Pull: func(context.Context, image.Image) error { return nil },
+		Resolve: func(_ context.Context, tag string) (image.Image, error) {
+			if tag == "" {
+				tag = "2.11.0"
+			}
+			return image.Image{Repository: "r", Tag: tag, Digest: "sha256:" + strings.Repeat(tag[len(tag)-1:], 64)}, nil
 		},
 		Fetch: func(context.Context) (secrets.NodeSecrets, error) {
 			h.fetches.Add(1)
@@ -97,8 +117,8 @@ func startWith(t *testing.T, su setup) *harness {
 		Checks: func() []control.Check {
 			return []control.Check{{Name: string(state.NodeHealth), OK: !h.nodeSick.Load(), Detail: "207: EVM.1 failing"}}
 		},
-		NewNode: func(_ image.Image, hooks NodeHooks) (Node, error) {
-			n := &fakeNode{beforeStart: hooks.BeforeStart, onStatus: hooks.OnStatus}
+		NewNode: func(img image.Image, hooks NodeHooks) (Node, error) {
+			n := &fakeNode{img: img, beforeStart: hooks.BeforeStart, onStatus: hooks.OnStatus}
 			if su.node != nil {
 				su.node(n)
 			}
@@ -120,13 +140,16 @@ func startWith(t *testing.T, su setup) *harness {
 			return nil
 		},
 	}
+	h.takeover = &fakeTakeover{}
+	if !su.leader {
+		o.Database = func(pw secrets.Secret) (Takeover, error) { return versionedTakeover{h.takeover, pw.VersionID}, nil }
+	}
 	if su.leader {
 		h.elector = &fakeElector{grant: make(chan *fakeTerm), now: time.Now}
 		if su.clock != nil {
 			h.elector.now = su.clock.Now
 		}
 		h.elector.peer.Store(su.peer)
-		h.takeover = &fakeTakeover{}
 		o.Election = func(pw secrets.Secret) (Elector, Takeover, error) {
 			h.elections.Add(1)
 			return h.elector, versionedTakeover{h.takeover, pw.VersionID}, nil
@@ -150,6 +173,9 @@ func startWith(t *testing.T, su setup) *harness {
 	})
 	return h
 }
+
+// warmImage is what a host of a new pair warms up on.
+var warmImage = image.Image{Repository: "r", Tag: "2.10.0", Digest: "sha256:" + strings.Repeat("a", 64)}
 
 // secrets are the fake Secrets Manager's current values: every version id is "v<version>".
 func (h *harness) secrets() secrets.NodeSecrets {

@@ -13,6 +13,8 @@ import (
 	"github.com/cl-agent/cl-agent/agent/config"
 	"github.com/cl-agent/cl-agent/agent/exitcode"
 	"github.com/cl-agent/cl-agent/agent/leader"
+	"github.com/cl-agent/cl-agent/agent/pair"
+	"github.com/cl-agent/cl-agent/agent/secrets"
 	"github.com/cl-agent/cl-agent/agent/state"
 )
 
@@ -34,30 +36,54 @@ func (d *Daemon) enterWarming() phase {
 	return w
 }
 
+// start fetches the secrets; the rest of the warm-up follows with them (fetched).
 func (w *warming) start() {
 	w.d.spawn(func(ctx context.Context) event {
-		img, s, err := w.d.o.Warm(ctx)
-		return warmed{img: img, secrets: s, err: err}
+		s, err := w.d.o.Fetch(ctx)
+		return fetched{secrets: s, err: err}
 	})
+}
+
+// warmOn reads the pair's record with the database password just fetched and warms up on the pair's image (or,
+// for the first host of a pair, the one it resolves).
+func (w *warming) warmOn(s secrets.NodeSecrets) phase {
+	d := w.d
+	d.secrets = s
+	if err := d.ensureElection(); err != nil {
+		return d.exit(err)
+	}
+	t := d.takeover
+	d.spawn(func(ctx context.Context) event {
+		var rec pair.Record
+		if t != nil {
+			var err error
+			if rec, err = t.ReadPair(ctx); err != nil {
+				return warmed{err: fmt.Errorf("read the pair's image from the database: %w", err)}
+			}
+		}
+		img, err := d.o.Warm(ctx, s, rec)
+		return warmed{img: img, secrets: s, rec: rec, err: err}
+	})
+	return w
 }
 
 func (w *warming) on(ev event) phase {
 	d := w.d
 	switch ev := ev.(type) {
+	case fetched:
+		if ev.err != nil {
+			return w.failed(ev.err)
+		}
+		return w.warmOn(ev.secrets)
 	case warmed:
-		if ev.err == nil {
-			d.img, d.secrets = ev.img, ev.secrets
-			d.problems.clear(problemWarm)
-			d.o.Observer.SetImage(ev.img.Repository, ev.img.Tag, ev.img.Digest)
-			return d.warm()
+		if ev.err != nil {
+			return w.failed(ev.err)
 		}
-		d.problems.set(problemWarm, ev.err)
-		if d.shuttingDown || exitcode.IsTerminal(ev.err) {
-			return d.exit(ev.err)
-		}
-		delay := w.retry.Next()
-		d.host.Log.Warn("warming up failed; retrying", zap.Duration("in", delay), zap.Error(ev.err))
-		d.after(delay, warmDue{})
+		d.img, d.secrets = ev.img, ev.secrets
+		d.tookPair(pairRead{rec: ev.rec})
+		d.problems.clear(problemWarm)
+		d.o.Observer.SetImage(ev.img.Repository, ev.img.Tag, ev.img.Digest)
+		return d.warm()
 	case warmDue:
 		if !d.shuttingDown {
 			w.start()
@@ -67,6 +93,19 @@ func (w *warming) on(ev event) phase {
 	case request:
 		d.refuse(ev)
 	}
+	return w
+}
+
+// failed retries a failed warm-up with backoff, or ends the daemon when retrying cannot help.
+func (w *warming) failed(err error) phase {
+	d := w.d
+	d.problems.set(problemWarm, err)
+	if d.shuttingDown || exitcode.IsTerminal(err) {
+		return d.exit(err)
+	}
+	delay := w.retry.Next()
+	d.host.Log.Warn("warming up failed; retrying", zap.Duration("in", delay), zap.Error(err))
+	d.after(delay, warmDue{})
 	return w
 }
 
@@ -160,6 +199,12 @@ func (c *campaigning) on(ev event) phase {
 	case rotationChecked:
 		c.checking = false
 		c.rotated(rotationCheck(ev))
+	case tickEvent:
+		d.readPair()
+	case pairRead:
+		if ev.err == nil {
+			d.standbyPair(ev.rec)
+		}
 	case shutdownEvent:
 		c.exiting = true
 		c.cancel()

@@ -73,6 +73,7 @@ func (d *Daemon) publish() {
 		Node: control.Node{Container: c.Container.Name, State: string(d.node.State), Ready: d.node.Ready,
 			Restarts: d.node.Restarts, Image: d.img.String(), Digest: d.img.Digest},
 		LastError: d.problems.first(),
+		Image:     d.imageStatus(),
 	}
 	if st.Node.State == "" {
 		st.Node.State = string(container.StateStopped)

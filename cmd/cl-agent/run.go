@@ -88,9 +88,12 @@ func runDaemon(ctx context.Context, args []string, out, errOut io.Writer) error 
 func daemonOptions(h *agent.Host, engine *container.DockerEngine) daemon.Options {
 	cfg := h.Config
 	o := daemon.Options{
-		Host:   h,
-		Notify: systemd{},
-		Warm:   h.Warm(engine),
+		Host:     h,
+		Notify:   systemd{},
+		Warm:     h.Warm(engine),
+		Validate: h.ValidateCandidate(engine),
+		Pull:     h.Pull(engine),
+		Resolve:  h.ResolveTarget,
 		NewNode: func(img image.Image, hooks daemon.NodeHooks) (daemon.Node, error) {
 			return container.NewSupervisor(container.Options{
 				Engine: engine, Logger: h.Log, Config: cfg, Identity: h.Identity, Image: img,

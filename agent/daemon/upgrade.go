@@ -1,0 +1,335 @@
+package daemon
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"go.uber.org/zap"
+
+	"github.com/cl-agent/cl-agent/agent/config"
+	"github.com/cl-agent/cl-agent/agent/control"
+	"github.com/cl-agent/cl-agent/agent/exitcode"
+	"github.com/cl-agent/cl-agent/agent/image"
+	"github.com/cl-agent/cl-agent/agent/pair"
+	"github.com/cl-agent/cl-agent/agent/state"
+)
+
+// upgradeWaitPoll is how often `upgrade --wait` reads the pair's record for the outcome.
+const upgradeWaitPoll = 500 * time.Millisecond
+
+// upgrades is the loop's view of the pair's image (agent/pair) and the upgrade work under way on this host. Every
+// host reads the record every tick; each acts on the phases that are its to move:
+//
+//   - the standby (the active itself without leader election) validates a requested candidate;
+//   - the active hands a validated candidate over with one planned switchover (stepdown), and asks for upgrades
+//     (a changed pinned image.tag, the auto policy);
+//   - whichever host starts the node next runs the candidate while one is switching, and judges it: ready → done,
+//     not ready within image.ready_timeout → rolled back (or failed, once it migrated: see agent/pair);
+//   - a standby warms up again when the pair's image moved.
+type upgrades struct {
+	rec        pair.Record
+	readErr    string
+	reading    bool
+	validating string // the digest of the candidate being validated here
+	rewarming  bool
+	pinAsked   string // the pinned tag this process asked an upgrade to (once)
+	autoBusy   bool
+	seen       string // phase and candidate last told to the observer
+}
+
+// Events of the pair's record and its upgrades.
+type (
+	pairRead struct {
+		rec pair.Record
+		err error
+	}
+	pairWritten struct {
+		what string
+		rec  pair.Record
+		err  error
+	}
+	candidateChecked struct {
+		cand image.Image
+		err  error
+	}
+	rewarmed struct {
+		img image.Image
+		err error
+	}
+	autoDue struct{}
+)
+
+// readPair reads the pair's record off the loop, unless a read is under way or there is no database yet.
+func (d *Daemon) readPair() {
+	t := d.takeover
+	if t == nil || d.up.reading {
+		return
+	}
+	d.up.reading = true
+	d.spawn(func(ctx context.Context) event {
+		rec, err := t.ReadPair(ctx)
+		return pairRead{rec: rec, err: err}
+	})
+}
+
+// tookPair keeps a record read (or why it could not be) for the status, and tells the observer of a new phase.
+func (d *Daemon) tookPair(ev pairRead) {
+	d.up.reading = false
+	if ev.err != nil {
+		d.up.readErr = ev.err.Error()
+		return
+	}
+	d.up.rec, d.up.readErr = ev.rec, ""
+	u := ev.rec.Upgrade
+	if seen := string(u.Phase) + " " + u.Candidate.String(); seen != d.up.seen {
+		d.up.seen = seen
+		d.o.Observer.SetUpgrade(string(u.Phase), u.Candidate.Tag)
+		if u.Phase != "" {
+			d.host.Log.Info("upgrade", zap.String("phase", string(u.Phase)), zap.String("candidate", u.Candidate.String()),
+				zap.String("reason", u.Reason), zap.String("by", u.By))
+		}
+	}
+}
+
+// pairWritten logs what a write of the record did, and takes the record it returned.
+func (d *Daemon) pairWritten(ev pairWritten) {
+	if ev.err != nil {
+		d.host.Log.Warn("the pair's record: "+ev.what+" failed", zap.Error(ev.err))
+		return
+	}
+	if ev.rec.Exists {
+		d.tookPair(pairRead{rec: ev.rec})
+		d.up.reading = false
+	}
+}
+
+// write runs a write of the record off the loop; the result comes back as pairWritten.
+func (d *Daemon) write(what string, fn func(ctx context.Context, t Takeover) (pair.Record, error)) {
+	t := d.takeover
+	if t == nil {
+		return
+	}
+	d.spawn(func(ctx context.Context) event {
+		rec, err := fn(ctx, t)
+		return pairWritten{what: what, rec: rec, err: err}
+	})
+}
+
+// advance moves the upgrade to cand from one phase to the next, off the loop.
+func (d *Daemon) advance(cand image.Image, from, to pair.Phase, reason string) {
+	d.write("moving the upgrade to "+string(to), func(ctx context.Context, t Takeover) (pair.Record, error) {
+		if _, err := t.AdvanceUpgrade(ctx, cand.Digest, from, to, reason, 0); err != nil {
+			return pair.Record{}, err
+		}
+		return t.ReadPair(ctx)
+	})
+}
+
+// standbyPair is the standby's part: validate a requested candidate, warm up again on a moved pair image.
+func (d *Daemon) standbyPair(rec pair.Record) {
+	u := rec.Upgrade
+	if u.Phase == pair.Requested && d.up.validating != u.Candidate.Digest {
+		d.validateCandidate(u.Candidate)
+	}
+	if rec.Exists && !rec.Ahead() && rec.Image.Digest != d.img.Digest && !d.up.rewarming {
+		d.up.rewarming = true
+		d.host.Log.Info("the pair's image moved: warming up on it", zap.String("image", rec.Image.String()))
+		s := d.secrets
+		d.spawn(func(ctx context.Context) event {
+			img, err := d.o.Warm(ctx, s, rec)
+			return rewarmed{img: img, err: err}
+		})
+	}
+}
+
+// validateCandidate pulls cand and has its node validate the files a start would write, off the loop.
+func (d *Daemon) validateCandidate(cand image.Image) {
+	d.up.validating = cand.Digest
+	d.host.Log.Info("upgrade: pulling and validating the candidate", zap.String("candidate", cand.String()))
+	s := d.secrets
+	d.spawn(func(ctx context.Context) event {
+		return candidateChecked{cand: cand, err: d.o.Validate(ctx, cand, s)}
+	})
+}
+
+// tookCandidate writes the validation's verdict: validated (without leader election: switching at once, this host
+// restarts its own node on it), or refused with the node's reason.
+func (d *Daemon) tookCandidate(ev candidateChecked) {
+	d.up.validating = ""
+	if ev.err != nil {
+		d.host.Log.Warn("upgrade refused: the candidate does not take this configuration", zap.String("candidate", ev.cand.String()),
+			zap.Error(ev.err))
+		d.advance(ev.cand, pair.Requested, pair.Refused, "validation failed on "+d.host.Identity.InstanceID+": "+ev.err.Error())
+		return
+	}
+	if d.o.Election == nil {
+		d.advance(ev.cand, pair.Requested, pair.Switching, "validated: the node restarts on it")
+		return
+	}
+	d.advance(ev.cand, pair.Requested, pair.Validated, "validated by the standby: the active hands over")
+}
+
+// tookRewarm takes the image a standby warmed up on again.
+func (d *Daemon) tookRewarm(ev rewarmed) {
+	d.up.rewarming = false
+	if d.role != state.Standby {
+		return // this host took the lock meanwhile: its start reads the record itself
+	}
+	if ev.err != nil {
+		d.host.Log.Warn("warming up on the pair's image failed; the next read tries again", zap.Error(ev.err))
+		return
+	}
+	d.img = ev.img
+	d.o.Observer.SetImage(ev.img.Repository, ev.img.Tag, ev.img.Digest)
+}
+
+// askPinned asks for the upgrade a changed pinned image.tag means, once per process: the active does, once its
+// node runs the pair's image.
+func (d *Daemon) askPinned(rec pair.Record) {
+	tag := d.host.Config.Image.Tag
+	if tag == "" || !rec.Exists || rec.Image.Tag == tag || rec.Upgrade.Phase.InProgress() || d.up.pinAsked == tag {
+		return
+	}
+	d.up.pinAsked = tag
+	d.host.Log.Info("image.tag differs from the pair's image: asking for the upgrade", zap.String("pinned", tag),
+		zap.String("pair", rec.Image.String()))
+	d.write("asking for the upgrade to the pinned image.tag "+tag, func(ctx context.Context, t Takeover) (pair.Record, error) {
+		target, err := d.o.Resolve(ctx, tag)
+		if err != nil {
+			return pair.Record{}, err
+		}
+		return t.RequestUpgrade(ctx, target, false)
+	})
+}
+
+// scheduleAuto arms the next look for a newer release (image.upgrade: auto).
+func (d *Daemon) scheduleAuto() {
+	if c := d.host.Config.Image; c.Upgrade == config.UpgradeAuto {
+		d.after(c.PollInterval, autoDue{})
+	}
+}
+
+// autoUpgrade is the auto policy's poll: the active, inside the window, asks for the newest stable release when
+// it is newer than the pair's, unless that very candidate was refused or rolled back before.
+func (d *Daemon) autoUpgrade() {
+	defer d.scheduleAuto()
+	c := d.host.Config.Image
+	rec := d.up.rec
+	switch {
+	case d.role != state.Active || d.up.autoBusy || !rec.Exists || rec.Upgrade.Phase.InProgress():
+		return
+	case !c.UpgradeWindow.IsZero() && !c.UpgradeWindow.Contains(d.clock.Now()):
+		d.host.Log.Debug("auto upgrade: outside image.upgrade_window", zap.Stringer("window", c.UpgradeWindow))
+		return
+	}
+	d.up.autoBusy = true
+	t := d.takeover
+	d.spawn(func(ctx context.Context) event {
+		target, err := d.o.Resolve(ctx, "")
+		switch {
+		case err != nil:
+			return autoLooked{err: err}
+		case !pair.Newer(target.Tag, rec.Image.Tag):
+			return autoLooked{}
+		case rec.Upgrade.Candidate.Digest == target.Digest && rec.Upgrade.Phase != pair.Done:
+			return autoLooked{note: "the newest release " + target.Tag + " was " + string(rec.Upgrade.Phase) + " before: not asked again"}
+		}
+		_, err = t.RequestUpgrade(ctx, target, false)
+		return autoLooked{asked: target, err: err}
+	})
+}
+
+// autoLooked is the result of one auto poll.
+type autoLooked struct {
+	asked image.Image
+	note  string
+	err   error
+}
+
+func (d *Daemon) tookAuto(ev autoLooked) {
+	d.up.autoBusy = false
+	switch {
+	case ev.err != nil:
+		d.host.Log.Warn("auto upgrade: looking for a newer release failed", zap.Error(ev.err))
+	case ev.asked.Digest != "":
+		d.host.Log.Info("auto upgrade: a newer stable release is out: upgrade requested", zap.String("candidate", ev.asked.String()))
+		d.readPair()
+	case ev.note != "":
+		d.host.Log.Info("auto upgrade: " + ev.note)
+	}
+}
+
+// takeoverNow is the database side as published (for work off the loop).
+func (d *Daemon) takeoverNow() Takeover {
+	d.pub.mu.Lock()
+	defer d.pub.mu.Unlock()
+	return d.pub.takeover
+}
+
+// Upgrade implements control.Handler: resolve the target, ask for the upgrade in the pair's record, and with Wait,
+// follow it to its outcome. Any host may be asked; the hosts do the rest through the record.
+func (d *Daemon) Upgrade(ctx context.Context, req control.UpgradeRequest) (string, error) {
+	t := d.takeoverNow()
+	if t == nil {
+		return "", errors.New("this host is not connected to the node's database yet (warming up): try again shortly")
+	}
+	target, err := d.o.Resolve(ctx, req.To)
+	if err != nil {
+		return "", fmt.Errorf("resolve the upgrade's target: %w", err)
+	}
+	rec, err := t.RequestUpgrade(ctx, target, req.AllowDowngrade)
+	if err != nil {
+		return "", err
+	}
+	d.post(pairRead{rec: rec})
+	d.host.Log.Info("upgrade requested", zap.String("from", rec.Image.String()), zap.String("to", target.String()),
+		zap.Bool("allow_downgrade", req.AllowDowngrade))
+	if !req.Wait {
+		return fmt.Sprintf("upgrade from %s to %s requested: the standby validates it, then the pair switches over "+
+			"(follow it with `cl-agent status`)", rec.Image.Tag, target.String()), nil
+	}
+	return d.waitUpgrade(ctx, t, target)
+}
+
+// waitUpgrade reads the record until the upgrade to target has an outcome.
+func (d *Daemon) waitUpgrade(ctx context.Context, t Takeover, target image.Image) (string, error) {
+	for {
+		rec, err := t.ReadPair(ctx)
+		u := rec.Upgrade
+		switch {
+		case err != nil:
+			d.host.Log.Debug("upgrade --wait: reading the pair's record failed; trying again", zap.Error(err))
+		case u.Candidate.Digest != target.Digest:
+			return "", errors.New("another upgrade replaced this one: to " + u.Candidate.String())
+		case u.Phase == pair.Done:
+			return "upgraded: the pair runs " + target.String(), nil
+		case u.Phase == pair.Refused:
+			return "", exitcode.New(exitcode.Config, errors.New("upgrade refused, the pair stays on "+rec.Image.String()+": "+u.Reason))
+		case u.Phase == pair.RolledBack:
+			return "", errors.New("upgrade rolled back, the pair runs " + rec.Image.String() + " again: " + u.Reason)
+		case u.Phase == pair.Failed:
+			return "", exitcode.New(exitcode.Terminal, errors.New("upgrade failed past the point of no return: "+u.Reason))
+		}
+		select {
+		case <-ctx.Done():
+			return "", fmt.Errorf("the upgrade to %s is %s: no outcome in time: %w", target.Tag, u.Phase, ctx.Err())
+		case <-d.clock.After(upgradeWaitPoll):
+		}
+	}
+}
+
+// imageStatus is the status's view of the pair's image.
+func (d *Daemon) imageStatus() control.Image {
+	rec := d.up.rec
+	st := control.Image{Highest: rec.Highest, Policy: d.host.Config.Image.Upgrade, ReadError: d.up.readErr}
+	if rec.Exists {
+		st.Pair = rec.Image.String()
+	}
+	if u := rec.Upgrade; u.Phase != "" {
+		st.Upgrade = &control.Upgrade{Phase: string(u.Phase), Candidate: u.Candidate.String(), Reason: u.Reason, By: u.By,
+			At: u.At, Finished: !u.Phase.InProgress()}
+	}
+	return st
+}
