@@ -111,7 +111,16 @@ type Database struct {
 	SSLRootCert string `yaml:"sslrootcert"`
 }
 
-// Image chooses the Chainlink image.
+// The values of image.upgrade.
+const (
+	// UpgradeManual (the default): the agent never moves the node to a newer release by itself.
+	UpgradeManual = "manual"
+	// UpgradeAuto: the active looks for a newer stable release every image.poll_interval and upgrades to it within
+	// image.upgrade_window. It requires image.tag empty.
+	UpgradeAuto = "auto"
+)
+
+// Image chooses the Chainlink image, and whether and when the agent upgrades it.
 type Image struct {
 	Repository string `yaml:"repository"`
 	// Tag pins a tag. Empty: the newest stable X.Y.Z release. Either way the agent runs it by digest.
@@ -119,6 +128,20 @@ type Image struct {
 	// Major keeps an unpinned choice within one major version (0: any).
 	Major  uint64 `yaml:"major"`
 	HubURL string `yaml:"hub_url"`
+	// Upgrade is UpgradeManual (the default) or UpgradeAuto. Auto needs Tag empty, and lets each new stable release
+	// (within Major) reach the node without an operator: the risk is a release with a fault that the node's
+	// readiness does not show.
+	Upgrade string `yaml:"upgrade"`
+	// PollInterval is how often, with Upgrade auto, the active looks for a newer stable release (one registry
+	// query each). Default 1h; at least 1m. Unused with Upgrade manual, but still checked.
+	PollInterval time.Duration `yaml:"poll_interval"`
+	// UpgradeWindow limits auto upgrades to a daily range in UTC ("22:00-02:00"). Default: any time. Set with
+	// Upgrade manual, it is refused (it would do nothing).
+	UpgradeWindow Window `yaml:"upgrade_window"`
+	// ReadyTimeout is how long the node may take to become ready on a new image during an upgrade before the agent
+	// rolls back to the previous one. Default 10m, because a node's first start on a new release runs its database
+	// migrations; too short rolls back a good release whose migrations are slow. At least 5s.
+	ReadyTimeout time.Duration `yaml:"ready_timeout"`
 }
 
 // Container is how the node runs on this host.
@@ -226,7 +249,13 @@ func Default() Config {
 			Database: Database{Port: 5432, SSLMode: "require"},
 			P2P:      P2P{ListenPort: DefaultP2PPort},
 		},
-		Image: Image{Repository: "smartcontract/chainlink", HubURL: "https://hub.docker.com"},
+		Image: Image{
+			Repository:   "smartcontract/chainlink",
+			HubURL:       "https://hub.docker.com",
+			Upgrade:      UpgradeManual,
+			PollInterval: time.Hour,
+			ReadyTimeout: 10 * time.Minute,
+		},
 		Container: Container{
 			Name:        "chainlink",
 			HostPort:    6688,

@@ -29,6 +29,10 @@ func TestParseValidFile(t *testing.T) {
 	if c.Node.Database.SSLMode != "verify-full" || c.Image.Major != 2 || c.Leader.FenceAfter != 5*time.Second {
 		t.Errorf("values not decoded: %+v", c)
 	}
+	if im := c.Image; im.Upgrade != UpgradeAuto || im.PollInterval != 30*time.Minute ||
+		im.UpgradeWindow.String() != "22:00-02:00" || im.ReadyTimeout != 15*time.Minute {
+		t.Errorf("image upgrade keys not decoded: %+v", im)
+	}
 	if got, want := c.Leader.PingInterval, time.Second; got != want {
 		t.Errorf("default ping_interval = %s, want %s", got, want)
 	}
@@ -49,6 +53,10 @@ func TestParseDefaults(t *testing.T) {
 	want := Default()
 	if !reflect.DeepEqual(c.Container, want.Container) || c.Leader != want.Leader || c.Image != want.Image || c.StateDir != want.StateDir {
 		t.Errorf("defaults changed: got %+v", c)
+	}
+	if im := c.Image; im.Upgrade != UpgradeManual || im.PollInterval != time.Hour || !im.UpgradeWindow.IsZero() ||
+		im.ReadyTimeout != 10*time.Minute {
+		t.Errorf("image upgrade defaults: %+v", im)
 	}
 	if chain, _ := c.Node.Chain(); chain != 1 {
 		t.Errorf("default network chain id = %d, want 1 (Ethereum-Mainnet)", chain)
@@ -196,6 +204,7 @@ func FuzzParse(f *testing.F) {
 	f.Add(data)
 	f.Add([]byte(minimal))
 	f.Add([]byte("node: {extra_env: {A: b}}\nleader: {fence_after: 1h}"))
+	f.Add([]byte(minimal + "image: {upgrade: auto, upgrade_window: 23:59-00:01, poll_interval: 1m, ready_timeout: 5s}\n"))
 	f.Fuzz(func(t *testing.T, b []byte) {
 		c, err := Parse(b)
 		if err != nil {
@@ -211,6 +220,17 @@ func FuzzParse(f *testing.F) {
 		}
 		if _, _, err := c.Container.UIDGID(); err != nil {
 			t.Fatalf("accepted a bad container.user: %v", err)
+		}
+		im := c.Image
+		if manual, auto := im.Upgrade == UpgradeManual, im.Upgrade == UpgradeAuto; !manual && !auto ||
+			manual && !im.UpgradeWindow.IsZero() || auto && im.Tag != "" ||
+			im.PollInterval < time.Minute || im.ReadyTimeout < 5*time.Second {
+			t.Fatalf("accepted bad image upgrade keys: %+v", im)
+		}
+		if w := c.Image.UpgradeWindow; !w.IsZero() {
+			if back, err := ParseWindow(w.String()); err != nil || back != w {
+				t.Fatalf("accepted window %q does not read back: %v %v", w, back, err)
+			}
 		}
 	})
 }

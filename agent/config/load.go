@@ -47,7 +47,7 @@ type lineMap map[string]int
 
 // decodeStrict decodes one YAML document into cfg. Every mapping key must name a field (by its yaml tag) of the
 // struct it lands in; otherwise the error names the full dotted key and its line. Maps (extra_env, log options)
-// take any key.
+// take any key. A value whose type decodes itself (Window) is checked at its key, so its error names the key too.
 func decodeStrict(data []byte, cfg *Config) (lineMap, error) {
 	var doc yaml.Node
 	dec := yaml.NewDecoder(bytes.NewReader(data))
@@ -109,6 +109,14 @@ func checkKeys(n *yaml.Node, t reflect.Type, prefix string, lines lineMap) error
 			return &FieldError{Field: key, Line: k.Line, Err: fmt.Errorf("%w: the key appears twice", ErrInvalid)}
 		}
 		lines[key] = k.Line
+		if u, ok := reflect.New(f.Type).Interface().(yaml.Unmarshaler); ok {
+			// A type that decodes itself (Window) is decoded here too, where its key is known, so that its error
+			// names the key; decoding the whole file then repeats it without error.
+			if err := u.UnmarshalYAML(v); err != nil {
+				return &FieldError{Field: key, Line: k.Line, Value: v.Value, Err: err}
+			}
+			continue
+		}
 		if err := checkKeys(v, f.Type, key+".", lines); err != nil {
 			return err
 		}

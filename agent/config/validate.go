@@ -268,6 +268,30 @@ func (v *validator) image(c *Config) {
 		v.fail("image.major", strconv.FormatUint(c.Image.Major, 10), detail(ErrInvalid, "applies only when image.tag is empty"))
 	}
 	v.url("image.hub_url", c.Image.HubURL, "http", "https")
+	v.upgrade(c.Image)
+}
+
+// upgrade checks image.upgrade and the keys that pace it. poll_interval is checked with manual too, so that
+// switching to auto never turns a value the file already holds into an error.
+func (v *validator) upgrade(im Image) {
+	switch im.Upgrade {
+	case UpgradeAuto:
+		if im.Tag != "" {
+			v.fail("image.upgrade", im.Upgrade, detail(ErrInvalid, "auto upgrades choose the newest stable release: leave image.tag empty"))
+		}
+	case UpgradeManual:
+		if !im.UpgradeWindow.IsZero() {
+			v.fail("image.upgrade_window", im.UpgradeWindow.String(), detail(ErrInvalid, "applies only when image.upgrade is auto"))
+		}
+	default:
+		v.oneOf("image.upgrade", im.Upgrade, UpgradeManual, UpgradeAuto)
+	}
+	if im.PollInterval < time.Minute {
+		v.fail("image.poll_interval", im.PollInterval.String(), detail(ErrOutOfRange, "must be at least 1m"))
+	}
+	if im.ReadyTimeout < 5*time.Second {
+		v.fail("image.ready_timeout", im.ReadyTimeout.String(), detail(ErrOutOfRange, "must be at least 5s"))
+	}
 }
 
 func (v *validator) container(c *Config) {
@@ -358,6 +382,10 @@ func CheckTiming(l Leader, stopTimeout time.Duration) error {
 // Describe is a one-line summary for logs: no secrets, the settings an operator checks first.
 func (c *Config) Describe() string {
 	chainID, _ := c.Node.Chain()
-	return fmt.Sprintf("node %s format=%s chain_id=%d image=%s:%s leader=%t", c.Container.Name, c.Node.Format, chainID,
-		c.Image.Repository, c.Image.Tag, c.Leader.Enabled)
+	upgrade := c.Image.Upgrade
+	if w := c.Image.UpgradeWindow; !w.IsZero() {
+		upgrade += " window=" + w.String()
+	}
+	return fmt.Sprintf("node %s format=%s chain_id=%d image=%s:%s upgrade=%s leader=%t", c.Container.Name, c.Node.Format,
+		chainID, c.Image.Repository, c.Image.Tag, upgrade, c.Leader.Enabled)
 }
