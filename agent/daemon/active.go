@@ -314,6 +314,9 @@ func (r *running) tick() {
 	}
 	r.observe(r.node.Status())
 	failing, _ := r.failing()
+	if r.plan.upgrade && !r.recorded {
+		failing = false // an upgrade's new node is judged by image.ready_timeout, not handed over for failing
+	}
 	if d.o.Election != nil && !r.asking && r.sick.due(failing, d.host.Config.Health.UnhealthyStepdown, d.clock.Now()) {
 		r.asking = true
 		d.askPeer(r.gen)

@@ -93,16 +93,13 @@ func (d *Daemon) tookPair(ev pairRead) {
 	}
 }
 
-// pairWritten logs what a write of the record did, and takes the record it returned.
+// pairWritten logs what a write of the record did, and reads the record again.
 func (d *Daemon) pairWritten(ev pairWritten) {
 	if ev.err != nil {
 		d.host.Log.Warn("the pair's record: "+ev.what+" failed", zap.Error(ev.err))
 		return
 	}
-	if ev.rec.Exists {
-		d.tookPair(pairRead{rec: ev.rec})
-		d.up.reading = false
-	}
+	d.readPair() // the states act on the record as it is now, without waiting for the next tick
 }
 
 // write runs a write of the record off the loop; the result comes back as pairWritten.
