@@ -78,7 +78,7 @@ func (d *Daemon) publish() {
 	if st.Node.State == "" {
 		st.Node.State = string(container.StateStopped)
 	}
-	if d.node.Image != "" {
+	if d.node.Image != "" && d.role != state.Standby { // a standby's is the image it is warm on, not its last node's
 		st.Node.Image, st.Node.Digest = d.node.Image, d.node.Digest
 	}
 	if st.LastError == "" {

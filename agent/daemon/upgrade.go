@@ -190,6 +190,11 @@ func (d *Daemon) askPinned(rec pair.Record) {
 		return
 	}
 	d.up.pinAsked = tag
+	if err := pair.CheckDowngrade(rec.Highest, image.Image{Tag: tag}); err != nil {
+		d.host.Log.Warn("image.tag pins an older release than the pair's: not asked for; change image.tag, or downgrade "+
+			"on purpose with `cl-agent upgrade --allow-downgrade`", zap.Error(err))
+		return
+	}
 	d.host.Log.Info("image.tag differs from the pair's image: asking for the upgrade", zap.String("pinned", tag),
 		zap.String("pair", rec.Image.String()))
 	d.write("asking for the upgrade to the pinned image.tag "+tag, func(ctx context.Context, t Takeover) (pair.Record, error) {

@@ -281,3 +281,18 @@ func TestAutoUpgradesOnlyInsideItsWindow(t *testing.T) {
 	case <-time.After(200 * time.Millisecond):
 	}
 }
+
+// TestPinnedTagChangeIsAnUpgrade: an active whose configuration pins another tag than the pair's asks for the
+// upgrade to it, which runs as any other.
+func TestPinnedTagChangeIsAnUpgrade(t *testing.T) {
+	h := startWith(t, setup{config: func(c *config.Config) { c.Image.Tag = "2.12.0" }})
+	// The pair ran 2.10.0 before this host restarted with image.tag 2.12.0.
+	if _, err := h.takeover.RecordImage(context.Background(), warmImage); err != nil {
+		t.Fatal(err)
+	}
+	activeOn(t, h, "2.10.0")
+	activeOn(t, h, "2.12.0")
+	if rec := phaseIs(t, h, pair.Done); rec.Image.Tag != "2.12.0" {
+		t.Fatalf("the pair's image after the pinned change: %s", rec.Image)
+	}
+}
