@@ -12,7 +12,7 @@ import (
 	"github.com/cl-agent/cl-agent/agent/leader"
 )
 
-// The one row of the pair (id is always true). Both hosts may create the table: IF NOT EXISTS.
+// The one row of the pair (id is always true). Either host creates the table, under the pair's lock (lockSQL).
 const (
 	ddl = `CREATE TABLE IF NOT EXISTS cl_agent_pair_image (
   id                   boolean PRIMARY KEY DEFAULT true CHECK (id),
@@ -33,7 +33,7 @@ const (
   migration_baseline   bigint NOT NULL DEFAULT 0)`
 	columns = `repository, tag, digest, highest_release, recorded_by, recorded_at, upgrade_phase, candidate_repository,
   candidate_tag, candidate_digest, allow_downgrade, upgrade_reason, upgrade_by, coalesce(upgrade_at, 'epoch'), migration_baseline`
-	// migrationsTable is where the node's goose keeps its applied migrations (core/store/migrate in the node).
+	// migrationsSQL reads where the node's goose keeps its applied migrations (core/store/migrate in the node).
 	migrationsSQL = `SELECT coalesce(max(version_id), 0) FROM goose_migrations WHERE is_applied`
 )
 
@@ -91,7 +91,8 @@ func Request(ctx context.Context, c *pgx.Conn, candidate image.Image, allowDowng
 func Advance(ctx context.Context, c *pgx.Conn, candidateDigest string, from, to Phase, reason, by string, baseline int64) (bool, error) {
 	moved := false
 	_, err := update(ctx, c, func(r *Record) error {
-		if r.Upgrade.Phase != from || r.Upgrade.Candidate.Digest != candidateDigest {
+		// No row: no upgrade to move (and no image to write a row with).
+		if !r.Exists || r.Upgrade.Phase != from || r.Upgrade.Candidate.Digest != candidateDigest {
 			return errUnchanged
 		}
 		r.Upgrade.Phase, r.Upgrade.Reason, r.Upgrade.By = to, reason, by
@@ -122,14 +123,32 @@ func MigrationVersion(ctx context.Context, c *pgx.Conn) (int64, error) {
 
 var errUnchanged = errors.New("unchanged")
 
-// update reads the row under a row lock, lets change alter it, and writes it back, in one transaction: the two
-// hosts never interleave a read and a write. A missing table is created.
+// Writers serialize on a transaction-level advisory lock, taken before anything else, in the two-int4 key space
+// ("clag", "pair"): the leader's and the node's own locks take bigint keys, which PostgreSQL keeps apart (objsubid
+// 1 and 2), so this lock never waits on theirs. The row lock alone is not enough: before the first host recorded
+// an image there is no row to lock (two first writers would both read none, and the second's upsert would overwrite
+// the first's highest release with its own), and two concurrent CREATE TABLE IF NOT EXISTS race on the catalog
+// (23505 on pg_type_typname_nsp_index).
+const lockSQL = `SELECT pg_advisory_xact_lock(x'636c6167'::int, x'70616972'::int)`
+
+// update reads the row, lets change alter it, and writes it back, in one transaction under the pair's lock (and
+// the row lock): no two writers interleave a read and a write. A missing table is created under the same lock.
 func update(ctx context.Context, c *pgx.Conn, change func(*Record) error) (Record, error) {
-	if _, err := c.Exec(ctx, ddl); err != nil {
-		return Record{}, fmt.Errorf("create cl_agent_pair_image: %w", err)
-	}
 	var out Record
 	err := pgx.BeginFunc(ctx, c, func(tx pgx.Tx) error {
+		if _, err := tx.Exec(ctx, lockSQL); err != nil {
+			return fmt.Errorf("lock cl_agent_pair_image: %w", err)
+		}
+		// Only when missing: CREATE TABLE IF NOT EXISTS still asks for CREATE on the schema when the table exists.
+		var exists bool
+		if err := tx.QueryRow(ctx, `SELECT to_regclass('cl_agent_pair_image') IS NOT NULL`).Scan(&exists); err != nil {
+			return fmt.Errorf("look up cl_agent_pair_image: %w", err)
+		}
+		if !exists {
+			if _, err := tx.Exec(ctx, ddl); err != nil {
+				return fmt.Errorf("create cl_agent_pair_image: %w", err)
+			}
+		}
 		r, err := scan(tx.QueryRow(ctx, "SELECT "+columns+" FROM cl_agent_pair_image FOR UPDATE"))
 		if err != nil && !errors.Is(err, pgx.ErrNoRows) {
 			return fmt.Errorf("read cl_agent_pair_image: %w", err)

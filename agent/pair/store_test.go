@@ -1,0 +1,550 @@
+package pair
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/url"
+	"os"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/cl-agent/cl-agent/internal/testenv"
+)
+
+// The package's tests share one cluster; each test gets its own database, owned by its own login role as the
+// agent's database is (the agents are no superusers).
+var (
+	sharedOnce sync.Once
+	sharedPG   *testenv.Postgres
+	sharedErr  error
+)
+
+func TestMain(m *testing.M) {
+	code := m.Run()
+	if sharedPG != nil {
+		if err := sharedPG.Stop(); err != nil {
+			fmt.Fprintf(os.Stderr, "stop the shared postgres: %v\n", err)
+		}
+	}
+	os.Exit(code)
+}
+
+func sharedPostgres(t testing.TB) *testenv.Postgres {
+	t.Helper()
+	sharedOnce.Do(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+		defer cancel()
+		dir, err := os.MkdirTemp("", "cl-agent-pair-pg-")
+		if err != nil {
+			sharedErr = err
+			return
+		}
+		if sharedPG, sharedErr = testenv.StartPostgres(ctx, dir); sharedErr != nil {
+			os.RemoveAll(dir)
+		}
+	})
+	if sharedErr != nil {
+		t.Fatalf("start the shared postgres: %v", sharedErr)
+	}
+	return sharedPG
+}
+
+// testDB is a fresh database of the shared cluster; connect opens a session on it as its owner.
+type testDB struct {
+	dsn string
+}
+
+func newDB(t testing.TB) testDB {
+	t.Helper()
+	pg := sharedPostgres(t)
+	suffix := testenv.RandomHex(6)
+	name, user, password := "pair_"+suffix, "agent_"+suffix, testenv.RandomHex(16)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if err := pg.CreateDatabase(ctx, name, user, password); err != nil {
+		t.Fatalf("create database: %v", err)
+	}
+	u := url.URL{
+		Scheme:   "postgres",
+		User:     url.UserPassword(user, password),
+		Host:     net.JoinHostPort(pg.Host, strconv.Itoa(pg.Port)),
+		Path:     "/" + name,
+		RawQuery: "sslmode=require",
+	}
+	return testDB{dsn: u.String()}
+}
+
+func (d testDB) connect(t testing.TB) *pgx.Conn {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	c, err := pgx.Connect(ctx, d.dsn)
+	if err != nil {
+		t.Fatalf("connect: %v", err)
+	}
+	t.Cleanup(func() { c.Close(context.Background()) })
+	return c
+}
+
+// conn is a session on a fresh database, and a context that bounds the test.
+func conn(t *testing.T) (context.Context, *pgx.Conn) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	t.Cleanup(cancel)
+	return ctx, newDB(t).connect(t)
+}
+
+func mustRead(ctx context.Context, t *testing.T, c *pgx.Conn) Record {
+	t.Helper()
+	r, err := Read(ctx, c)
+	if err != nil {
+		t.Fatalf("Read: %v", err)
+	}
+	return r
+}
+
+func mustRecord(ctx context.Context, t *testing.T, c *pgx.Conn, i int, tag string, by string) Record {
+	t.Helper()
+	r, err := RecordRunning(ctx, c, img(tag, i), by)
+	if err != nil {
+		t.Fatalf("RecordRunning(%s): %v", tag, err)
+	}
+	return r
+}
+
+func mustRequest(ctx context.Context, t *testing.T, c *pgx.Conn, i int, tag string) Record {
+	t.Helper()
+	r, err := Request(ctx, c, img(tag, i), false, "i-active")
+	if err != nil {
+		t.Fatalf("Request(%s): %v", tag, err)
+	}
+	return r
+}
+
+func mustAdvance(ctx context.Context, t *testing.T, c *pgx.Conn, digest string, from, to Phase, baseline int64) {
+	t.Helper()
+	moved, err := Advance(ctx, c, digest, from, to, "test: "+string(to), "i-standby", baseline)
+	if err != nil || !moved {
+		t.Fatalf("Advance(%s → %s) = %v, %v; want true", from, to, moved, err)
+	}
+}
+
+func TestReadFreshDatabase(t *testing.T) {
+	t.Parallel()
+	ctx, c := conn(t)
+	r, err := Read(ctx, c)
+	if err != nil || r.Exists {
+		t.Fatalf("Read on a database without the table = %+v, %v; want Exists false and no error", r, err)
+	}
+}
+
+func TestRecordRunning(t *testing.T) {
+	t.Parallel()
+	t.Run("CreatesTheRow", func(t *testing.T) {
+		t.Parallel()
+		ctx, c := conn(t)
+		got := mustRecord(ctx, t, c, 1, "2.19.0", "i-a")
+		r := mustRead(ctx, t, c)
+		if got != r {
+			t.Errorf("RecordRunning returned %+v, Read %+v", got, r)
+		}
+		if !r.Exists || r.Image != img("2.19.0", 1) || r.Highest != "2.19.0" || r.RecordedBy != "i-a" {
+			t.Errorf("got %+v; want image 2.19.0 by i-a, highest 2.19.0", r)
+		}
+		if r.RecordedAt.IsZero() || time.Since(r.RecordedAt).Abs() > time.Minute {
+			t.Errorf("recorded_at %s is not now", r.RecordedAt)
+		}
+		if r.Upgrade != (Upgrade{}) {
+			t.Errorf("upgrade %+v, want none", r.Upgrade)
+		}
+	})
+	t.Run("TagThatIsNoReleaseHasNoHighest", func(t *testing.T) {
+		t.Parallel()
+		ctx, c := conn(t)
+		mustRecord(ctx, t, c, 1, "develop", "i-a")
+		if r := mustRead(ctx, t, c); r.Image.Tag != "develop" || r.Highest != "" {
+			t.Errorf("got tag %q highest %q; want develop and no highest", r.Image.Tag, r.Highest)
+		}
+		// and a release after it is the highest; a non-release after that keeps it
+		mustRecord(ctx, t, c, 2, "2.19.0", "i-a")
+		mustRecord(ctx, t, c, 3, "2.19.0-rc.1", "i-a")
+		if r := mustRead(ctx, t, c); r.Image.Tag != "2.19.0-rc.1" || r.Highest != "2.19.0" {
+			t.Errorf("got tag %q highest %q; want 2.19.0-rc.1 with highest 2.19.0", r.Image.Tag, r.Highest)
+		}
+	})
+	t.Run("LowerReleaseKeepsHighest", func(t *testing.T) {
+		t.Parallel()
+		ctx, c := conn(t)
+		mustRecord(ctx, t, c, 1, "2.19.0", "i-a")
+		mustRecord(ctx, t, c, 2, "2.18.0", "i-a")
+		if r := mustRead(ctx, t, c); r.Image != img("2.18.0", 2) || r.Highest != "2.19.0" {
+			t.Errorf("got %s highest %q; want 2.18.0 with highest 2.19.0", r.Image, r.Highest)
+		}
+	})
+	t.Run("HigherReleaseRaisesHighest", func(t *testing.T) {
+		t.Parallel()
+		ctx, c := conn(t)
+		mustRecord(ctx, t, c, 1, "2.9.0", "i-a")
+		mustRecord(ctx, t, c, 2, "2.10.0", "i-a")
+		if r := mustRead(ctx, t, c); r.Image != img("2.10.0", 2) || r.Highest != "2.10.0" {
+			t.Errorf("got %s highest %q; want 2.10.0 with highest 2.10.0", r.Image, r.Highest)
+		}
+	})
+	t.Run("RecordedAtMovesOnlyWhenHostOrDigestChanges", func(t *testing.T) {
+		t.Parallel()
+		ctx, c := conn(t)
+		first := mustRecord(ctx, t, c, 1, "2.19.0", "i-a").RecordedAt
+		if again := mustRecord(ctx, t, c, 1, "2.19.0", "i-a").RecordedAt; !again.Equal(first) {
+			t.Errorf("same host, same digest: recorded_at moved from %s to %s", first, again)
+		}
+		otherHost := mustRecord(ctx, t, c, 1, "2.19.0", "i-b").RecordedAt
+		if !otherHost.After(first) {
+			t.Errorf("another host: recorded_at %s, want after %s", otherHost, first)
+		}
+		otherDigest := mustRecord(ctx, t, c, 2, "2.19.0", "i-b").RecordedAt
+		if !otherDigest.After(otherHost) {
+			t.Errorf("another digest: recorded_at %s, want after %s", otherDigest, otherHost)
+		}
+	})
+	t.Run("LeavesAnUpgradeForAnotherImageAlone", func(t *testing.T) {
+		t.Parallel()
+		ctx, c := conn(t)
+		mustRecord(ctx, t, c, 1, "2.19.0", "i-a")
+		before := mustRequest(ctx, t, c, 2, "2.20.0").Upgrade
+		mustRecord(ctx, t, c, 1, "2.19.0", "i-b") // a failover runs the pair's image again
+		if after := mustRead(ctx, t, c).Upgrade; after != before {
+			t.Errorf("upgrade changed from %+v to %+v", before, after)
+		}
+	})
+}
+
+func TestRequest(t *testing.T) {
+	t.Parallel()
+	t.Run("RefusedBeforeAnyRecord", func(t *testing.T) {
+		t.Parallel()
+		ctx, c := conn(t)
+		if _, err := Request(ctx, c, img("2.20.0", 2), false, "i-a"); err == nil || !strings.Contains(err.Error(), "nothing to upgrade") {
+			t.Fatalf("Request before any record: %v, want nothing to upgrade", err)
+		}
+		if r := mustRead(ctx, t, c); r.Exists {
+			t.Errorf("a refused request left a row: %+v", r)
+		}
+	})
+	t.Run("RefusedForThePairsDigest", func(t *testing.T) {
+		t.Parallel()
+		ctx, c := conn(t)
+		mustRecord(ctx, t, c, 1, "2.19.0", "i-a")
+		// the same digest under another tag is still the pair's image
+		same := img("2.19-latest", 1)
+		if _, err := Request(ctx, c, same, false, "i-a"); err == nil || !strings.Contains(err.Error(), "already runs") {
+			t.Fatalf("Request for the pair's digest: %v, want already runs", err)
+		}
+		if u := mustRead(ctx, t, c).Upgrade; u != (Upgrade{}) {
+			t.Errorf("a refused request wrote %+v", u)
+		}
+	})
+	t.Run("RefusedAsDowngrade", func(t *testing.T) {
+		t.Parallel()
+		ctx, c := conn(t)
+		mustRecord(ctx, t, c, 1, "2.20.0", "i-a")
+		mustRecord(ctx, t, c, 2, "2.19.0", "i-a") // the pair runs 2.19.0 but 2.20.0 ran
+		_, err := Request(ctx, c, img("2.19.5", 3), false, "i-a")
+		var de *DowngradeError
+		if !errors.As(err, &de) || de.Image != "2.19.5" || de.Highest != "2.20.0" {
+			t.Fatalf("Request(2.19.5) with highest 2.20.0: %v, want a DowngradeError naming both", err)
+		}
+		if u := mustRead(ctx, t, c).Upgrade; u != (Upgrade{}) {
+			t.Errorf("a refused request wrote %+v", u)
+		}
+	})
+	t.Run("DowngradeAllowed", func(t *testing.T) {
+		t.Parallel()
+		ctx, c := conn(t)
+		mustRecord(ctx, t, c, 1, "2.20.0", "i-a")
+		r, err := Request(ctx, c, img("2.19.0", 2), true, "i-a")
+		if err != nil {
+			t.Fatalf("Request(2.19.0, allowDowngrade): %v", err)
+		}
+		if r.Upgrade.Phase != Requested || !r.Upgrade.AllowDowngrade || r.Upgrade.Candidate != img("2.19.0", 2) {
+			t.Errorf("upgrade %+v, want requested to 2.19.0 with allow_downgrade", r.Upgrade)
+		}
+	})
+	t.Run("Accepted", func(t *testing.T) {
+		t.Parallel()
+		ctx, c := conn(t)
+		mustRecord(ctx, t, c, 1, "2.19.0", "i-a")
+		got, err := Request(ctx, c, img("2.20.0", 2), false, "i-b")
+		if err != nil {
+			t.Fatalf("Request: %v", err)
+		}
+		r := mustRead(ctx, t, c)
+		if got != r {
+			t.Errorf("Request returned %+v, Read %+v", got, r)
+		}
+		u := r.Upgrade
+		if u.Phase != Requested || u.Candidate != img("2.20.0", 2) || u.AllowDowngrade || u.By != "i-b" || u.Reason == "" {
+			t.Errorf("upgrade %+v, want requested to 2.20.0 by i-b with a reason", u)
+		}
+		if u.At.IsZero() || time.Since(u.At).Abs() > time.Minute {
+			t.Errorf("upgrade_at %s is not now", u.At)
+		}
+		if r.Image != img("2.19.0", 1) || r.Highest != "2.19.0" {
+			t.Errorf("a request changed the pair's image: %s, highest %q", r.Image, r.Highest)
+		}
+	})
+	t.Run("SecondWhileInProgress", func(t *testing.T) {
+		t.Parallel()
+		ctx, c := conn(t)
+		mustRecord(ctx, t, c, 1, "2.19.0", "i-a")
+		before := mustRequest(ctx, t, c, 2, "2.20.0").Upgrade
+		for _, p := range []Phase{Requested, Validated, Switching, Starting} {
+			if p != Requested {
+				mustAdvance(ctx, t, c, before.Candidate.Digest, previous(p), p, 0)
+			}
+			_, err := Request(ctx, c, img("2.21.0", 3), false, "i-a")
+			if !errors.Is(err, ErrInProgress) {
+				t.Fatalf("second Request in %s: %v, want ErrInProgress", p, err)
+			}
+			if !strings.Contains(err.Error(), "2.20.0") {
+				t.Errorf("%q does not name the upgrade under way", err)
+			}
+			if u := mustRead(ctx, t, c).Upgrade; u.Phase != p || u.Candidate != before.Candidate {
+				t.Errorf("a refused request changed the upgrade to %+v", u)
+			}
+		}
+	})
+}
+
+// previous is the phase before p on the way to done.
+func previous(p Phase) Phase {
+	return map[Phase]Phase{Validated: Requested, Switching: Validated, Starting: Switching, Done: Starting}[p]
+}
+
+func TestAdvance(t *testing.T) {
+	t.Parallel()
+	t.Run("WrongPhaseOrCandidateChangesNothing", func(t *testing.T) {
+		t.Parallel()
+		ctx, c := conn(t)
+		mustRecord(ctx, t, c, 1, "2.19.0", "i-a")
+		cand := mustRequest(ctx, t, c, 2, "2.20.0").Upgrade.Candidate
+		before := mustRead(ctx, t, c)
+		for _, tc := range []struct {
+			name     string
+			digest   string
+			from, to Phase
+		}{
+			{"WrongPhase", cand.Digest, Validated, Switching},
+			{"WrongPhaseToSame", cand.Digest, Starting, Done},
+			{"AnotherCandidate", img("2.21.0", 3).Digest, Requested, Validated},
+			{"ThePairsOwnDigest", before.Image.Digest, Requested, Validated},
+		} {
+			moved, err := Advance(ctx, c, tc.digest, tc.from, tc.to, "nope", "i-b", 42)
+			if err != nil || moved {
+				t.Errorf("%s: Advance = %v, %v; want false, nil", tc.name, moved, err)
+			}
+			if after := mustRead(ctx, t, c); after != before {
+				t.Errorf("%s: the row changed from %+v to %+v", tc.name, before, after)
+			}
+		}
+	})
+	t.Run("NothingToAdvanceWithoutARow", func(t *testing.T) {
+		t.Parallel()
+		ctx, c := conn(t)
+		for _, from := range []Phase{"", Requested} {
+			moved, err := Advance(ctx, c, "", from, Validated, "nope", "i-b", 0)
+			if err != nil || moved {
+				t.Errorf("Advance from %q on no row = %v, %v; want false, nil", from, moved, err)
+			}
+		}
+		if r := mustRead(ctx, t, c); r.Exists {
+			t.Errorf("Advance without a record wrote one: %+v", r)
+		}
+	})
+	t.Run("FullPathToDone", func(t *testing.T) {
+		t.Parallel()
+		ctx, c := conn(t)
+		mustRecord(ctx, t, c, 1, "2.19.0", "i-a")
+		cand := mustRequest(ctx, t, c, 2, "2.20.0").Upgrade.Candidate
+		for _, p := range []Phase{Validated, Switching, Starting} {
+			mustAdvance(ctx, t, c, cand.Digest, previous(p), p, 1700)
+			r := mustRead(ctx, t, c)
+			u := r.Upgrade
+			if u.Phase != p || u.Reason != "test: "+string(p) || u.By != "i-standby" || u.Candidate != cand {
+				t.Errorf("after Advance to %s: %+v", p, u)
+			}
+			if wantBaseline := map[bool]int64{true: 1700}[p == Starting]; u.MigrationBaseline != wantBaseline {
+				t.Errorf("in %s: migration baseline %d, want %d (recorded only on starting)", p, u.MigrationBaseline, wantBaseline)
+			}
+			if r.Ahead() != (p == Switching || p == Starting) {
+				t.Errorf("in %s: Ahead %v", p, r.Ahead())
+			}
+			if r.Image != img("2.19.0", 1) {
+				t.Errorf("in %s: the pair's image is %s, want the old one until the candidate runs", p, r.Image)
+			}
+		}
+		r := mustRecord(ctx, t, c, 2, "2.20.0", "i-b")
+		if u := r.Upgrade; u.Phase != Done || u.By != "i-b" || u.Reason != "" || u.MigrationBaseline != 1700 {
+			t.Errorf("after the candidate ran: upgrade %+v, want done by i-b", u)
+		}
+		if r.Image != cand || r.Highest != "2.20.0" || r.RecordedBy != "i-b" {
+			t.Errorf("after the candidate ran: %s highest %q by %s; want %s highest 2.20.0", r.Image, r.Highest, r.RecordedBy, cand)
+		}
+		// done is over: the next upgrade may be asked for
+		mustRequest(ctx, t, c, 3, "2.21.0")
+	})
+	t.Run("UpgradeAtMovesWithThePhase", func(t *testing.T) {
+		t.Parallel()
+		ctx, c := conn(t)
+		mustRecord(ctx, t, c, 1, "2.19.0", "i-a")
+		u := mustRequest(ctx, t, c, 2, "2.20.0").Upgrade
+		mustRecord(ctx, t, c, 1, "2.19.0", "i-a")
+		if at := mustRead(ctx, t, c).Upgrade.At; !at.Equal(u.At) {
+			t.Errorf("upgrade_at moved from %s to %s without a new phase", u.At, at)
+		}
+		mustAdvance(ctx, t, c, u.Candidate.Digest, Requested, Validated, 0)
+		if at := mustRead(ctx, t, c).Upgrade.At; !at.After(u.At) {
+			t.Errorf("upgrade_at %s after a new phase, want after %s", at, u.At)
+		}
+	})
+	for _, tc := range []struct {
+		name string
+		path []Phase // from requested
+	}{
+		{"RefusedLetsANewRequestThrough", []Phase{Refused}},
+		{"RolledBackLetsANewRequestThrough", []Phase{Validated, Switching, Starting, RolledBack}},
+		{"FailedLetsANewRequestThrough", []Phase{Validated, Switching, Starting, Failed}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			ctx, c := conn(t)
+			mustRecord(ctx, t, c, 1, "2.19.0", "i-a")
+			cand := mustRequest(ctx, t, c, 2, "2.20.0").Upgrade.Candidate
+			from := Requested
+			for _, p := range tc.path {
+				mustAdvance(ctx, t, c, cand.Digest, from, p, 0)
+				from = p
+			}
+			if u := mustRead(ctx, t, c).Upgrade; u.Phase.InProgress() {
+				t.Fatalf("%s is still in progress", u.Phase)
+			}
+			// the same candidate again, or another one
+			if u := mustRequest(ctx, t, c, 2, "2.20.0").Upgrade; u.Phase != Requested || u.Candidate != cand || u.MigrationBaseline != 0 {
+				t.Errorf("the new request: %+v", u)
+			}
+		})
+	}
+}
+
+// TestConcurrentRequests: the agents of both hosts (and the operator's CLI through either) may ask at once; the
+// row lock lets exactly one through.
+func TestConcurrentRequests(t *testing.T) {
+	t.Parallel()
+	const n = 8
+	db := newDB(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	conns := make([]*pgx.Conn, n)
+	for i := range conns {
+		conns[i] = db.connect(t)
+	}
+	mustRecord(ctx, t, conns[0], 1, "2.19.0", "i-a")
+	errs := race(conns, func(i int, c *pgx.Conn) error {
+		_, err := Request(ctx, c, img(fmt.Sprintf("2.%d.0", 20+i), 100+i), false, fmt.Sprintf("i-%d", i))
+		return err
+	})
+	winner := -1
+	for i, err := range errs {
+		switch {
+		case err == nil && winner >= 0:
+			t.Errorf("both requests %d and %d were accepted", winner, i)
+		case err == nil:
+			winner = i
+		case !errors.Is(err, ErrInProgress):
+			t.Errorf("request %d: %v, want ErrInProgress", i, err)
+		}
+	}
+	if winner < 0 {
+		t.Fatal("no request was accepted")
+	}
+	u := mustRead(ctx, t, conns[0]).Upgrade
+	if u.Phase != Requested || u.Candidate != img(fmt.Sprintf("2.%d.0", 20+winner), 100+winner) || u.By != fmt.Sprintf("i-%d", winner) {
+		t.Errorf("upgrade %+v, want the winner's (%d)", u, winner)
+	}
+}
+
+// TestConcurrentFirstRecord: both hosts of a new pair record their image at once on a database without the table.
+// Neither may fail (CREATE TABLE IF NOT EXISTS alone races on the catalog), and the highest release is the
+// higher of the two whatever the order.
+func TestConcurrentFirstRecord(t *testing.T) {
+	t.Parallel()
+	const rounds, n = 5, 4
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	for round := range rounds {
+		db := newDB(t)
+		conns := make([]*pgx.Conn, n)
+		for i := range conns {
+			conns[i] = db.connect(t)
+		}
+		errs := race(conns, func(i int, c *pgx.Conn) error {
+			_, err := RecordRunning(ctx, c, img(fmt.Sprintf("2.%d.0", 19+i), 100+i), fmt.Sprintf("i-%d", i))
+			return err
+		})
+		for i, err := range errs {
+			if err != nil {
+				t.Errorf("round %d: RecordRunning %d: %v", round, i, err)
+			}
+		}
+		if r := mustRead(ctx, t, conns[0]); r.Highest != fmt.Sprintf("2.%d.0", 19+n-1) {
+			t.Errorf("round %d: highest %q after recording 2.19.0 … 2.%d.0 at once (last written %s)", round, r.Highest, 19+n-1, r.Image.Tag)
+		}
+	}
+}
+
+// race runs f on every connection at once (each goroutine released by one close) and returns their errors.
+func race(conns []*pgx.Conn, f func(int, *pgx.Conn) error) []error {
+	errs := make([]error, len(conns))
+	start := make(chan struct{})
+	var wg sync.WaitGroup
+	for i, c := range conns {
+		wg.Go(func() {
+			<-start
+			errs[i] = f(i, c)
+		})
+	}
+	close(start)
+	wg.Wait()
+	return errs
+}
+
+func TestMigrationVersion(t *testing.T) {
+	t.Parallel()
+	ctx, c := conn(t)
+	check := func(name string, want int64) {
+		t.Helper()
+		if v, err := MigrationVersion(ctx, c); err != nil || v != want {
+			t.Errorf("%s: MigrationVersion = %d, %v; want %d", name, v, err, want)
+		}
+	}
+	check("no goose_migrations", 0)
+	exec := func(q string) {
+		t.Helper()
+		if _, err := c.Exec(ctx, q); err != nil {
+			t.Fatalf("%s: %v", q, err)
+		}
+	}
+	exec(`CREATE TABLE goose_migrations (id serial PRIMARY KEY, version_id bigint NOT NULL, is_applied boolean NOT NULL,
+  tstamp timestamp DEFAULT now())`)
+	check("empty goose_migrations", 0)
+	exec(`INSERT INTO goose_migrations (version_id, is_applied) VALUES (0, true), (1, true), (195, true), (20240910, true)`)
+	check("applied", 20240910)
+	exec(`INSERT INTO goose_migrations (version_id, is_applied) VALUES (20250101, false)`)
+	check("a rolled-back migration is ignored", 20240910)
+}
