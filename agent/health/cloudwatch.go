@@ -70,13 +70,17 @@ type cwMetric struct {
 	label string  // that label's Prometheus name
 	scale float64 // multiply by (ratio to percent); 0 means 1
 	delta bool    // a counter: publish the increase since the last publish
+	// sparse: a delta counter sent only in an interval in which it grew (an event, not a figure: UpgradeOutcome
+	// exists in CloudWatch once an outcome was seen, and alarms treat missing data as nothing happened).
+	sparse bool
 	// chain: the metric has the labels chain_id and node; with a per-client publisher they go as the ChainId and
 	// Node dimensions, else (the one-chain shorthand) they are left out, as before node.chains.
 	chain bool
 }
 
 // cloudWatchMetrics maps the registry to CloudWatch. ActiveNodes, Failovers, WalletBalanceLow and
-// KeystoreRotationHeld are the names the template's alarms use; keep them.
+// KeystoreRotationHeld are the names the template's alarms use; keep them. UpgradeInProgress and UpgradeOutcome
+// (Outcome: done, refused, rolled_back, failed) are named in the README's Upgrades section.
 var cloudWatchMetrics = map[string]cwMetric{
 	metricActiveNode:    {name: "ActiveNodes", unit: types.StandardUnitCount},
 	metricFailovers:     {name: "Failovers", unit: types.StandardUnitCount, delta: true},
@@ -96,6 +100,8 @@ var cloudWatchMetrics = map[string]cwMetric{
 	metricCPUUsed:       {name: "CPUUsedPercent", unit: types.StandardUnitPercent, scale: 100},
 	metricCheckOK:       {name: "CheckOK", unit: types.StandardUnitNone, dim: "Check", label: "check"},
 	metricSecretFetches: {name: "SecretFetches", unit: types.StandardUnitCount, dim: "Result", label: "result", delta: true},
+	metricUpgrading:     {name: "UpgradeInProgress", unit: types.StandardUnitNone},
+	metricUpgrades:      {name: "UpgradeOutcome", unit: types.StandardUnitCount, dim: "Outcome", label: "outcome", delta: true, sparse: true},
 	// metricSecretFetch (a histogram) goes as SecretFetchDuration: the mean over the interval, when there were any.
 }
 
@@ -237,6 +243,9 @@ func (p *publisher) points(mfs []*dto.MetricFamily, at time.Time) []point {
 			if spec.delta {
 				commit = map[string]float64{key: value}
 				value = increase(value, p.prev[key])
+				if spec.sparse && value == 0 {
+					continue
+				}
 			}
 			if spec.scale != 0 {
 				value *= spec.scale

@@ -3,6 +3,7 @@ package health
 import (
 	"context"
 	"fmt"
+	"maps"
 	"sort"
 	"strings"
 	"sync"
@@ -300,5 +301,84 @@ func TestServicePublishesEveryIntervalAndOnStop(t *testing.T) {
 	}
 	if sums["ActiveNodes"] < 2 {
 		t.Errorf("ActiveNodes summed over the publishes = %v; want one 1 per publish", sums["ActiveNodes"])
+	}
+}
+
+// capturingCW passes calls on and keeps each call's datums.
+type capturingCW struct {
+	next  CloudWatchAPI
+	mu    sync.Mutex
+	calls [][]types.MetricDatum
+}
+
+func (c *capturingCW) PutMetricData(ctx context.Context, in *cloudwatch.PutMetricDataInput, opt ...func(*cloudwatch.Options)) (*cloudwatch.PutMetricDataOutput, error) {
+	c.mu.Lock()
+	c.calls = append(c.calls, in.MetricData)
+	c.mu.Unlock()
+	return c.next.PutMetricData(ctx, in, opt...)
+}
+
+// last is the named datums of the last call, as "Dim=value,…" (InstanceId left out) → value.
+func (c *capturingCW) last(name string) map[string]float64 {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	out := map[string]float64{}
+	if len(c.calls) == 0 {
+		return out
+	}
+	for _, d := range c.calls[len(c.calls)-1] {
+		if aws.ToString(d.MetricName) != name {
+			continue
+		}
+		var dims []string
+		for _, dim := range d.Dimensions {
+			if aws.ToString(dim.Name) != dimensionInstance {
+				dims = append(dims, aws.ToString(dim.Name)+"="+aws.ToString(dim.Value))
+			}
+		}
+		out[strings.Join(dims, ",")] = aws.ToFloat64(d.Value)
+	}
+	return out
+}
+
+// TestPublisherUpgradeMetrics: UpgradeInProgress goes every interval, 1 while an upgrade is under way; UpgradeOutcome
+// (dimension Outcome) goes only in the interval in which an upgrade ended, and moto takes both.
+func TestPublisherUpgradeMetrics(t *testing.T) {
+	t.Parallel()
+	ctx := testContext(t, 60*time.Second)
+	cw := motoCloudWatch(t)
+	rec := &capturingCW{next: cw}
+	const instance = "i-upgrades"
+	m := newMetrics(func() AgentState { return AgentState{Role: state.Active, LastBeat: time.Now()} })
+	p := newPublisher(publisherOptions{api: rec, metrics: m, instanceID: instance, interval: time.Minute})
+	steps := []struct {
+		name, phase string
+		inProgress  float64
+		outcome     map[string]float64
+	}{
+		{"NoUpgrade", "", 0, map[string]float64{}},
+		{"Requested", "requested", 1, map[string]float64{}},
+		{"Starting", "starting", 1, map[string]float64{}},
+		{"Done", "done", 0, map[string]float64{"Outcome=done": 1}},
+		{"StillDoneSendsNoOutcome", "done", 0, map[string]float64{}},
+	}
+	for _, st := range steps {
+		m.SetUpgrade(st.phase, "2.20.0")
+		if sent := p.publish(ctx); sent == 0 {
+			t.Fatalf("%s: the publish sent nothing", st.name)
+		}
+		if got := rec.last("UpgradeInProgress"); !maps.Equal(got, map[string]float64{"": st.inProgress}) {
+			t.Errorf("%s: UpgradeInProgress %v; want %v with InstanceId alone", st.name, got, st.inProgress)
+		}
+		if got := rec.last("UpgradeOutcome"); !maps.Equal(got, st.outcome) {
+			t.Errorf("%s: UpgradeOutcome %v; want %v", st.name, got, st.outcome)
+		}
+	}
+	out, err := cw.ListMetrics(ctx, &cloudwatch.ListMetricsInput{Namespace: aws.String(defaultNamespace), MetricName: aws.String("UpgradeOutcome")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(out.Metrics) != 1 || dimValue(out.Metrics[0].Dimensions, "Outcome") != "done" || dimValue(out.Metrics[0].Dimensions, dimensionInstance) != instance {
+		t.Errorf("moto lists UpgradeOutcome as %+v; want one metric with Outcome=done and InstanceId=%s", out.Metrics, instance)
 	}
 }

@@ -1,12 +1,14 @@
 package health
 
 import (
+	"slices"
 	"sync"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 
+	"github.com/cl-agent/cl-agent/agent/pair"
 	"github.com/cl-agent/cl-agent/agent/state"
 )
 
@@ -39,6 +41,9 @@ const (
 	metricCheckOK       = "cl_agent_check_ok"                      // label check; absent while skipped
 	metricCWDropped     = "cl_agent_cloudwatch_dropped_total"      // datums CloudWatch did not take
 	metricKeystoreHeld  = "cl_agent_keystore_rotation_held"        // 1 while a rotated keystore password is held back
+	metricUpgradePhase  = "cl_agent_upgrade_phase"                 // labels phase, candidate; 1 for the current one
+	metricUpgrading     = "cl_agent_upgrade_in_progress"           // 1 while an upgrade is under way
+	metricUpgrades      = "cl_agent_upgrades_total"                // label outcome: done | refused | rolled_back | failed
 )
 
 // The labels that say which chain client a chain figure is about (Sample.ChainID, Sample.Node): the chain's id in
@@ -88,10 +93,20 @@ type Metrics struct {
 	image         *prometheus.GaugeVec
 	cwDropped     prometheus.Counter
 	keystoreHeld  prometheus.Gauge
+	upgradePhase  *prometheus.GaugeVec
+	upgrading     prometheus.Gauge
+	upgrades      *prometheus.CounterVec
 
 	mu     sync.Mutex
 	series map[string][]series // per check: the sample series it set last
+
+	upMu   sync.Mutex
+	upSeen bool   // SetUpgrade was called: upLast is what this process saw last
+	upLast string // phase and candidate of the last SetUpgrade
 }
+
+// upgradeOutcomes are the phases that end an upgrade: the values of cl_agent_upgrades_total's label outcome.
+var upgradeOutcomes = []pair.Phase{pair.Done, pair.Refused, pair.RolledBack, pair.Failed}
 
 // series is one sample-fed time series: a sample without its value.
 type series struct{ metric, label, chainID, node string }
@@ -117,6 +132,14 @@ func newMetrics(state func() AgentState) *Metrics {
 			Help: "Metric datums dropped because CloudWatch did not take them in time."}),
 		keystoreHeld: prometheus.NewGauge(prometheus.GaugeOpts{Name: metricKeystoreHeld,
 			Help: "1 while a rotated keystore password is held back because it does not open the node's key ring."}),
+		upgradePhase: prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: metricUpgradePhase,
+			Help: "1 for the phase of the pair's upgrade under way or last ended, with its candidate tag; no series before any upgrade."},
+			[]string{"phase", "candidate"}),
+		upgrading: prometheus.NewGauge(prometheus.GaugeOpts{Name: metricUpgrading,
+			Help: "1 while an upgrade of the pair's image is under way (requested, validated, switching or starting)."}),
+		upgrades: prometheus.NewCounterVec(prometheus.CounterOpts{Name: metricUpgrades,
+			Help: "Upgrades of the pair's image this agent saw end, by outcome (done, refused, rolled_back, failed)."},
+			[]string{"outcome"}),
 		series: map[string][]series{},
 	}
 	for name, labels := range sampleLabels {
@@ -125,7 +148,11 @@ func newMetrics(state func() AgentState) *Metrics {
 	}
 	m.secretFetches.WithLabelValues("ok")
 	m.secretFetches.WithLabelValues("error")
+	for _, o := range upgradeOutcomes {
+		m.upgrades.WithLabelValues(string(o))
+	}
 	m.reg.MustRegister(m.checkOK, m.failovers, m.secretFetches, m.secretLatency, m.image, m.cwDropped, m.keystoreHeld,
+		m.upgradePhase, m.upgrading, m.upgrades,
 		&stateCollector{state: state},
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
@@ -155,6 +182,27 @@ func (m *Metrics) RecordFailover() { m.failovers.Inc() }
 func (m *Metrics) SetImage(repository, tag, digest string) {
 	m.image.Reset()
 	m.image.WithLabelValues(repository, tag, digest).Set(1)
+}
+
+// SetUpgrade records the phase of the pair's upgrade (agent/pair: requested … done, refused, rolled_back, failed;
+// "" none ever asked for) and its candidate's tag, replacing the last. An outcome is counted once, when the phase
+// changes to it; one already there at this process's first call ended before the agent started (or was counted
+// by the agent that ran then) and is not counted again. Both hosts of a pair read the record, so each counts
+// every upgrade it sees end: aggregate across hosts with Maximum, not Sum.
+func (m *Metrics) SetUpgrade(phase, candidate string) {
+	m.upMu.Lock()
+	defer m.upMu.Unlock()
+	now := phase + "\x00" + candidate
+	changed := m.upSeen && now != m.upLast
+	m.upSeen, m.upLast = true, now
+	m.upgradePhase.Reset()
+	if phase != "" {
+		m.upgradePhase.WithLabelValues(phase, candidate).Set(1)
+	}
+	m.upgrading.Set(boolFloat(pair.Phase(phase).InProgress()))
+	if changed && slices.Contains(upgradeOutcomes, pair.Phase(phase)) {
+		m.upgrades.WithLabelValues(phase).Inc()
+	}
 }
 
 // observe turns a check's result into metrics: check_ok, and its samples. Series the check set before but not
