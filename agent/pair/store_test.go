@@ -484,7 +484,7 @@ func TestConcurrentRequests(t *testing.T) {
 // higher of the two whatever the order.
 func TestConcurrentFirstRecord(t *testing.T) {
 	t.Parallel()
-	const rounds, n = 5, 4
+	const rounds, n = 3, 4
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	for round := range rounds {
