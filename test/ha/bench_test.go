@@ -14,10 +14,11 @@ import (
 
 // Targets of the issue, with the stand-in node (which boots at once).
 const (
-	targetKillAgent = 2 * time.Second          // kill -9 of the active agent and its fence: the standby's node ready
-	targetNodeCrash = 2 * time.Second          // the active's node crashed: back and ready
-	targetCutLink   = cutBound + 2*time.Second // the active's link cut: the invariant's bound plus 2 s
-	noTarget        = time.Duration(0)
+	targetKillAgent  = 2 * time.Second          // kill -9 of the active agent and its fence: the standby's node ready
+	targetNodeCrash  = 2 * time.Second          // the active's node crashed: back and ready
+	targetCutLink    = cutBound + 2*time.Second // the active's link cut: the invariant's bound plus 2 s
+	targetUpgradeGap = 2 * time.Second          // `cl-agent upgrade`: the longest time with no ready node
+	noTarget         = time.Duration(0)
 )
 
 // Resource sampling.
@@ -132,6 +133,11 @@ func benchSelected(names ...string) bool {
 // benchFailover runs measure once per iteration and reports the median and the worst, then whatever more reports
 // (nil: nothing). A median above target (when there is one) fails the benchmark: the targets are the issue's.
 func benchFailover(b *testing.B, name string, target time.Duration, more func(*testing.B), measure func(testing.TB) time.Duration) {
+	benchMedian(b, name, "failover", target, more, measure)
+}
+
+// benchMedian is benchFailover for any duration: what names it in the metrics ("s/<what>-median").
+func benchMedian(b *testing.B, name, what string, target time.Duration, more func(*testing.B), measure func(testing.TB) time.Duration) {
 	b.Run(name, func(b *testing.B) {
 		var ds []time.Duration
 		for b.Loop() {
@@ -139,14 +145,14 @@ func benchFailover(b *testing.B, name string, target time.Duration, more func(*t
 		}
 		m := median(ds)
 		b.ReportMetric(0, "ns/op") // an iteration includes setting the cluster back up: meaningless
-		b.ReportMetric(m.Seconds(), "s/failover-median")
-		b.ReportMetric(slices.Max(ds).Seconds(), "s/failover-max")
+		b.ReportMetric(m.Seconds(), "s/"+what+"-median")
+		b.ReportMetric(slices.Max(ds).Seconds(), "s/"+what+"-max")
 		if more != nil {
 			more(b)
 		}
 		b.Logf("%s: %d runs %s; median %s", name, len(ds), roundAll(ds), m.Round(time.Millisecond))
 		if target != noTarget && m > target {
-			b.Errorf("%s: median failover %s exceeds the target %s", name, m, target)
+			b.Errorf("%s: median %s %s exceeds the target %s", name, what, m, target)
 		}
 	})
 }

@@ -27,6 +27,9 @@ type oldModel struct {
 type oldNode struct {
 	name string // container name
 	port int
+	// What its docker run mounts: the data directory, the rendered files (on the tmpfs), the database CA.
+	data, files, ca string
+	hostname        string
 }
 
 // newOldModel stops the agents (their nodes go with them), renders each host's node files once with
@@ -68,21 +71,26 @@ func (c *cluster) newOldModel(tb testing.TB) *oldModel {
 			tb.Fatalf("%v\n%s", err, out)
 		}
 		tb.Cleanup(func() { _, _ = docker(context.Background(), "rm", "--force", name) })
-		_, err := docker(ctx, "run", "--detach", "--name", name, "--hostname", h.id.InstanceID,
-			"--user", realnode.User, "--publish", strconv.Itoa(port)+":6688",
-			"--mount", "type=bind,src="+data+",dst=/chainlink",
-			"--mount", "type=bind,src="+files+",dst=/run/chainlink,readonly",
-			"--mount", "type=bind,src="+h.ca+",dst="+h.ca+",readonly",
-			"--log-driver", "json-file", "--log-opt", "max-size=1m",
-			c.repo+":"+c.tag,
-			"node", "-config", "/run/chainlink/config.toml", "-secrets", "/run/chainlink/secrets.toml", "start",
-			"-p", "/run/chainlink/.password", "-a", "/run/chainlink/.api")
-		if err != nil {
+		o.nodes[i] = oldNode{name: name, port: port, data: data, files: files, ca: h.ca, hostname: h.id.InstanceID}
+		if err := o.nodes[i].run(ctx, c.repo+":"+c.tag); err != nil {
 			tb.Fatal(err)
 		}
-		o.nodes[i] = oldNode{name: name, port: port}
 	}
 	return o
+}
+
+// run is the old model's docker run of the node on image ref.
+func (n oldNode) run(ctx context.Context, ref string) error {
+	_, err := docker(ctx, "run", "--detach", "--name", n.name, "--hostname", n.hostname,
+		"--user", realnode.User, "--publish", strconv.Itoa(n.port)+":6688",
+		"--mount", "type=bind,src="+n.data+",dst=/chainlink",
+		"--mount", "type=bind,src="+n.files+",dst=/run/chainlink,readonly",
+		"--mount", "type=bind,src="+n.ca+",dst="+n.ca+",readonly",
+		"--log-driver", "json-file", "--log-opt", "max-size=1m",
+		ref,
+		"node", "-config", "/run/chainlink/config.toml", "-secrets", "/run/chainlink/secrets.toml", "start",
+		"-p", "/run/chainlink/.password", "-a", "/run/chainlink/.api")
+	return err
 }
 
 // roles waits until one node is ready (it holds the lease) and the other runs and waits for the lease.
