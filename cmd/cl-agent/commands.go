@@ -27,6 +27,8 @@ func commands() []command {
 		{"status", "[--json] [--config FILE]", "show the daemon's role, lock and node", runStatus},
 		{"restart", "[--config FILE]", "re-fetch secrets and recreate the node (active host only)", runRestart},
 		{"stepdown", "[--wait] [--config FILE]", "hand the node over to the other host", runStepdown},
+		{"upgrade", "[--to TAG] [--allow-downgrade] [--wait] [--timeout DURATION] [--config FILE]",
+			"move the pair to a newer image with one switchover (any host)", runUpgrade},
 		{"version", "", "print the version", runVersion},
 	}
 }

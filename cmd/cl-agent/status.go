@@ -63,6 +63,7 @@ func printStatus(w io.Writer, s control.Status) {
 	if s.Node.Image != "" {
 		fmt.Fprintf(w, "image:     %s\n", s.Node.Image)
 	}
+	printPairImage(w, s.Image)
 	if s.Message != "" {
 		fmt.Fprintf(w, "doing:     %s\n", s.Message)
 	}
@@ -81,6 +82,43 @@ func printStatus(w io.Writer, s control.Status) {
 			result = "FAIL"
 		}
 		fmt.Fprintf(w, "  %s %-20s %s (%s ago)\n", result, c.Name, c.Detail, time.Since(c.At).Round(time.Second))
+	}
+}
+
+// printPairImage prints the pair's image as this host last read it, and the upgrade under way or last ended
+// (README, "Upgrades"). A daemon that reports none of it prints nothing.
+func printPairImage(w io.Writer, im control.Image) {
+	if im == (control.Image{}) {
+		return
+	}
+	pairImage := im.Pair
+	if pairImage == "" {
+		pairImage = "no image recorded yet (a new pair)"
+	}
+	if im.Highest != "" {
+		pairImage += "; highest release " + im.Highest
+	}
+	if im.Policy != "" {
+		pairImage += "; image.upgrade " + im.Policy
+	}
+	fmt.Fprintf(w, "pair:      %s\n", pairImage)
+	if im.ReadError != "" {
+		fmt.Fprintf(w, "           cannot read the pair's record: %s (shown: the last read)\n", im.ReadError)
+	}
+	u := im.Upgrade
+	if u == nil {
+		return
+	}
+	line := u.Phase + " " + u.Candidate
+	if u.By != "" {
+		line += " by " + u.By
+	}
+	if !u.At.IsZero() {
+		line += fmt.Sprintf(" at %s (%s ago)", u.At.Format(time.RFC3339), time.Since(u.At).Round(time.Second))
+	}
+	fmt.Fprintf(w, "upgrade:   %s\n", line)
+	if u.Reason != "" {
+		fmt.Fprintf(w, "           %s\n", u.Reason)
 	}
 }
 
