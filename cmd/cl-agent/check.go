@@ -8,8 +8,6 @@ import (
 	"path/filepath"
 	"time"
 
-	"github.com/jackc/pgx/v5"
-
 	"github.com/cl-agent/cl-agent/agent"
 	"github.com/cl-agent/cl-agent/agent/config"
 	"github.com/cl-agent/cl-agent/agent/container"
@@ -31,10 +29,12 @@ func (e *checkFailed) ExitCode() int { return e.code }
 func (e *checkFailed) Unwrap() error { return errReported }
 
 // runCheck runs every preflight check and prints one line per check: ok, FAIL (with the reason) or skip (when a
-// check it needs failed). The exit code is the worst of the failures: the largest, so Terminal (5) over Config (2)
+// check it needs failed). --allow-downgrade passes the pair-image line for an image older than the highest release
+// that ran against the database, for this run only. The exit code is the worst of the failures: the largest, so Terminal (5) over Config (2)
 // over Retry (1).
 func runCheck(ctx context.Context, args []string, out, errOut io.Writer) error {
 	f := newFlags("check", errOut)
+	allowDowngrade := f.Bool("allow-downgrade", false, "pass the pair-image line for an image older than the highest release that ran")
 	if err := f.parse(args); err != nil {
 		return err
 	}
@@ -43,7 +43,7 @@ func runCheck(ctx context.Context, args []string, out, errOut io.Writer) error {
 
 	h, err := agent.Open(*f.configPath, errOut)
 	if !line("config", err, *f.configPath) {
-		skip("imds", "secrets", "database", "docker", "image", "chain-http", "chain-ws", nodeValidateLine)
+		skip("imds", "secrets", "database", "docker", "image", "chain-http", "chain-ws", pairImageLine, nodeValidateLine)
 		return done()
 	}
 	note(out, "tmpfs", secretsDirNote(h.Config.Container.SecretsDir))
@@ -59,16 +59,20 @@ func runCheck(ctx context.Context, args []string, out, errOut io.Writer) error {
 	checkChain(ctx, h.Config, line, out)
 
 	if err := h.Learn(ctx); !line("imds", err, fmt.Sprintf("%s %s %s %s", h.Identity.InstanceID, h.Identity.Region, h.Identity.AZ, h.Identity.PrivateIP)) {
-		skip("secrets", "database", nodeValidateLine)
+		skip("secrets", "database", pairImageLine, nodeValidateLine)
 		return done()
 	}
 	nodeSecrets, err := h.FetchSecrets(ctx)
 	if !line("secrets", err, "database_password, api_password and keystore_password fetched and meet the node's rules") {
-		skip("database", nodeValidateLine)
+		skip("database", pairImageLine, nodeValidateLine)
 		return done()
 	}
 	version, err := checkDatabase(ctx, h.Config, nodeSecrets.DatabasePassword)
-	line("database", err, version)
+	if line("database", err, version) {
+		r.pairImage(ctx, h.Config, nodeSecrets.DatabasePassword, img, imageOK, *allowDowngrade)
+	} else {
+		skip(pairImageLine)
+	}
 
 	if !dockerOK || !imageOK {
 		skip(nodeValidateLine)
@@ -212,11 +216,9 @@ func checkDocker(ctx context.Context) error {
 func checkDatabase(ctx context.Context, c *config.Config, password secrets.Secret) (string, error) {
 	ctx, cancel := context.WithTimeout(ctx, checkTimeout)
 	defer cancel()
-	conn, err := pgx.Connect(ctx, nodefiles.DatabaseURL(c.Node.Database, password.Reveal(), ""))
+	conn, err := connectDatabase(ctx, c, password)
 	if err != nil {
-		// pgx masks the password in its errors; the redactor would catch it anyway.
-		return "", fmt.Errorf("connect to %s:%d/%s as %s (bound %s): %w", c.Node.Database.Host, c.Node.Database.Port,
-			c.Node.Database.Name, c.Node.Database.User, checkTimeout, err)
+		return "", err
 	}
 	defer conn.Close(context.WithoutCancel(ctx))
 	var v string

@@ -22,7 +22,7 @@ func commands() []command {
 		{"run", "[--config FILE]", "run the daemon (systemd starts it)", runDaemon},
 		{"render", "--out DIR [--config FILE] [--print]", "write the node's files once, as the daemon would, and exit", runRender},
 		{"resolve-image", "[--config FILE]", "print the image the node would run, as repository:tag@sha256:…", runResolveImage},
-		{"check", "[--config FILE]", "run every preflight check, one line each", runCheck},
+		{"check", "[--allow-downgrade] [--config FILE]", "run every preflight check, one line each", runCheck},
 		{"fence", "[--config FILE]", "stop and remove this host's node and shred its files (no daemon needed)", runFence},
 		{"status", "[--json] [--config FILE]", "show the daemon's role, lock and node", runStatus},
 		{"restart", "[--config FILE]", "re-fetch secrets and recreate the node (active host only)", runRestart},
