@@ -16,8 +16,12 @@ import (
 	"github.com/cl-agent/cl-agent/agent/state"
 )
 
-// upgradeWaitPoll is how often `upgrade --wait` reads the pair's record for the outcome.
-const upgradeWaitPoll = 500 * time.Millisecond
+const (
+	// upgradeWaitPoll is how often `upgrade --wait` reads the pair's record for the outcome.
+	upgradeWaitPoll = 500 * time.Millisecond
+	// rewarmRetry paces a standby's tries to warm up on the pair's moved image after one failed.
+	rewarmRetry = 30 * time.Second
+)
 
 // upgrades is the loop's view of the pair's image (agent/pair) and the upgrade work under way on this host. Every
 // host reads the record every tick; each acts on the phases that are its to move:
@@ -34,9 +38,11 @@ type upgrades struct {
 	reading    bool
 	validating string // the digest of the candidate being validated here
 	rewarming  bool
-	pinAsked   string // the pinned tag this process asked an upgrade to (once)
-	autoBusy   bool
-	seen       string // phase and candidate last told to the observer
+	// rewarmFailed is when warming up on the pair's moved image last failed (retried after rewarmRetry).
+	rewarmFailed time.Time
+	pinAsked     string // the pinned tag this process asked an upgrade to (once)
+	autoBusy     bool
+	seen         string // phase and candidate last told to the observer
 }
 
 // Events of the pair's record and its upgrades.
@@ -130,7 +136,8 @@ func (d *Daemon) standbyPair(rec pair.Record) {
 	if u.Phase == pair.Requested && d.up.validating != u.Candidate.Digest {
 		d.validateCandidate(u.Candidate)
 	}
-	if rec.Exists && !rec.Ahead() && rec.Image.Digest != d.img.Digest && !d.up.rewarming {
+	if rec.Exists && !rec.Ahead() && rec.Image.Digest != d.img.Digest && !d.up.rewarming &&
+		d.clock.Since(d.up.rewarmFailed) >= rewarmRetry {
 		d.up.rewarming = true
 		d.host.Log.Info("the pair's image moved: warming up on it", zap.String("image", rec.Image.String()))
 		s := d.secrets
@@ -175,7 +182,8 @@ func (d *Daemon) tookRewarm(ev rewarmed) {
 		return // this host took the lock meanwhile: its start reads the record itself
 	}
 	if ev.err != nil {
-		d.host.Log.Warn("warming up on the pair's image failed; the next read tries again", zap.Error(ev.err))
+		d.up.rewarmFailed = d.clock.Now()
+		d.host.Log.Warn("warming up on the pair's image failed; trying again", zap.Duration("in", rewarmRetry), zap.Error(ev.err))
 		return
 	}
 	d.img = ev.img
@@ -276,6 +284,11 @@ func (d *Daemon) Upgrade(ctx context.Context, req control.UpgradeRequest) (strin
 	t := d.takeoverNow()
 	if t == nil {
 		return "", errors.New("this host is not connected to the node's database yet (warming up): try again shortly")
+	}
+	if pin := d.host.Config.Image.Tag; pin != "" && req.To != "" && req.To != pin {
+		// The hosts would warm up on the pinned tag again at their next start: change the pin instead.
+		return "", exitcode.New(exitcode.Config, fmt.Errorf("image.tag pins %s: set image.tag to %s and restart the hosts "+
+			"(the active asks for the upgrade), or leave image.tag empty to upgrade with --to", pin, req.To))
 	}
 	target, err := d.o.Resolve(ctx, req.To)
 	if err != nil {

@@ -12,6 +12,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"strings"
 	"syscall"
 	"time"
@@ -66,10 +67,50 @@ func BuildBinary(ctx context.Context, dir string) (string, error) {
 	return out, nil
 }
 
+// Release is one release of the stand-in: the settings baked into its image as ENV lines, so each gives an image
+// of its own (its own digest once pushed). The zero Release is BuildImage's image.
+type Release struct {
+	// Version is what `chainlink --version` prints and what the node names its sessions with ("" the default).
+	Version string
+	// NeverReady: `node start` takes the lease and serves HTTP, but /readyz never answers 200 (a release that
+	// cannot boot on this configuration or chain).
+	NeverReady bool
+	// RefuseKey ("Section.Key"): `node validate` and `node start` refuse a config.toml that has it, as a release
+	// that removed the key refuses it.
+	RefuseKey string
+	// MigrateTo > 0: `node start` records migration MigrateTo in goose_migrations before it is ready (a release
+	// with new migrations). Otherwise the stand-in records its default migration (migrationDefault in the binary).
+	MigrateTo int64
+}
+
+// env is the release's Dockerfile ENV lines.
+func (r Release) env() string {
+	var b strings.Builder
+	for k, v := range map[string]string{"CL_STANDIN_VERSION": r.Version, "CL_STANDIN_REFUSE_KEY": r.RefuseKey} {
+		if v != "" {
+			fmt.Fprintf(&b, "ENV %s=%q\n", k, v)
+		}
+	}
+	if r.NeverReady {
+		b.WriteString("ENV CL_STANDIN_NEVER_READY=1\n")
+	}
+	if r.MigrateTo > 0 {
+		fmt.Fprintf(&b, "ENV CL_STANDIN_MIGRATE_TO=%d\n", r.MigrateTo)
+	}
+	lines := strings.Split(strings.TrimSpace(b.String()), "\n")
+	slices.Sort(lines) // map order: the same release always gives the same Dockerfile, and the same hash
+	return strings.Join(lines, "\n") + "\n"
+}
+
 // BuildImage builds the stand-in image and tags it with every tag (e.g. "standin-chainlink:2.10.0",
 // "127.0.0.1:5000/chainlink/chainlink:1.13.0"). When an image with the same binary already exists it is only
 // tagged. Safe to call from parallel test processes.
 func BuildImage(ctx context.Context, tags ...string) error {
+	return BuildRelease(ctx, Release{}, tags...)
+}
+
+// BuildRelease is BuildImage for release r.
+func BuildRelease(ctx context.Context, r Release, tags ...string) error {
 	dir, err := os.MkdirTemp("", "standin-image-")
 	if err != nil {
 		return fmt.Errorf("build stand-in image: %w", err)
@@ -79,7 +120,11 @@ func BuildImage(ctx context.Context, tags ...string) error {
 	if err != nil {
 		return err
 	}
-	hash, err := contentHash(bin)
+	df := dockerfile
+	if r != (Release{}) {
+		df += r.env()
+	}
+	hash, err := contentHash(bin, df)
 	if err != nil {
 		return err
 	}
@@ -102,7 +147,7 @@ func BuildImage(ctx context.Context, tags ...string) error {
 		}
 		return nil
 	}
-	if err := os.WriteFile(filepath.Join(dir, "Dockerfile"), []byte(dockerfile), 0o644); err != nil {
+	if err := os.WriteFile(filepath.Join(dir, "Dockerfile"), []byte(df), 0o644); err != nil {
 		return fmt.Errorf("build stand-in image: %w", err)
 	}
 	args := []string{"build", "--quiet", "--label", HashLabel + "=" + hash}
@@ -144,7 +189,7 @@ func lockFile(ctx context.Context, path string) (func(), error) {
 }
 
 // contentHash covers everything that ends up in the image.
-func contentHash(bin string) (string, error) {
+func contentHash(bin, dockerfile string) (string, error) {
 	f, err := os.Open(bin)
 	if err != nil {
 		return "", fmt.Errorf("hash stand-in binary: %w", err)

@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/cl-agent/cl-agent/agent/pair"
 	"github.com/cl-agent/cl-agent/agent/secrets"
 	"github.com/cl-agent/cl-agent/internal/realnode"
 	"github.com/cl-agent/cl-agent/internal/testenv"
@@ -48,6 +49,9 @@ type contractFacts struct {
 	// (f) a start with another keystore password on the database whose key ring exists.
 	WrongKeystoreExitCode int  // -1: still running at the bound
 	WrongKeystoreLogSays  bool // "could not decrypt key with given password"
+	// (h) the node's migrations: applied in goose_migrations, where the agent reads them (agent/pair), by the time
+	// the node is ready.
+	MigratedBeforeReady bool
 	// (g) GET /v2/keys/eth with the session cookie, without a chain.
 	KeysStatus        int
 	ETHBalanceShapes  string // "wei" (a whole number as a string), "null", or the JSON type and value
@@ -69,6 +73,8 @@ var documented = contractFacts{
 	OldAPIPasswordLogin: http.StatusOK, NewAPIPasswordLogin: http.StatusUnauthorized,
 	WrongKeystoreExitCode: 1, WrongKeystoreLogSays: true,
 	KeysStatus: http.StatusOK, ETHBalanceShapes: "null", LINKBalanceShapes: "null",
+	// (h)
+	MigratedBeforeReady: true,
 }
 
 // consumerNameRE is the application_name of a node's sessions (see appNameRE), for any version: 1 the version,
@@ -120,6 +126,11 @@ func observeContract(t *testing.T, pg *testenv.Postgres, image string) contractF
 	first := realnode.Start(t, image, s.Files, s.Cmd)
 	t.Logf("first node ready in %s", first.WaitReady(readyBound).Round(time.Millisecond))
 	f.ReadyzStatus, _ = first.Get("/readyz")
+	migrated, err := pair.MigrationVersion(ctx, db)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.MigratedBeforeReady = migrated > 0
 	code, body, err := first.GetBody("/health")
 	if err != nil {
 		t.Fatalf("GET /health: %v", err)

@@ -40,6 +40,8 @@ type node struct {
 	log    *zap.Logger
 	state  *nodeState
 	locks  []dbLock
+	// migration is what the node records in goose_migrations once it holds its locks (release.go).
+	migration int64
 }
 
 // runNode validates every input, then runs the node until a signal (exit 0), a lost lease (exit 1) or an
@@ -57,6 +59,12 @@ func runNode(ctx context.Context, inv invocation, env lookupEnv, stdout io.Write
 		log.Error(evRefusing, zap.Error(err))
 		return exitWith(1, err)
 	}
+	f.Unready = f.Unready || neverReady(env)
+	migration, err := migrateTo(env)
+	if err != nil {
+		log.Error(evRefusing, zap.Error(err))
+		return exitWith(1, err)
+	}
 	if f.Crash {
 		log.Error(evCrash, zap.String("file", faultCrash))
 		return exitWith(1, errors.New("crash injected"))
@@ -65,7 +73,7 @@ func runNode(ctx context.Context, inv invocation, env lookupEnv, stdout io.Write
 	if !ok || host == "" {
 		host, _ = os.Hostname()
 	}
-	n := &node{cfg: cfg, creds: creds, faults: f, host: host, id: uuid.New(), log: log, state: newNodeState()}
+	n := &node{cfg: cfg, creds: creds, faults: f, host: host, id: uuid.New(), log: log, state: newNodeState(), migration: migration}
 	version := versionOf(env)
 	// Every session is named as the real node names its own; the URL's application_name goes.
 	if n.cfg.DatabaseURL, err = withConsumerName(cfg.DatabaseURL, consumerName(version, n.id)); err != nil {
@@ -122,6 +130,11 @@ func (n *node) run(parent context.Context) error {
 	}
 	defer closeConn(conn)
 	lost, stopHolding := n.startHolding()
+	if err := n.migrate(ctx, conn); err != nil {
+		stopHolding()
+		n.releaseLocks(parent, n.locks)
+		return n.stopEarly(ctx, "failed to migrate database", err)
+	}
 	if err := n.unlockKeyRing(ctx, conn); err != nil {
 		stopHolding()
 		n.releaseLocks(parent, n.locks)
@@ -156,6 +169,14 @@ func (n *node) run(parent context.Context) error {
 	}
 	n.stop(parent, srv, stopHolding)
 	return nil
+}
+
+// migrate records this release's migration, on the node's own connection, as the real node migrates once it holds
+// its lease and before it opens the key ring.
+func (n *node) migrate(ctx context.Context, conn *pgx.Conn) error {
+	qctx, cancel := context.WithTimeout(ctx, defaultQueryTimeout)
+	defer cancel()
+	return migrate(qctx, conn, n.migration)
 }
 
 // unlockKeyRing opens (or first seals) the key ring with the keystore password, on the node's own connection.
