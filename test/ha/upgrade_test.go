@@ -1,0 +1,321 @@
+package ha
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/http"
+	"os/exec"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/cl-agent/cl-agent/agent/control"
+	"github.com/cl-agent/cl-agent/internal/standin"
+	"github.com/cl-agent/cl-agent/internal/testenv"
+)
+
+// Upgrades of the pair's image (agent/pair) on two hosts: the stand-in node in two releases, each its own image
+// with its own digest in the cluster's registry. The hosts' image.tag is empty, so a host that chose by itself
+// would take the newest release in the registry: the tests show that only an upgrade moves the pair.
+
+const (
+	newRelease   = "2.11.0"
+	upgradeBound = 90 * time.Second // `cl-agent upgrade --wait` with the stand-in: pull, validate, one switchover
+	readyTimeout = 8 * time.Second  // image.ready_timeout of these tests
+)
+
+// newUpgradeCluster is a cluster whose hosts choose the newest stable release (image.tag empty) and give a new
+// image's node readyTimeout to become ready; the registry holds standinTag only.
+func newUpgradeCluster(tb testing.TB) *cluster {
+	tb.Helper()
+	c := newCluster(tb)
+	for _, h := range c.hosts {
+		h.editConfig(tb, fmt.Sprintf("image: {repository: %q, tag: %q}", c.repo, c.tag),
+			fmt.Sprintf("image: {repository: %q, ready_timeout: %s}", c.repo, readyTimeout))
+	}
+	return c
+}
+
+// pushRelease builds the stand-in as release r, pushes it as repo:r.Version and returns its digest.
+func (c *cluster) pushRelease(tb testing.TB, r standin.Release) string {
+	tb.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), setupBound)
+	defer cancel()
+	ref := c.repo + ":" + r.Version
+	if err := standin.BuildRelease(ctx, r, ref); err != nil {
+		tb.Fatal(err)
+	}
+	tb.Cleanup(func() { _, _ = docker(context.Background(), "rmi", ref) })
+	if _, err := runWithin(ctx, pushBound, "docker", "push", ref); err != nil {
+		tb.Fatal(err)
+	}
+	return c.digestOf(tb, ref)
+}
+
+// digestOf is the registry digest of a pushed reference.
+func (c *cluster) digestOf(tb testing.TB, ref string) string {
+	tb.Helper()
+	out, err := docker(context.Background(), "inspect", "--format", "{{range .RepoDigests}}{{println .}}{{end}}", ref)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	for _, d := range strings.Fields(out) {
+		if strings.HasPrefix(d, c.repo+"@") {
+			return strings.TrimPrefix(d, c.repo+"@")
+		}
+	}
+	tb.Fatalf("no digest of %s in the registry: %q", ref, out)
+	return ""
+}
+
+// runsDigest waits until h's status says its node (running, or warm for a standby) is digest.
+func (h *host) runsDigest(tb testing.TB, digest string, bound time.Duration) control.Status {
+	tb.Helper()
+	var st control.Status
+	if !testenv.Poll(bound, pollEvery, func() bool {
+		s, err := h.status()
+		st = s
+		return err == nil && s.Node.Digest == digest
+	}) {
+		tb.Fatalf("%s is not on %s within %s: %s, node image %s, upgrade %+v", h.name, digest, bound, brief(st), st.Node.Image, st.Image.Upgrade)
+	}
+	return st
+}
+
+// upgrade is `cl-agent upgrade --wait` on h, with args.
+func (h *host) upgrade(args ...string) (string, error) {
+	return h.cli(context.Background(), upgradeBound, append([]string{"upgrade", "--wait", "--timeout", upgradeBound.String()}, args...)...)
+}
+
+// TestUpgradeMovesThePairWithOneSwitchover: a newer release in the registry changes nothing by itself — a crash of
+// the active fails over to the pair's image — and `cl-agent upgrade` moves both hosts to the new digest with one
+// switchover, the longest time with no ready node within the target. A downgrade after it is refused, naming both
+// versions.
+func TestUpgradeMovesThePairWithOneSwitchover(t *testing.T) {
+	c := newUpgradeCluster(t)
+	defer c.logsOnFailure(t)
+	oldDigest := c.digestOf(t, c.repo+":"+c.tag)
+	a, b := c.bringUp(t)
+	newDigest := c.pushRelease(t, standin.Release{Version: newRelease})
+
+	// A crash after a newer release appeared does not upgrade.
+	c.killAgent(t)
+	a, b = c.waitSettled(t, nil, settleBound)
+	a.runsDigest(t, oldDigest, cmdBound)
+	b.runsDigest(t, oldDigest, cmdBound)
+
+	rec := c.record(t)
+	defer rec.stop()
+	t0 := time.Now()
+	gap := samplePair(a.port, b.port)
+	out, err := b.upgrade() // on the standby: any host may ask
+	longest := gap.stop()
+	if err != nil {
+		t.Fatalf("upgrade: %v\n%s", err, out)
+	}
+	if !strings.Contains(out, "upgraded: the pair runs") || !strings.Contains(out, newRelease) {
+		t.Fatalf("upgrade said %q", out)
+	}
+	// One switchover: the standby is the active now, and the old active warms up on the new digest.
+	na, ns := c.verify(t, rec, b)
+	na.runsDigest(t, newDigest, cmdBound)
+	st := ns.runsDigest(t, newDigest, settleBound)
+	if st.Image.Upgrade == nil || st.Image.Upgrade.Phase != "done" || st.Image.Highest != newRelease {
+		t.Fatalf("the old active's status after the upgrade: %+v", st.Image)
+	}
+	if starts := rec.starts(b.container, t0); starts != 1 {
+		t.Errorf("the new active's node started %d times during the upgrade, want 1:\n%s", starts, rec.events())
+	}
+	if starts := rec.starts(a.container, t0); starts != 0 {
+		t.Errorf("the old active's node started %d times during the upgrade, want 0:\n%s", starts, rec.events())
+	}
+	t.Logf("upgrade: the longest time with no ready node was %s", longest)
+	if longest > 2*time.Second {
+		t.Errorf("the longest time with no ready node during the upgrade was %s; the target is 2s", longest)
+	}
+
+	// No downgrade.
+	out, err = na.cli(context.Background(), cmdBound, "upgrade", "--to", c.tag)
+	if err == nil || !strings.Contains(err.Error(), "older than "+newRelease) || !strings.Contains(err.Error(), c.tag) ||
+		exitCode(err) != 5 {
+		t.Fatalf("a downgrade to %s: %v (exit %d)\n%s", c.tag, err, exitCode(err), out)
+	}
+}
+
+// TestUpgradeRefusedByValidation: a release whose node refuses a key the agent's config.toml still has is
+// refused by the standby's validation; the pair stays on its image, nothing restarts, and the reason is the node's.
+func TestUpgradeRefusedByValidation(t *testing.T) {
+	c := newUpgradeCluster(t)
+	defer c.logsOnFailure(t)
+	oldDigest := c.digestOf(t, c.repo+":"+c.tag)
+	a, b := c.bringUp(t)
+	c.pushRelease(t, standin.Release{Version: newRelease, RefuseKey: "WebServer.SecureCookies"})
+	rec := c.record(t)
+	defer rec.stop()
+	t0 := time.Now()
+	out, err := a.upgrade("--to", newRelease)
+	if err == nil || !strings.Contains(err.Error(), "SecureCookies") || exitCode(err) != 2 {
+		t.Fatalf("upgrade to a release that refuses the config: %v (exit %d)\n%s", err, exitCode(err), out)
+	}
+	c.verify(t, rec, a)
+	a.runsDigest(t, oldDigest, cmdBound)
+	b.runsDigest(t, oldDigest, cmdBound)
+	if n := rec.starts(a.container, t0) + rec.starts(b.container, t0); n != 0 {
+		t.Errorf("%d node starts after a refused upgrade, want 0:\n%s", n, rec.events())
+	}
+	if st, _ := a.status(); st.Image.Upgrade == nil || st.Image.Upgrade.Phase != "refused" || !strings.Contains(st.Image.Upgrade.Reason, "SecureCookies") {
+		t.Fatalf("the status after a refused upgrade: %+v", st.Image.Upgrade)
+	}
+}
+
+// TestUpgradeNeverReadyRollsBack: a release whose node never becomes ready (and migrates nothing) is rolled back
+// after image.ready_timeout: the new active runs the pair's image again, and the upgrade says why.
+func TestUpgradeNeverReadyRollsBack(t *testing.T) {
+	c := newUpgradeCluster(t)
+	defer c.logsOnFailure(t)
+	oldDigest := c.digestOf(t, c.repo+":"+c.tag)
+	a, b := c.bringUp(t)
+	c.pushRelease(t, standin.Release{Version: newRelease, NeverReady: true})
+	out, err := a.upgrade()
+	if err == nil || !strings.Contains(err.Error(), "rolled back") || !strings.Contains(err.Error(), "applied no migration") ||
+		exitCode(err) != 1 {
+		t.Fatalf("upgrade to a release that never becomes ready: %v (exit %d)\n%s", err, exitCode(err), out)
+	}
+	na, ns := c.waitSettled(t, b, settleBound)
+	na.runsDigest(t, oldDigest, settleBound)
+	ns.runsDigest(t, oldDigest, settleBound)
+	if st, _ := na.status(); st.Image.Upgrade == nil || st.Image.Upgrade.Phase != "rolled_back" || st.Image.Highest != c.tag {
+		t.Fatalf("the status after the roll-back: %+v", st.Image)
+	}
+}
+
+// pairSampler measures the longest run of samples in which no host's node answered /readyz 200.
+type pairSampler struct {
+	stopc, done chan struct{}
+	mu          sync.Mutex
+	longest     time.Duration
+}
+
+func samplePair(ports ...int) *pairSampler {
+	s := &pairSampler{stopc: make(chan struct{}), done: make(chan struct{})}
+	go func() {
+		defer close(s.done)
+		tick := time.NewTicker(readyPoll)
+		defer tick.Stop()
+		var downSince time.Time
+		for {
+			up := false
+			for _, p := range ports {
+				up = up || readyz(p) == http.StatusOK
+			}
+			now := time.Now()
+			switch {
+			case !up && downSince.IsZero():
+				downSince = now
+			case up && !downSince.IsZero():
+				s.mu.Lock()
+				s.longest = max(s.longest, now.Sub(downSince))
+				s.mu.Unlock()
+				downSince = time.Time{}
+			}
+			select {
+			case <-s.stopc:
+				if !downSince.IsZero() {
+					s.mu.Lock()
+					s.longest = max(s.longest, now.Sub(downSince))
+					s.mu.Unlock()
+				}
+				return
+			case <-tick.C:
+			}
+		}
+	}()
+	return s
+}
+
+// stop ends the sampling and returns the longest gap.
+func (s *pairSampler) stop() time.Duration {
+	close(s.stopc)
+	<-s.done
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.longest
+}
+
+// starts counts the start events of container name at or after since.
+func (r *recorder) starts(name string, since time.Time) int {
+	n := 0
+	for _, e := range r.sorted() {
+		if e.name == name && e.action == "start" && !e.at.Before(since) {
+			n++
+		}
+	}
+	return n
+}
+
+// exitCode is the exit status of a failed `cl-agent` command (-1: it did not exit with one).
+func exitCode(err error) int {
+	var ee *exec.ExitError
+	if errors.As(err, &ee) {
+		return ee.ExitCode()
+	}
+	return -1
+}
+
+// BenchmarkUpgrade is the longest time with no ready node while the node moves to a new release (a new stand-in
+// release each iteration):
+//
+//	Upgrade        `cl-agent upgrade --wait` on the pair: pull and validate on the standby, one planned switchover
+//	OldWayUpgrade  the old Quick Start's way, on one host: docker stop and rm, docker pull of the new release, docker run
+func BenchmarkUpgrade(b *testing.B) {
+	c := newUpgradeCluster(b)
+	c.bringUp(b)
+	minor := 10
+	release := func(tb testing.TB) string {
+		minor++
+		v := fmt.Sprintf("2.%d.0", minor)
+		c.pushRelease(tb, standin.Release{Version: v})
+		return v
+	}
+	benchMedian(b, "Upgrade", "gap", targetUpgradeGap, nil, func(tb testing.TB) time.Duration {
+		v := release(tb)
+		a, s := c.waitSettled(tb, nil, settleBound)
+		gap := samplePair(a.port, s.port)
+		out, err := s.upgrade("--to", v)
+		longest := gap.stop()
+		if err != nil {
+			tb.Fatalf("upgrade to %s: %v\n%s", v, err, out)
+		}
+		c.waitSettled(tb, s, settleBound)
+		a.runsDigest(tb, c.digestOf(tb, c.repo+":"+v), settleBound)
+		return longest
+	})
+
+	old := c.newOldModel(b)
+	if _, err := docker(context.Background(), "rm", "--force", old.nodes[1].name); err != nil { // one host
+		b.Fatal(err)
+	}
+	node := old.nodes[0]
+	benchMedian(b, "OldWayUpgrade", "gap", noTarget, nil, func(tb testing.TB) time.Duration {
+		ref := c.repo + ":" + release(tb)
+		if _, err := docker(context.Background(), "rmi", ref); err != nil { // only in the registry now: the pull is real
+			tb.Fatal(err)
+		}
+		waitReadyz(tb, node.port, settleBound, "old way: the node before its upgrade")
+		gap := samplePair(node.port)
+		ctx, cancel := context.WithTimeout(context.Background(), setupBound)
+		defer cancel()
+		for _, args := range [][]string{{"stop", node.name}, {"rm", node.name}, {"pull", ref}} {
+			if _, err := docker(ctx, args...); err != nil {
+				tb.Fatal(err)
+			}
+		}
+		if err := node.run(ctx, ref); err != nil {
+			tb.Fatal(err)
+		}
+		waitReadyz(tb, node.port, settleBound, "old way: the node after docker run of "+ref)
+		return gap.stop()
+	})
+}
