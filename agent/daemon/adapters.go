@@ -2,6 +2,7 @@ package daemon
 
 import (
 	"context"
+	"time"
 
 	"github.com/cl-agent/cl-agent/agent/leader"
 	"github.com/cl-agent/cl-agent/agent/takeover"
@@ -21,6 +22,8 @@ func (a electorAdapter) Acquire(ctx context.Context, onHolder func(leader.Holder
 }
 
 func (a electorAdapter) Holder(ctx context.Context) (leader.Holder, error) { return a.e.Holder(ctx) }
+
+func (a electorAdapter) Hurry(d time.Duration) { a.e.Hurry(d) }
 
 // TakeoverFrom adapts the takeover package's database side to the daemon's interface.
 func TakeoverFrom(db *takeover.DB) Takeover { return takeoverAdapter{db} }

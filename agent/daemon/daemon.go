@@ -52,6 +52,8 @@ type Elector interface {
 	Acquire(ctx context.Context, onHolder func(leader.Holder)) (Term, error)
 	// Holder looks up who holds the lock now (stepdown --wait).
 	Holder(ctx context.Context) (leader.Holder, error)
+	// Hurry makes the campaign try for the lock often for a while: a planned switchover is coming.
+	Hurry(d time.Duration)
 }
 
 // Term is one period of holding the lock.

@@ -59,6 +59,7 @@ type fakeElector struct {
 	// peer, when set, is who the campaign sees holding the lock; holderLookups counts Holder calls (connections).
 	peer          atomic.Pointer[leader.Holder]
 	holderLookups atomic.Int32
+	hurried       atomic.Int32 // Hurry calls
 }
 
 var _ Elector = (*fakeElector)(nil)
@@ -77,6 +78,8 @@ func (e *fakeElector) Acquire(ctx context.Context, onHolder func(leader.Holder))
 		return nil, ctx.Err()
 	}
 }
+
+func (e *fakeElector) Hurry(time.Duration) { e.hurried.Add(1) }
 
 func (e *fakeElector) Holder(context.Context) (leader.Holder, error) {
 	e.holderLookups.Add(1)

@@ -19,6 +19,9 @@ import (
 const (
 	// upgradeWaitPoll is how often `upgrade --wait` reads the pair's record for the outcome.
 	upgradeWaitPoll = 500 * time.Millisecond
+	// switchHurry is how long a standby that validated a candidate tries for the lock every leader.HurryInterval:
+	// the active hands over within a read of the record (a tick) and a stop of its node.
+	switchHurry = 30 * time.Second
 	// rewarmRetry paces a standby's tries to warm up on the pair's moved image after one failed.
 	rewarmRetry = 30 * time.Second
 )
@@ -173,6 +176,8 @@ func (d *Daemon) tookCandidate(ev candidateChecked) {
 		return
 	}
 	d.advance(ev.cand, pair.Requested, pair.Validated, "validated by the standby: the active hands over")
+	// The active stops its node at its next read of the record: take the lock as soon as it lets go of it.
+	d.elector.Hurry(switchHurry)
 }
 
 // tookRewarm takes the image a standby warmed up on again.

@@ -237,6 +237,7 @@ func TestStandbyValidatesAndWarmsOnTheNewImage(t *testing.T) {
 		t.Fatalf("validated %s", tag)
 	}
 	phaseIs(t, h, pair.Validated)
+	testenv.WaitFor(t, 5*time.Second, "the campaign hurried for the switchover", func() bool { return h.elector.hurried.Load() == 1 })
 	// The peer switched and its new node recorded the candidate: this standby warms up on it.
 	if _, err := h.takeover.RecordImage(context.Background(), candidate); err != nil {
 		t.Fatal(err)

@@ -48,11 +48,12 @@
 // # Metrics
 //
 // Prometheus names (cl_agent_…) are the metric* constants. The same figures go to CloudWatch (cloudwatch.go) under
-// the namespace ChainlinkNode/Agent with the dimension InstanceId (and Address, Transport, Path, Check or Result
-// where the Prometheus metric has that label), every interval, in PutMetricData batches of at most 1000 datums,
+// the namespace ChainlinkNode/Agent with the dimension InstanceId (and Address, Transport, Path, Check, Result or
+// Outcome where the Prometheus metric has that label), every interval, in PutMetricData batches of at most 1000 datums,
 // each call with a deadline. The template's alarms read ActiveNodes (1 on the active host with a ready node),
 // Failovers (takeovers in the interval) and WalletBalanceLow. Counters go as their increase since the last
-// publish that CloudWatch took; ratios go as percent. A failing CloudWatch drops the datums, counts them in
+// publish that CloudWatch took (UpgradeOutcome only in an interval in which an upgrade ended); ratios go as
+// percent. A failing CloudWatch drops the datums, counts them in
 // cl_agent_cloudwatch_dropped_total and logs; it never blocks the checks or the daemon.
 //
 // The chain figures, cl_agent_chain_head{chain_id,node} and cl_agent_rpc_latency_seconds{chain_id,node,transport},
@@ -70,5 +71,6 @@
 //	svc.Metrics().RecordSecretFetch(err, took)       // after each Secrets Manager fetch
 //	svc.Metrics().RecordFailover()                   // when this host takes the node over from another
 //	svc.Metrics().SetImage(repository, tag, digest)  // when it starts a node image
+//	svc.Metrics().SetUpgrade(phase, candidate)       // when it reads a new phase of the pair's upgrade
 //	svc.Results()                                    // for `cl-agent status`
 package health
