@@ -31,6 +31,7 @@ var update = flag.Bool("update", false, "rewrite the user-data embedded in cdk-t
 // one-key maps ({"Ref": "X"}, {"Fn::GetAtt": ["R", "Attr"]}, {"Fn::Sub": ...}).
 type template struct {
 	Parameters map[string]map[string]any
+	Rules      map[string]map[string]any
 	Conditions map[string]any
 	Mappings   map[string]any
 	Resources  map[string]resource
@@ -60,6 +61,7 @@ func loadTemplate(t testing.TB) *template {
 	}
 	tpl := &template{
 		Parameters: map[string]map[string]any{},
+		Rules:      map[string]map[string]any{},
 		Conditions: asMap(top["Conditions"]),
 		Mappings:   asMap(top["Mappings"]),
 		Resources:  map[string]resource{},
@@ -67,6 +69,9 @@ func loadTemplate(t testing.TB) *template {
 	}
 	for name, p := range asMap(top["Parameters"]) {
 		tpl.Parameters[name] = asMap(p)
+	}
+	for name, r := range asMap(top["Rules"]) {
+		tpl.Rules[name] = asMap(r)
 	}
 	for name, o := range asMap(top["Outputs"]) {
 		tpl.Outputs[name] = asMap(o)

@@ -31,7 +31,8 @@ PATH=$PATH:/opt/aws/bin
 : "${NODE_NETWORK:?}" "${NODE_CHAIN_ID:?}" "${NODE_LINK_CONTRACT?}"
 : "${NODE_WS_URL:?}" "${NODE_HTTP_URL?}" "${NODE_API_EMAIL:?}"
 : "${DB_HOST:?}" "${DB_PORT:?}" "${DB_NAME:?}" "${DB_USER:?}"
-: "${IMAGE_TAG?}" "${IMAGE_MAJOR:?}" "${NODE_LOG_GROUP:?}" "${HEALTH_LISTEN:?}" "${P2P_ANNOUNCE?}"
+: "${IMAGE_TAG?}" "${IMAGE_MAJOR:?}" "${IMAGE_UPGRADE:?}" "${IMAGE_UPGRADE_WINDOW?}"
+: "${NODE_LOG_GROUP:?}" "${HEALTH_LISTEN:?}" "${P2P_ANNOUNCE?}"
 
 DESTDIR=${DESTDIR:-}
 START_TIMEOUT=${START_TIMEOUT:-1500}  # seconds to wait for the unit to report ready (the stack waits 30 minutes)
@@ -132,6 +133,29 @@ fetch_rds_ca() {
   install -m 0644 "$pem" "${DESTDIR}${RDS_CA}"
 }
 
+# check_upgrade holds IMAGE_UPGRADE and IMAGE_UPGRADE_WINDOW to cl-agent's rules for image.upgrade and
+# image.upgrade_window, so that a boot they would fail names the stack's parameters, rather than the agent exiting 2
+# on a configuration the stack wrote.
+check_upgrade() {
+  case $IMAGE_UPGRADE in
+    manual)
+      [ -z "$IMAGE_UPGRADE_WINDOW" ] ||
+        fail "upgrade window ${IMAGE_UPGRADE_WINDOW} applies only to auto upgrades: set ImageUpgradePolicy to auto, or leave ImageUpgradeWindow empty"
+      ;;
+    auto)
+      [ -z "$IMAGE_TAG" ] ||
+        fail "auto upgrades choose the newest stable release, and image tag ${IMAGE_TAG} is pinned: leave ChainlinkVersion empty, or set ImageUpgradePolicy to manual"
+      ;;
+    *) fail "upgrade policy ${IMAGE_UPGRADE} is not manual or auto" ;;
+  esac
+  [ -n "$IMAGE_UPGRADE_WINDOW" ] || return 0
+  local hhmm='([01][0-9]|2[0-3]):[0-5][0-9]'
+  [[ $IMAGE_UPGRADE_WINDOW =~ ^${hhmm}-${hhmm}$ ]] ||
+    fail "upgrade window ${IMAGE_UPGRADE_WINDOW} is not HH:MM-HH:MM (UTC, 24-hour)"
+  [ "${IMAGE_UPGRADE_WINDOW%-*}" != "${IMAGE_UPGRADE_WINDOW#*-}" ] ||
+    fail "upgrade window ${IMAGE_UPGRADE_WINDOW} starts where it ends: an empty window (leave ImageUpgradeWindow empty for any time)"
+}
+
 write_config() {
   step="write ${CONFIG}"
   case $DB_PORT in '' | *[!0-9]*) fail "database port ${DB_PORT} is not a number" ;; esac
@@ -150,6 +174,11 @@ write_config() {
     image="  tag: $(yaml_str "$IMAGE_TAG")"
   else
     image="  major: ${IMAGE_MAJOR}"
+  fi
+  check_upgrade
+  local upgrade_window=""
+  if [ -n "$IMAGE_UPGRADE_WINDOW" ]; then
+    upgrade_window="  upgrade_window: $(yaml_str "$IMAGE_UPGRADE_WINDOW")"
   fi
   install -d -m 0755 "${DESTDIR}/etc/cl-agent"
   install -d -m 0700 "${DESTDIR}/var/lib/cl-agent"
@@ -181,6 +210,8 @@ ${p2p}
     sslrootcert: ${RDS_CA}
 image:
 ${image}
+  upgrade: ${IMAGE_UPGRADE}
+${upgrade_window}
 container:
   log:
     driver: awslogs

@@ -84,6 +84,8 @@ func sampleParameters() map[string]string {
 		"DBMasterUsername":                   "postgresadmin",
 		"ChainlinkVersion":                   "",
 		"ChainlinkMajorVersion":              "2",
+		"ImageUpgradePolicy":                 "manual",
+		"ImageUpgradeWindow":                 "",
 		"ChainlinkLogGroup":                  "cl-test-ChainlinkLogGroup-Xy9Zw8",
 		"HealthListen":                       "0.0.0.0:9180",
 		"P2PAnnounce":                        "", // no P2P load balancer (networking_test.go boots with one)
@@ -128,6 +130,88 @@ func checkParameters(tpl *template, values map[string]string) error {
 		}
 	}
 	return errors.Join(errs...)
+}
+
+// stackRefuses evaluates the template's Rules over values, as CloudFormation does before it creates or updates
+// anything (a parameter not in values takes its Default), and returns the AssertDescription of each assertion that
+// fails in a rule whose RuleCondition holds.
+func stackRefuses(t testing.TB, tpl *template, values map[string]string) []string {
+	t.Helper()
+	var refusals []string
+	for _, name := range slices.Sorted(maps.Keys(tpl.Rules)) {
+		rule := tpl.Rules[name]
+		if cond, ok := rule["RuleCondition"]; ok && !ruleBool(t, tpl, cond, values) {
+			continue
+		}
+		for _, a := range asList(rule["Assertions"]) {
+			if !ruleBool(t, tpl, get(a, "Assert"), values) {
+				desc, _ := get(a, "AssertDescription").(string)
+				refusals = append(refusals, name+": "+desc)
+			}
+		}
+	}
+	return refusals
+}
+
+func ruleBool(t testing.TB, tpl *template, expr any, values map[string]string) bool {
+	t.Helper()
+	b, ok := ruleValue(t, tpl, expr, values).(bool)
+	if !ok {
+		t.Fatalf("rule expression %v is not a condition", expr)
+	}
+	return b
+}
+
+// ruleValue evaluates the rule functions this template uses: Ref, Fn::Equals, Fn::Not, Fn::And, Fn::Or. A literal
+// is its text, as CloudFormation compares parameter values.
+func ruleValue(t testing.TB, tpl *template, expr any, values map[string]string) any {
+	t.Helper()
+	m, ok := expr.(map[string]any)
+	if !ok {
+		return fmt.Sprint(expr)
+	}
+	if len(m) != 1 {
+		t.Fatalf("rule expression %v is not one function", expr)
+	}
+	for fn, arg := range m {
+		args := asList(arg)
+		switch fn {
+		case "Ref":
+			name, _ := arg.(string)
+			if v, ok := values[name]; ok {
+				return v
+			}
+			p, ok := tpl.Parameters[name]
+			if !ok {
+				t.Fatalf("a rule refers to %s, which is no parameter", name)
+			}
+			if d, ok := p["Default"]; ok {
+				return fmt.Sprint(d)
+			}
+			return ""
+		case "Fn::Equals":
+			if len(args) != 2 {
+				t.Fatalf("Fn::Equals takes two values: %v", arg)
+			}
+			return ruleValue(t, tpl, args[0], values) == ruleValue(t, tpl, args[1], values)
+		case "Fn::Not":
+			if len(args) != 1 {
+				t.Fatalf("Fn::Not takes one condition: %v", arg)
+			}
+			return !ruleBool(t, tpl, args[0], values)
+		case "Fn::And", "Fn::Or":
+			and := fn == "Fn::And"
+			for _, a := range args {
+				if ruleBool(t, tpl, a, values) != and {
+					return !and
+				}
+			}
+			return and
+		default:
+			t.Fatalf("rule function %s: not evaluated by this test", fn)
+		}
+	}
+	panic("unreachable")
 }
 
 // userDataFixture is what every run of the script shares: moto's S3, an HTTPS server with the CA bundle, the
@@ -339,8 +423,9 @@ func exists(path string) bool {
 }
 
 // TestUserData runs the node user-data for real. It installs the agent only from an archive whose SHA-256 is the
-// one the stack was given, writes a configuration cl-agent's own loader accepts, starts cl-agent only after
-// its unit reported ready (Type=notify), and tells CloudFormation how the boot went either way.
+// one the stack was given, writes a configuration cl-agent's own loader accepts (the upgrade policy included),
+// refuses an upgrade policy the agent would refuse, starts cl-agent only after its unit reported ready
+// (Type=notify), and tells CloudFormation how the boot went either way.
 func TestUserData(t *testing.T) {
 	f := newUserDataFixture(t)
 	genuine := makeArchive(t, map[string]string{"cl-agent": fakeAgent, "cl-agent.service": fakeUnit})
@@ -490,6 +575,67 @@ func TestUserData(t *testing.T) {
 		}
 	}
 
+	// image.upgrade is written always (manual unless the stack says auto), image.upgrade_window only when set.
+	for _, tc := range []struct {
+		name            string
+		change          map[string]string
+		upgrade, window string
+	}{
+		{"WritesManualUpgradesByDefault", nil, config.UpgradeManual, ""},
+		{"WritesManualUpgradesWithAPinnedTag", map[string]string{"ChainlinkVersion": "2.19.0"}, config.UpgradeManual, ""},
+		{"WritesAutoUpgradesWithAWindow", map[string]string{"ImageUpgradePolicy": "auto", "ImageUpgradeWindow": "22:00-02:00"},
+			config.UpgradeAuto, "22:00-02:00"},
+		{"WritesAutoUpgradesAtAnyTime", map[string]string{"ImageUpgradePolicy": "auto"}, config.UpgradeAuto, ""},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			key := "cl-agent/" + tc.name + ".tar.gz"
+			f.upload(t, key, genuine)
+			v := f.values(t, key, genuineSHA, tc.change)
+			o := f.boot(t, run{values: v})
+			cfg := expectInstalled(t, o, v)
+			if cfg.Image.Upgrade != tc.upgrade || cfg.Image.UpgradeWindow.String() != tc.window || cfg.Image.Tag != v["ChainlinkVersion"] {
+				t.Errorf("image %+v, want upgrade %s, window %q, tag %q", cfg.Image, tc.upgrade, tc.window, v["ChainlinkVersion"])
+			}
+			data, err := os.ReadFile(filepath.Join(o.root, "etc/cl-agent/config.yaml"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !strings.Contains(string(data), "\n  upgrade: "+tc.upgrade+"\n") {
+				t.Errorf("image.upgrade is not written (it must be, default or not):\n%s", data)
+			}
+			if hasWindow := strings.Contains(string(data), "upgrade_window:"); hasWindow != (tc.window != "") {
+				t.Errorf("image.upgrade_window written %t, want %t:\n%s", hasWindow, tc.window != "", data)
+			}
+		})
+	}
+
+	// What cl-agent would refuse (exit 2) fails the boot before the configuration is written, naming the
+	// parameters to change. The stack's Rules refuse the first two sooner (TestRulesRefuseWhatTheAgentRefuses).
+	for _, tc := range []struct {
+		name    string
+		change  map[string]string
+		message string
+	}{
+		{"RefusesAutoUpgradesWithAPinnedTag", map[string]string{"ImageUpgradePolicy": "auto", "ChainlinkVersion": "2.19.0"},
+			"auto upgrades choose the newest stable release, and image tag 2.19.0 is pinned: leave ChainlinkVersion empty, or set ImageUpgradePolicy to manual"},
+		{"RefusesAnUpgradeWindowWithManualUpgrades", map[string]string{"ImageUpgradeWindow": "22:00-02:00"},
+			"upgrade window 22:00-02:00 applies only to auto upgrades: set ImageUpgradePolicy to auto, or leave ImageUpgradeWindow empty"},
+		{"RefusesAnUpgradeWindowThatStartsWhereItEnds", map[string]string{"ImageUpgradePolicy": "auto", "ImageUpgradeWindow": "02:00-02:00"},
+			"upgrade window 02:00-02:00 starts where it ends"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			key := "cl-agent/" + tc.name + ".tar.gz"
+			f.upload(t, key, genuine)
+			o := f.boot(t, run{values: f.values(t, key, genuineSHA, tc.change)})
+			refused(t, o, "write /etc/cl-agent/config.yaml", tc.message)
+			if exists(filepath.Join(o.root, "etc/cl-agent/config.yaml")) {
+				t.Errorf("config written despite the refusal")
+			}
+		})
+	}
+
 	t.Run("RefusesAnArchiveReplacedInTheBucket", func(t *testing.T) {
 		t.Parallel()
 		key := "cl-agent/replaced.tar.gz"
@@ -593,10 +739,45 @@ func TestSampleParametersAreLegal(t *testing.T) {
 	for name, bad := range map[string]string{
 		"BlockchainNodeUrl": "wss://x'y", "RDSCABundleURL": "http://example.com/ca.pem", "AgentSHA256": "abc",
 		"ChainlinkNodeGUIEmail": "not-an-email", "BlockchainNetwork": "Kovan-ETH-Testnet",
+		"ImageUpgradePolicy": "always", "ImageUpgradeWindow": "24:00-02:00",
 	} {
 		if err := checkParameters(tpl, map[string]string{name: bad}); err == nil {
 			t.Errorf("%s=%q accepted", name, bad)
 		}
+	}
+}
+
+// TestRulesRefuseWhatTheAgentRefuses: the stack refuses, before any host boots, the upgrade policies cl-agent
+// would refuse (auto with a pinned tag; a window with manual), and takes the ones it accepts.
+func TestRulesRefuseWhatTheAgentRefuses(t *testing.T) {
+	tpl := loadTemplate(t)
+	for _, tc := range []struct {
+		name    string
+		change  map[string]string
+		refusal string // "" - accepted
+	}{
+		{"ManualByDefault", nil, ""},
+		{"ManualWithAPinnedTag", map[string]string{"ChainlinkVersion": "2.19.0"}, ""},
+		{"AutoWithAWindow", map[string]string{"ImageUpgradePolicy": "auto", "ImageUpgradeWindow": "22:00-02:00"}, ""},
+		{"AutoWithAPinnedTag", map[string]string{"ImageUpgradePolicy": "auto", "ChainlinkVersion": "2.19.0"},
+			"AutoUpgradeTakesNoPinnedTag: ImageUpgradePolicy auto upgrades to the newest stable release - leave ChainlinkVersion empty"},
+		{"WindowWithManual", map[string]string{"ImageUpgradeWindow": "22:00-02:00"},
+			"UpgradeWindowNeedsAutoUpgrades: ImageUpgradeWindow applies only with ImageUpgradePolicy auto."},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			v := sampleParameters()
+			maps.Copy(v, tc.change)
+			if err := checkParameters(tpl, v); err != nil {
+				t.Fatalf("the test's parameters are not legal for the template: %v", err)
+			}
+			got := stackRefuses(t, tpl, v)
+			switch {
+			case tc.refusal == "" && len(got) > 0:
+				t.Errorf("the stack refuses %v", got)
+			case tc.refusal != "" && (len(got) != 1 || !strings.HasPrefix(got[0], tc.refusal)):
+				t.Errorf("the stack refuses %q, want only %q", got, tc.refusal)
+			}
+		})
 	}
 }
 
