@@ -3,12 +3,10 @@ package leader
 import (
 	"context"
 	"errors"
-	"fmt"
 	"net"
 	"net/url"
 	"os"
 	"strconv"
-	"sync"
 	"testing"
 	"time"
 
@@ -20,44 +18,21 @@ import (
 
 // The package's tests share one cluster (each test gets its own database, and advisory locks are per database),
 // except those that restart the server or need it to listen on a namespace's link.
-var (
-	sharedOnce sync.Once
-	sharedPG   *testenv.Postgres
-	sharedErr  error
-)
+var shared = testenv.SharedPostgres{Name: "leader"}
 
 func TestMain(m *testing.M) {
 	if os.Getenv(childEnv) != "" {
 		os.Exit(runChild())
 	}
 	code := m.Run()
-	if sharedPG != nil {
-		if err := sharedPG.Stop(); err != nil {
-			fmt.Fprintf(os.Stderr, "stop the shared postgres: %v\n", err)
-		}
-	}
+	shared.Stop()
 	os.Exit(code)
 }
 
 // sharedPostgres starts the shared cluster on first use; TestMain stops it.
 func sharedPostgres(t testing.TB) *testenv.Postgres {
 	t.Helper()
-	sharedOnce.Do(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
-		defer cancel()
-		dir, err := os.MkdirTemp("", "cl-agent-leader-pg-")
-		if err != nil {
-			sharedErr = err
-			return
-		}
-		if sharedPG, sharedErr = testenv.StartPostgres(ctx, dir); sharedErr != nil {
-			os.RemoveAll(dir)
-		}
-	})
-	if sharedErr != nil {
-		t.Fatalf("start the shared postgres: %v", sharedErr)
-	}
-	return sharedPG
+	return shared.Get(t)
 }
 
 // testDB is a database owned by its own login role, as the agent's database is.

@@ -20,40 +20,17 @@ import (
 
 // The package's tests share one cluster; each test gets its own database, owned by its own login role as the
 // agent's database is (the agents are no superusers).
-var (
-	sharedOnce sync.Once
-	sharedPG   *testenv.Postgres
-	sharedErr  error
-)
+var shared = testenv.SharedPostgres{Name: "pair"}
 
 func TestMain(m *testing.M) {
 	code := m.Run()
-	if sharedPG != nil {
-		if err := sharedPG.Stop(); err != nil {
-			fmt.Fprintf(os.Stderr, "stop the shared postgres: %v\n", err)
-		}
-	}
+	shared.Stop()
 	os.Exit(code)
 }
 
 func sharedPostgres(t testing.TB) *testenv.Postgres {
 	t.Helper()
-	sharedOnce.Do(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
-		defer cancel()
-		dir, err := os.MkdirTemp("", "cl-agent-pair-pg-")
-		if err != nil {
-			sharedErr = err
-			return
-		}
-		if sharedPG, sharedErr = testenv.StartPostgres(ctx, dir); sharedErr != nil {
-			os.RemoveAll(dir)
-		}
-	})
-	if sharedErr != nil {
-		t.Fatalf("start the shared postgres: %v", sharedErr)
-	}
-	return sharedPG
+	return shared.Get(t)
 }
 
 // testDB is a fresh database of the shared cluster; connect opens a session on it as its owner.
