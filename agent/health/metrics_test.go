@@ -2,7 +2,6 @@ package health
 
 import (
 	"maps"
-	"strings"
 	"testing"
 
 	dto "github.com/prometheus/client_model/go"
@@ -31,24 +30,6 @@ func counterValue(t *testing.T, m *Metrics, name string) float64 {
 	return sum
 }
 
-// familySeries is a family's series: value by the label values, joined by "/" in the family's label order.
-func familySeries(t *testing.T, m *Metrics, name string) map[string]float64 {
-	t.Helper()
-	out := map[string]float64{}
-	for _, mf := range gather(t, m) {
-		if mf.GetName() != name {
-			continue
-		}
-		for _, mt := range mf.GetMetric() {
-			var values []string
-			for _, l := range mt.GetLabel() {
-				values = append(values, l.GetValue())
-			}
-			out[strings.Join(values, "/")] = metricValue(mt)
-		}
-	}
-	return out
-}
 
 // TestSetUpgrade: cl_agent_upgrade_phase has one series, the current phase and candidate (none with no upgrade);
 // cl_agent_upgrade_in_progress follows it; cl_agent_upgrades_total counts an outcome once, when the phase changes
@@ -56,36 +37,35 @@ func familySeries(t *testing.T, m *Metrics, name string) map[string]float64 {
 func TestSetUpgrade(t *testing.T) {
 	t.Parallel()
 	m := newMetrics(func() AgentState { return AgentState{} })
-	outcomes := func() map[string]float64 { return familySeries(t, m, metricUpgrades) }
+	outcomes := func() map[string]float64 { return seriesValues(t, m, metricUpgrades) }
 	steps := []struct {
 		name, phase, candidate string
 		wantPhase              map[string]float64
 		inProgress             float64
 		wantOutcomes           map[string]float64
 	}{
-		{"AnOutcomeFromBeforeTheStartIsNotCounted", "done", "2.19.0", map[string]float64{"2.19.0/done": 1}, 0,
+		{"AnOutcomeFromBeforeTheStartIsNotCounted", "done", "2.19.0", map[string]float64{"candidate=2.19.0,phase=done": 1}, 0,
 			map[string]float64{"done": 0, "refused": 0, "rolled_back": 0, "failed": 0}},
-		{"Requested", "requested", "2.20.0", map[string]float64{"2.20.0/requested": 1}, 1,
+		{"Requested", "requested", "2.20.0", map[string]float64{"candidate=2.20.0,phase=requested": 1}, 1,
 			map[string]float64{"done": 0, "refused": 0, "rolled_back": 0, "failed": 0}},
-		{"Validated", "validated", "2.20.0", map[string]float64{"2.20.0/validated": 1}, 1, nil},
-		{"Switching", "switching", "2.20.0", map[string]float64{"2.20.0/switching": 1}, 1, nil},
-		{"Starting", "starting", "2.20.0", map[string]float64{"2.20.0/starting": 1}, 1, nil},
-		{"DoneIsCounted", "done", "2.20.0", map[string]float64{"2.20.0/done": 1}, 0,
+		{"Validated", "validated", "2.20.0", map[string]float64{"candidate=2.20.0,phase=validated": 1}, 1, nil},
+		{"Switching", "switching", "2.20.0", map[string]float64{"candidate=2.20.0,phase=switching": 1}, 1, nil},
+		{"Starting", "starting", "2.20.0", map[string]float64{"candidate=2.20.0,phase=starting": 1}, 1, nil},
+		{"DoneIsCounted", "done", "2.20.0", map[string]float64{"candidate=2.20.0,phase=done": 1}, 0,
 			map[string]float64{"done": 1, "refused": 0, "rolled_back": 0, "failed": 0}},
-		{"TheSamePhaseAgainIsNotCountedAgain", "done", "2.20.0", map[string]float64{"2.20.0/done": 1}, 0,
+		{"TheSamePhaseAgainIsNotCountedAgain", "done", "2.20.0", map[string]float64{"candidate=2.20.0,phase=done": 1}, 0,
 			map[string]float64{"done": 1}},
-		{"ARefusalOfAnotherCandidate", "refused", "2.18.0", map[string]float64{"2.18.0/refused": 1}, 0,
+		{"ARefusalOfAnotherCandidate", "refused", "2.18.0", map[string]float64{"candidate=2.18.0,phase=refused": 1}, 0,
 			map[string]float64{"done": 1, "refused": 1}},
 		{"NoUpgradeHasNoSeries", "", "", map[string]float64{}, 0, map[string]float64{"refused": 1}},
-		{"RolledBack", "rolled_back", "2.21.0", map[string]float64{"2.21.0/rolled_back": 1}, 0,
+		{"RolledBack", "rolled_back", "2.21.0", map[string]float64{"candidate=2.21.0,phase=rolled_back": 1}, 0,
 			map[string]float64{"rolled_back": 1, "failed": 0}},
-		{"Failed", "failed", "2.22.0", map[string]float64{"2.22.0/failed": 1}, 0,
+		{"Failed", "failed", "2.22.0", map[string]float64{"candidate=2.22.0,phase=failed": 1}, 0,
 			map[string]float64{"done": 1, "refused": 1, "rolled_back": 1, "failed": 1}},
 	}
 	for _, st := range steps {
 		m.SetUpgrade(st.phase, st.candidate)
-		// The series' labels come in name order: candidate, then phase.
-		if got := familySeries(t, m, metricUpgradePhase); !maps.Equal(got, st.wantPhase) {
+		if got := seriesValues(t, m, metricUpgradePhase); !maps.Equal(got, st.wantPhase) {
 			t.Errorf("%s: %s = %v; want %v", st.name, metricUpgradePhase, got, st.wantPhase)
 		}
 		if got := counterValue(t, m, metricUpgrading); got != st.inProgress {
@@ -93,8 +73,8 @@ func TestSetUpgrade(t *testing.T) {
 		}
 		got := outcomes()
 		for outcome, want := range st.wantOutcomes {
-			if got[outcome] != want {
-				t.Errorf("%s: %s{outcome=%q} = %v; want %v (all: %v)", st.name, metricUpgrades, outcome, got[outcome], want, got)
+			if got["outcome="+outcome] != want {
+				t.Errorf("%s: %s{outcome=%q} = %v; want %v (all: %v)", st.name, metricUpgrades, outcome, got["outcome="+outcome], want, got)
 			}
 		}
 	}
