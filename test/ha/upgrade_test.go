@@ -264,22 +264,42 @@ func exitCode(err error) int {
 	return -1
 }
 
-// BenchmarkUpgrade is the longest time with no ready node while the node moves to a new release (a new stand-in
-// release each iteration):
+// BenchmarkUpgrade is the longest time with no ready node while the node moves to a new release (a new release
+// each iteration), polled every 20 ms on both hosts' node ports:
 //
-//	Upgrade        `cl-agent upgrade --wait` on the pair: pull and validate on the standby, one planned switchover
-//	OldWayUpgrade  the old Quick Start's way, on one host: docker stop and rm, docker pull of the new release, docker run
+//	Upgrade                `cl-agent upgrade --wait` on the pair (stand-in releases): pull and validate on the
+//	                       standby, one planned switchover
+//	OldWayUpgrade          the old Quick Start's way, on one host: docker stop and rm, docker pull, docker run
+//	RealNodeUpgrade        Upgrade on the real node v2.19.0 (rebuilt under new tags: new digests, the same binary)
+//	RealNodeOldWayUpgrade  OldWayUpgrade on the real node
+//
+// A cluster is built only when -bench selects one of its sub-benchmarks.
 func BenchmarkUpgrade(b *testing.B) {
-	c := newUpgradeCluster(b)
+	if benchSelected("Upgrade", "OldWayUpgrade") {
+		c := newUpgradeCluster(b)
+		benchUpgrades(b, c, "", targetUpgradeGap, func(tb testing.TB, v string) { c.pushRelease(tb, standin.Release{Version: v}) })
+	}
+	if benchSelected("RealNodeUpgrade", "RealNodeOldWayUpgrade") {
+		c := newRealNodeCluster(b)
+		for _, h := range c.hosts {
+			h.editConfig(b, fmt.Sprintf("image: {repository: %q, tag: %q}", c.repo, c.tag),
+				fmt.Sprintf("image: {repository: %q, ready_timeout: 2m}", c.repo))
+		}
+		benchUpgrades(b, c, "RealNode", noTarget, func(tb testing.TB, v string) { c.pushRebuild(tb, c.realImage, v) })
+	}
+}
+
+// benchUpgrades is BenchmarkUpgrade's two sub-benchmarks on c, named with prefix; push publishes release v.
+func benchUpgrades(b *testing.B, c *cluster, prefix string, target time.Duration, push func(testing.TB, string)) {
 	c.bringUp(b)
-	minor := 10
+	minor := 30
 	release := func(tb testing.TB) string {
 		minor++
 		v := fmt.Sprintf("2.%d.0", minor)
-		c.pushRelease(tb, standin.Release{Version: v})
+		push(tb, v)
 		return v
 	}
-	benchMedian(b, "Upgrade", "gap", targetUpgradeGap, nil, func(tb testing.TB) time.Duration {
+	benchMedian(b, prefix+"Upgrade", "gap", target, nil, func(tb testing.TB) time.Duration {
 		v := release(tb)
 		a, s := c.waitSettled(tb, nil, settleBound)
 		gap := samplePair(a.port, s.port)
@@ -288,8 +308,8 @@ func BenchmarkUpgrade(b *testing.B) {
 		if err != nil {
 			tb.Fatalf("upgrade to %s: %v\n%s", v, err, out)
 		}
-		c.waitSettled(tb, s, settleBound)
-		a.runsDigest(tb, c.digestOf(tb, c.repo+":"+v), settleBound)
+		c.waitSettled(tb, s, settleBound+c.nodeBoot)
+		a.runsDigest(tb, c.digestOf(tb, c.repo+":"+v), settleBound+c.nodeBoot)
 		return longest
 	})
 
@@ -298,12 +318,12 @@ func BenchmarkUpgrade(b *testing.B) {
 		b.Fatal(err)
 	}
 	node := old.nodes[0]
-	benchMedian(b, "OldWayUpgrade", "gap", noTarget, nil, func(tb testing.TB) time.Duration {
+	benchMedian(b, prefix+"OldWayUpgrade", "gap", noTarget, nil, func(tb testing.TB) time.Duration {
 		ref := c.repo + ":" + release(tb)
 		if _, err := docker(context.Background(), "rmi", ref); err != nil { // only in the registry now: the pull is real
 			tb.Fatal(err)
 		}
-		waitReadyz(tb, node.port, settleBound, "old way: the node before its upgrade")
+		waitReadyz(tb, node.port, settleBound+c.nodeBoot, "old way: the node before its upgrade")
 		gap := samplePair(node.port)
 		ctx, cancel := context.WithTimeout(context.Background(), setupBound)
 		defer cancel()
@@ -315,7 +335,7 @@ func BenchmarkUpgrade(b *testing.B) {
 		if err := node.run(ctx, ref); err != nil {
 			tb.Fatal(err)
 		}
-		waitReadyz(tb, node.port, settleBound, "old way: the node after docker run of "+ref)
+		waitReadyz(tb, node.port, settleBound+c.nodeBoot, "old way: the node after docker run of "+ref)
 		return gap.stop()
 	})
 }
