@@ -10,6 +10,10 @@
 // The loop is the only writer of the daemon's state (role, node state, problems, the secrets held). Readers — the
 // control socket, the health endpoints, the supervisor's render — see a snapshot published under a mutex after
 // every event.
+//
+// The image a start runs is the pair's, as the shared database records it (agent/pair): every start reads the
+// record first (startplan.go), and the upgrades that move it are phases the hosts write there and act on at every
+// tick (upgrade.go).
 package daemon
 
 import (

@@ -30,7 +30,6 @@ func counterValue(t *testing.T, m *Metrics, name string) float64 {
 	return sum
 }
 
-
 // TestSetUpgrade: cl_agent_upgrade_phase has one series, the current phase and candidate (none with no upgrade);
 // cl_agent_upgrade_in_progress follows it; cl_agent_upgrades_total counts an outcome once, when the phase changes
 // to it, and not the outcome already recorded when the agent starts.

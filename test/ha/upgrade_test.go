@@ -339,3 +339,43 @@ func benchUpgrades(b *testing.B, c *cluster, prefix string, target time.Duration
 		return gap.stop()
 	})
 }
+
+// TestSingleHostUpgrade: without leader election (leader.enabled: false) the host validates the candidate while its
+// node runs, then restarts its node on it: one restart, the pair's record moved, and a release that never becomes
+// ready rolled back on the same host.
+func TestSingleHostUpgrade(t *testing.T) {
+	c := newUpgradeCluster(t)
+	defer c.logsOnFailure(t)
+	h := c.hosts[0]
+	h.editConfig(t, "leader:\n  enabled: true", "leader:\n  enabled: false")
+	oldDigest := c.digestOf(t, c.repo+":"+c.tag)
+	h.start(t)
+	h.runsDigest(t, oldDigest, settleBound)
+	waitReadyz(t, h.port, settleBound, "the single host's node")
+
+	newDigest := c.pushRelease(t, standin.Release{Version: newRelease})
+	rec := c.record(t, h.container)
+	defer rec.stop()
+	t0 := time.Now()
+	gap := samplePair(h.port)
+	out, err := h.upgrade()
+	longest := gap.stop()
+	if err != nil || !strings.Contains(out, "upgraded") {
+		t.Fatalf("upgrade: %v\n%s", err, out)
+	}
+	st := h.runsDigest(t, newDigest, cmdBound)
+	if st.Role != "active" || st.Image.Highest != newRelease {
+		t.Fatalf("after the upgrade: %s, highest %q", brief(st), st.Image.Highest)
+	}
+	if n := rec.starts(h.container, t0); n != 1 {
+		t.Errorf("the node started %d times during the upgrade, want 1:\n%s", n, rec.events())
+	}
+	t.Logf("single host upgrade: not ready for %s (the node's restart on the new image)", longest)
+
+	c.pushRelease(t, standin.Release{Version: "2.12.0", NeverReady: true})
+	if out, err := h.upgrade(); err == nil || !strings.Contains(err.Error(), "rolled back") {
+		t.Fatalf("upgrade to a release that never becomes ready: %v\n%s", err, out)
+	}
+	h.runsDigest(t, newDigest, settleBound)
+	waitReadyz(t, h.port, settleBound, "the single host's node after the roll-back")
+}
