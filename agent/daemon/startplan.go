@@ -239,7 +239,7 @@ func (r *running) activePair(rec pair.Record) phase {
 				"the active stopped its node: the standby starts the candidate", 0)
 			return switchAdvanced{gen: gen, moved: moved, err: err}
 		})
-	case d.o.Election == nil && u.Phase == pair.Requested && d.up.validating != u.Candidate.Digest:
+	case d.o.Election == nil && d.shouldValidate(u):
 		d.validateCandidate(u.Candidate)
 	case d.o.Election == nil && rec.Ahead() && r.plan.img.Digest != u.Candidate.Digest:
 		r.relaunchNode()

@@ -22,7 +22,8 @@ const (
 	// switchHurry is how long a standby that validated a candidate tries for the lock every leader.HurryInterval:
 	// the active hands over within a read of the record (a tick) and a stop of its node.
 	switchHurry = 30 * time.Second
-	// rewarmRetry paces a standby's tries to warm up on the pair's moved image after one failed.
+	// rewarmRetry paces a standby's tries to warm up on the pair's moved image after one failed, and a validation
+	// done again when its verdict never reached the record.
 	rewarmRetry = 30 * time.Second
 )
 
@@ -40,7 +41,11 @@ type upgrades struct {
 	readErr    string
 	reading    bool
 	validating string // the digest of the candidate being validated here
-	rewarming  bool
+	// validated is the candidate this host gave its verdict on last, at validatedAt: not validated again while the
+	// verdict is being written (a read before it lands still says requested), only if it never landed.
+	validated   string
+	validatedAt time.Time
+	rewarming   bool
 	// rewarmFailed is when warming up on the pair's moved image last failed (retried after rewarmRetry).
 	rewarmFailed time.Time
 	pinAsked     string // the pinned tag this process asked an upgrade to (once)
@@ -135,8 +140,7 @@ func (d *Daemon) advance(cand image.Image, from, to pair.Phase, reason string) {
 
 // standbyPair is the standby's part: validate a requested candidate, warm up again on a moved pair image.
 func (d *Daemon) standbyPair(rec pair.Record) {
-	u := rec.Upgrade
-	if u.Phase == pair.Requested && d.up.validating != u.Candidate.Digest {
+	if u := rec.Upgrade; d.shouldValidate(u) {
 		d.validateCandidate(u.Candidate)
 	}
 	if rec.Exists && !rec.Ahead() && rec.Image.Digest != d.img.Digest && !d.up.rewarming &&
@@ -149,6 +153,12 @@ func (d *Daemon) standbyPair(rec pair.Record) {
 			return rewarmed{img: img, err: err}
 		})
 	}
+}
+
+// shouldValidate reports whether u is a requested candidate this host should validate now.
+func (d *Daemon) shouldValidate(u pair.Upgrade) bool {
+	return u.Phase == pair.Requested && d.up.validating == "" &&
+		(d.up.validated != u.Candidate.Digest || d.clock.Since(d.up.validatedAt) >= rewarmRetry)
 }
 
 // validateCandidate pulls cand and has its node validate the files a start would write, off the loop.
@@ -164,7 +174,7 @@ func (d *Daemon) validateCandidate(cand image.Image) {
 // tookCandidate writes the validation's verdict: validated (without leader election: switching at once, this host
 // restarts its own node on it), or refused with the node's reason.
 func (d *Daemon) tookCandidate(ev candidateChecked) {
-	d.up.validating = ""
+	d.up.validating, d.up.validated, d.up.validatedAt = "", ev.cand.Digest, d.clock.Now()
 	if ev.err != nil {
 		d.host.Log.Warn("upgrade refused: the candidate does not take this configuration", zap.String("candidate", ev.cand.String()),
 			zap.Error(ev.err))
