@@ -41,6 +41,7 @@ type running struct {
 	recorded     bool                     // the node was ready once since its start: its image is the pair's
 	relaunch     bool                     // the node is being stopped to start on another image
 	switching    bool                     // a planned switchover is being written
+	judging      bool                     // an upgrade's candidate not ready in time is being stopped and judged
 	upgradeTimer interface{ Stop() bool } // an upgrade's ready bound
 }
 
@@ -118,8 +119,15 @@ func (r *running) onUpgrade(ev event) phase {
 			r.prepare()
 		}
 	case upgradeDeadline:
-		if ev.gen == r.gen && r.plan.upgrade && !r.recorded && !r.relaunch {
+		switch {
+		case ev.gen != r.gen || !r.plan.upgrade || r.recorded:
+		case r.judging && r.node == nil: // a judgement that failed, the node stopped: again
 			r.judge()
+		case !r.relaunch:
+			r.d.host.Log.Warn("upgrade: the candidate's node is not ready within image.ready_timeout: stopping it to judge",
+				zap.Duration("ready_timeout", r.d.host.Config.Image.ReadyTimeout))
+			r.judging = true
+			r.relaunchNode()
 		}
 	case upgradeJudged:
 		if ev.gen == r.gen {

@@ -155,8 +155,9 @@ func (r *running) nodeUp() {
 	})
 }
 
-// judge is the upgrade's bound passing with the candidate's node not ready: roll back if it applied no migration,
-// else keep it (there is no way back) and say so.
+// judge is the upgrade's bound passing with the candidate's node not ready, once that node is stopped (so it can
+// migrate no further): roll back if it applied no migration, else keep the candidate (there is no way back) and
+// say so. The start that follows reads the verdict from the record.
 func (r *running) judge() {
 	d, gen, plan, t := r.d, r.gen, r.plan, r.d.takeover
 	bound := d.host.Config.Image.ReadyTimeout
@@ -181,22 +182,23 @@ func (r *running) judge() {
 	})
 }
 
-// judged acts on the verdict: a roll-back restarts the node on the record's image.
+// judged acts on the verdict: the next start runs what the record now says (the pair's image after a roll-back,
+// the candidate past the point of no return).
 func (r *running) judged(ev upgradeJudged) phase {
 	d := r.d
 	switch {
 	case ev.err != nil:
-		d.host.Log.Warn("upgrade: cannot judge the candidate's node; looking again", zap.Error(ev.err))
+		d.host.Log.Warn("upgrade: cannot judge the candidate's node; trying again", zap.Duration("in", prepareRetry), zap.Error(ev.err))
 		r.upgradeTimer = d.after(prepareRetry, upgradeDeadline{r.gen})
+		return r
 	case ev.migrated:
-		d.host.Log.Error("upgrade failed past the point of no return: the candidate's node migrated the database and is not ready",
-			zap.String("image", r.plan.img.String()))
-		r.recorded = true
+		d.host.Log.Error("upgrade failed past the point of no return: the candidate's node migrated the database and was "+
+			"not ready in time; it starts again", zap.String("image", r.plan.img.String()))
 	default:
 		d.host.Log.Warn("upgrade rolled back: the candidate's node was not ready in time", zap.String("candidate", r.plan.img.String()),
 			zap.String("back_on", r.plan.from.String()))
-		r.relaunchNode()
 	}
+	r.prepare()
 	return r
 }
 
@@ -211,12 +213,17 @@ func (r *running) relaunchNode() {
 	r.stop()
 }
 
-// relaunched follows the node's stop for relaunchNode.
+// relaunched follows the node's stop for relaunchNode: judge an upgrade's candidate that was not ready in time, or
+// start again from the record.
 func (r *running) relaunched(err error) phase {
 	r.relaunch, r.node, r.exited = false, nil, true
 	if err != nil && !errors.Is(err, context.Canceled) {
 		return r.d.enterStopping(stop{role: state.Stopping, why: "the node could not be stopped to change its image",
 			term: r.term, exited: true, err: err, then: r.d.exit})
+	}
+	if r.judging {
+		r.judge()
+		return r
 	}
 	r.prepare()
 	return r

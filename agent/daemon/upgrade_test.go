@@ -154,7 +154,7 @@ func TestNeverReadyRollsBack(t *testing.T) {
 }
 
 // TestNeverReadyAfterMigratingStays: past the point of no return (the candidate's node applied a migration) the
-// agent does not roll back: the upgrade failed, the candidate stays the pair's image, and the node keeps running.
+// agent does not roll back: the upgrade failed, the candidate stays the pair's image, and its node runs again.
 func TestNeverReadyAfterMigratingStays(t *testing.T) {
 	var h *harness
 	h = singleHost(t, func(n *fakeNode) {
@@ -167,13 +167,15 @@ func TestNeverReadyAfterMigratingStays(t *testing.T) {
 	if _, err := h.d.Upgrade(context.Background(), control.UpgradeRequest{}); err != nil {
 		t.Fatal(err)
 	}
-	n := activeOn(t, h, "2.11.0")
+	first := activeOn(t, h, "2.11.0")
 	rec := phaseIs(t, h, pair.Failed)
 	if rec.Image.Tag != "2.11.0" || rec.Highest != "2.11.0" || !strings.Contains(rec.Upgrade.Reason, "point of no return") {
 		t.Fatalf("after the failed upgrade: %+v", rec)
 	}
-	if !n.running.Load() {
-		t.Error("the candidate's node was stopped past the point of no return")
+	// Stopped to be judged (so it could migrate no further), it starts again: the old release cannot run any more.
+	again := activeOn(t, h, "2.11.0")
+	if first.running.Load() || !again.running.Load() {
+		t.Errorf("past the point of no return: first node running %v, the next %v", first.running.Load(), again.running.Load())
 	}
 }
 

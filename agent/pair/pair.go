@@ -20,7 +20,8 @@
 //
 // The point of no return is the candidate node's first database migration: the node runs its migrations when it
 // starts, before it is ready. Until the highest version in goose_migrations moves, the old release still knows
-// every table and can run again; after it moves, only the new release (or newer) can.
+// every table and can run again; after it moves, only the new release (or newer) can. The agent reads it with the
+// candidate's node stopped, so the node cannot migrate between the reading and the roll-back.
 package pair
 
 import (
