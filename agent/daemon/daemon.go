@@ -280,6 +280,7 @@ func (d *Daemon) common(ev event) bool {
 		d.pairWritten(ev)
 	case autoDue:
 		d.autoUpgrade()
+		d.scheduleAuto()
 	case autoLooked:
 		d.tookAuto(ev)
 	case candidateChecked:

@@ -153,6 +153,7 @@ func (r *running) nodeUp() {
 	d.write("recording the image the node runs", func(ctx context.Context, t Takeover) (pair.Record, error) {
 		return t.RecordImage(ctx, img)
 	})
+	d.autoUpgrade() // a new active looks for a newer release at once, not an image.poll_interval later
 }
 
 // judge is the upgrade's bound passing with the candidate's node not ready, once that node is stopped (so it can

@@ -236,17 +236,18 @@ func (d *Daemon) scheduleAuto() {
 	}
 }
 
-// autoUpgrade is the auto policy's poll: the active, inside the window, asks for the newest stable release when
-// it is newer than the pair's, unless that very candidate was refused or rolled back before.
+// autoUpgrade is the auto policy's poll, every image.poll_interval and when a node of this host first becomes
+// ready: the active, inside the window, asks for the newest stable release when it is newer than the pair's, unless
+// that very candidate was refused or rolled back before.
 func (d *Daemon) autoUpgrade() {
-	defer d.scheduleAuto()
 	c := d.host.Config.Image
 	rec := d.up.rec
 	switch {
-	case d.role != state.Active || d.up.autoBusy || !rec.Exists || rec.Upgrade.Phase.InProgress():
+	case c.Upgrade != config.UpgradeAuto || d.role != state.Active || d.up.autoBusy || !rec.Exists || rec.Upgrade.Phase.InProgress():
 		return
 	case !c.UpgradeWindow.IsZero() && !c.UpgradeWindow.Contains(d.clock.Now()):
-		d.host.Log.Debug("auto upgrade: outside image.upgrade_window", zap.Stringer("window", c.UpgradeWindow))
+		d.host.Log.Info("auto upgrade: outside image.upgrade_window; looking again later", zap.Stringer("window", c.UpgradeWindow),
+			zap.Duration("poll_interval", c.PollInterval))
 		return
 	}
 	d.up.autoBusy = true

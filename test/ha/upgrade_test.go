@@ -379,3 +379,49 @@ func TestSingleHostUpgrade(t *testing.T) {
 	h.runsDigest(t, newDigest, settleBound)
 	waitReadyz(t, h.port, settleBound, "the single host's node after the roll-back")
 }
+
+// TestAutoUpgradeOnlyInsideItsWindow: with image.upgrade auto a new active looks for a newer release at once (then
+// every image.poll_interval); outside image.upgrade_window it asks nothing, inside it the pair upgrades with one
+// switchover.
+func TestAutoUpgradeOnlyInsideItsWindow(t *testing.T) {
+	c := newUpgradeCluster(t)
+	defer c.logsOnFailure(t)
+	now := time.Now().UTC()
+	window := func(from, to time.Duration) string { return now.Add(from).Format("15:04") + "-" + now.Add(to).Format("15:04") }
+	outside, inside := window(2*time.Hour, 3*time.Hour), window(-time.Hour, time.Hour)
+	for _, h := range c.hosts {
+		h.editConfig(t, fmt.Sprintf("ready_timeout: %s}", readyTimeout),
+			fmt.Sprintf("ready_timeout: %s, upgrade: auto, upgrade_window: %q}", readyTimeout, outside))
+	}
+	a, b := c.bringUp(t)
+	newDigest := c.pushRelease(t, standin.Release{Version: newRelease})
+
+	// The standby becomes the active: outside its window, its first look asks for nothing.
+	from := b.logOffset()
+	c.stepdown(t)
+	c.waitSettled(t, b, settleBound)
+	if !testenv.Poll(settleBound, pollEvery, func() bool {
+		return strings.Contains(b.logSince(from), "auto upgrade: outside image.upgrade_window")
+	}) {
+		t.Fatalf("%s never looked for a newer release outside its window", b.name)
+	}
+	if st, _ := b.status(); st.Image.Upgrade != nil || st.Node.Digest == newDigest {
+		t.Fatalf("outside the window: upgrade %+v, node %s", st.Image.Upgrade, st.Node.Image)
+	}
+
+	// The other host, its window around now, becomes the active: it asks for the newest release, and the pair moves.
+	a.stop(t)
+	a.editConfig(t, fmt.Sprintf("upgrade_window: %q", outside), fmt.Sprintf("upgrade_window: %q", inside))
+	a.start(t)
+	c.waitSettled(t, b, settleBound)
+	if out, err := b.cli(context.Background(), cmdBound, "stepdown"); err != nil {
+		t.Fatalf("stepdown: %v\n%s", err, out)
+	}
+	for _, h := range c.hosts {
+		h.runsDigest(t, newDigest, upgradeBound)
+	}
+	c.waitSettled(t, nil, settleBound)
+	if st, _ := a.status(); st.Image.Upgrade == nil || st.Image.Upgrade.Phase != "done" || st.Image.Upgrade.By == "" {
+		t.Fatalf("inside the window: upgrade %+v", st.Image.Upgrade)
+	}
+}
