@@ -12,13 +12,13 @@ import (
 	"os/exec"
 	"path/filepath"
 	"runtime"
-	"slices"
 	"strings"
 	"syscall"
 	"time"
 )
 
-// HashLabel is the image label holding the hash of the stand-in's binary and Dockerfile.
+// HashLabel is the image label holding the hash of the stand-in's binary and Dockerfile (a release's ENV lines
+// included).
 const HashLabel = "cl-agent.standin.hash"
 
 // Repository is the local repository of the stand-in image. BuildImage always tags the image
@@ -67,49 +67,58 @@ func BuildBinary(ctx context.Context, dir string) (string, error) {
 	return out, nil
 }
 
-// Release is one release of the stand-in: the settings baked into its image as ENV lines, so each gives an image
-// of its own (its own digest once pushed). The zero Release is BuildImage's image.
+// Release is one release of the stand-in: the settings baked into its image as ENV lines (CL_STANDIN_VERSION,
+// CL_STANDIN_NEVER_READY=1, CL_STANDIN_REFUSE_KEY, CL_STANDIN_MIGRATE_TO), so each gives an image of its own, with
+// its own content hash and its own digest once pushed. The zero Release is BuildImage's image. The behaviour is
+// the binary's (cmd/chainlink/release.go).
 type Release struct {
-	// Version is what `chainlink --version` prints and what the node names its sessions with ("" the default).
+	// Version is what `chainlink --version` prints ("chainlink version 2.11.0@standin", the real node's format)
+	// and what the node names its database sessions with. "" is the binary's default, 0.0.0.
 	Version string
-	// NeverReady: `node start` takes the lease and serves HTTP, but /readyz never answers 200 (a release that
-	// cannot boot on this configuration or chain).
+	// NeverReady: `node start` connects, takes the lease, migrates, opens the key ring and creates the API user,
+	// then never opens its HTTP port, as a real node whose start never returns: the agent's readiness probe
+	// (GET /readyz answering 200) never passes, while the container runs and holds the lease.
 	NeverReady bool
-	// RefuseKey ("Section.Key"): `node validate` and `node start` refuse a config.toml that has it, as a release
-	// that removed the key refuses it.
+	// RefuseKey ("Section.Key", a path element may pass through an array of tables): `node … validate` and
+	// `node … start` refuse a config.toml (or CL_CONFIG) that has it, as a release that removed the key refuses
+	// it: exit 1, on stderr the real node's words for an unknown key ("Error running app: failed to decode config
+	// TOML: " and go-toml's quote of the lines around it, "missing field" under the key).
 	RefuseKey string
-	// MigrateTo > 0: `node start` records migration MigrateTo in goose_migrations before it is ready (a release
-	// with new migrations). Otherwise the stand-in records its default migration (migrationDefault in the binary).
+	// MigrateTo > 0: `node start` records migration MigrateTo in goose_migrations (the real node's table) before
+	// it is ready, unless a version as high is applied there (a release with new migrations). Otherwise the
+	// stand-in records its default migration, 1, as every ready real node has applied migrations.
 	MigrateTo int64
 }
 
-// env is the release's Dockerfile ENV lines.
+// env is the release's Dockerfile ENV lines, in a fixed order (the same release, the same Dockerfile and hash);
+// none for the zero Release.
 func (r Release) env() string {
 	var b strings.Builder
-	for k, v := range map[string]string{"CL_STANDIN_VERSION": r.Version, "CL_STANDIN_REFUSE_KEY": r.RefuseKey} {
-		if v != "" {
-			fmt.Fprintf(&b, "ENV %s=%q\n", k, v)
-		}
+	if r.Version != "" {
+		fmt.Fprintf(&b, "ENV CL_STANDIN_VERSION=%q\n", r.Version)
 	}
 	if r.NeverReady {
 		b.WriteString("ENV CL_STANDIN_NEVER_READY=1\n")
 	}
+	if r.RefuseKey != "" {
+		fmt.Fprintf(&b, "ENV CL_STANDIN_REFUSE_KEY=%q\n", r.RefuseKey)
+	}
 	if r.MigrateTo > 0 {
 		fmt.Fprintf(&b, "ENV CL_STANDIN_MIGRATE_TO=%d\n", r.MigrateTo)
 	}
-	lines := strings.Split(strings.TrimSpace(b.String()), "\n")
-	slices.Sort(lines) // map order: the same release always gives the same Dockerfile, and the same hash
-	return strings.Join(lines, "\n") + "\n"
+	return b.String()
 }
 
 // BuildImage builds the stand-in image and tags it with every tag (e.g. "standin-chainlink:2.10.0",
 // "127.0.0.1:5000/chainlink/chainlink:1.13.0"). When an image with the same binary already exists it is only
-// tagged. Safe to call from parallel test processes.
+// tagged. Safe to call from parallel test processes. It is BuildRelease of the zero Release.
 func BuildImage(ctx context.Context, tags ...string) error {
 	return BuildRelease(ctx, Release{}, tags...)
 }
 
-// BuildRelease is BuildImage for release r.
+// BuildRelease builds the image of release r and tags it with every tag, as BuildImage does. The content hash
+// (HashLabel) covers the binary and the Dockerfile with r's ENV lines, so two releases never share an image and
+// the same release built again is only tagged.
 func BuildRelease(ctx context.Context, r Release, tags ...string) error {
 	dir, err := os.MkdirTemp("", "standin-image-")
 	if err != nil {
@@ -120,10 +129,7 @@ func BuildRelease(ctx context.Context, r Release, tags ...string) error {
 	if err != nil {
 		return err
 	}
-	df := dockerfile
-	if r != (Release{}) {
-		df += r.env()
-	}
+	df := dockerfile + r.env()
 	hash, err := contentHash(bin, df)
 	if err != nil {
 		return err

@@ -14,7 +14,7 @@ const maxApplicationName = 63
 // versionOf is the version the stand-in claims: CL_STANDIN_VERSION, or standinVersion. --version prints it and the
 // database sessions carry it.
 func versionOf(env lookupEnv) string {
-	if v, ok := env("CL_STANDIN_VERSION"); ok && v != "" {
+	if v, ok := env(envVersion); ok && v != "" {
 		return v
 	}
 	return standinVersion

@@ -172,9 +172,6 @@ func loadTOMLConfig(inv invocation, env lookupEnv) (nodeConfig, error) {
 	if err := checkLegacyEnv(env); err != nil {
 		return nodeConfig{}, err
 	}
-	if err := refusedKey(env, inv.configFiles); err != nil {
-		return nodeConfig{}, err
-	}
 	var tc tomlConfig
 	for _, path := range inv.configFiles {
 		if err := decodeTOMLFile(path, &tc, false); err != nil {

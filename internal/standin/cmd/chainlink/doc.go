@@ -9,7 +9,8 @@
 //	chainlink node -config C.toml -secrets S.toml start -p P -a A  2.x: TOML (-config, -secrets repeatable)
 //	chainlink node -config C.toml -secrets S.toml validate         2.x: check the two files, start nothing
 //
-// Anything else exits 2 with the usage on stderr.
+// Anything else exits 2 with the usage on stderr. --version prints "chainlink version <version>@standin", the
+// real node's format ("chainlink version 2.19.0@<commit>").
 //
 // # Inputs, checked before anything else (exit 1, one log line naming the input and the rule, never a value)
 //
@@ -25,7 +26,8 @@
 //   - 2.x config.toml: RootDir, [Log] Level/JSONConsole, [WebServer] HTTPPort (6688), [Database.Lock]
 //     Enabled/LeaseDuration/LeaseRefreshInterval (true/10s/1s; refresh at most half the duration),
 //     [[EVM]] ChainID. Wrong types are refused; unknown keys are tolerated (the real node refuses them, but
-//     extra_toml may carry real keys the stand-in does not model). CL_CONFIG is applied after the files.
+//     extra_toml may carry real keys the stand-in does not model), except the one a release refuses (below).
+//     CL_CONFIG is applied after the files.
 //   - 2.x secrets.toml: [Database] URL (or env CL_DATABASE_URL, which wins) and AllowSimplePasswords,
 //     [Password] Keystore (or CL_PASSWORD_KEYSTORE), both required. Like the real node, a 2.x node refuses 1.x
 //     variables in its environment (DATABASE_URL unless equal to CL_DATABASE_URL, ROOT, CHAINLINK_PORT, …).
@@ -55,9 +57,27 @@
 // sealed with the keystore password (-p wins over secrets.toml's); a ring sealed with another password stops it
 // with exit 1 and the node's "error authenticating keystore … could not decrypt key with given password".
 //
+// Once it holds the lease, and before it opens the key ring, it migrates as the real node does (pressly/goose,
+// table goose_migrations(id serial, version_id bigint, is_applied boolean, tstamp timestamp default now()),
+// created with goose's initial version 0): it records its release's migration (1 unless CL_STANDIN_MIGRATE_TO
+// says otherwise) unless a version as high is applied.
+//
 // Holding intervals are recorded for tests in standin_lease_intervals(id, host, client_id, started_at,
 // ended_at): a row on gaining the lock, ended_at = NOW() on each successful refresh and on release, in the
 // lease's own transaction. host is CL_STANDIN_HOST or the host name.
+//
+// # Releases: settings baked into an image (internal/standin.Release, release.go)
+//
+//   - CL_STANDIN_VERSION: what --version prints and the sessions are named with.
+//   - CL_STANDIN_NEVER_READY=1: start connects, takes the lease, migrates, opens the key ring and creates the API
+//     user, logs "never becoming ready", and never opens its HTTP port: a real node whose start never returns
+//     (the real node listens only once it has booted). The agent's readiness probe, GET /readyz answering 200,
+//     never passes. SIGTERM still stops it cleanly, the lease released.
+//   - CL_STANDIN_REFUSE_KEY=Section.Key: validate and start refuse a config input (-config files, CL_CONFIG) that
+//     has the key, before anything else, exactly as the real node v2.19.0 refuses an unknown key: exit 1, on
+//     stderr "Error running app: failed to decode config TOML: " and go-toml's quote of the lines around each
+//     occurrence, the key underlined, "missing field".
+//   - CL_STANDIN_MIGRATE_TO=N (N > 0): the migration start records in goose_migrations.
 //
 // # HTTP (port 6688 by default)
 //
@@ -71,7 +91,8 @@
 // # Fault injection: files in RootDir
 //
 //   - standin-crash present at start: exit 1 at once (a crash-looping node).
-//   - standin-unready present at start: never ready.
+//   - standin-unready present at start: never ready, listening with /readyz 503 (a service that never gets
+//     ready; a never-ready release keeps its port closed instead).
 //   - standin-health-fail holding a check name: /health reports that check failing (read per request).
 //   - standin-exit-after holding a duration: exit 1 that long after start, without releasing anything.
 //   - standin-balances, lines "ADDR ETH": the keys of /v2/keys/eth (read per request).

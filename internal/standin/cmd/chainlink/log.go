@@ -16,6 +16,7 @@ const (
 	evLeaseAcq     = "lease acquired"
 	evListening    = "listening"
 	evReady        = "ready"
+	evNeverReady   = "never becoming ready"
 	evLeaseLost    = "lease lost"
 	evStopping     = "stopping"
 	evStopped      = "stopped"

@@ -10,7 +10,7 @@ import (
 	"syscall"
 )
 
-// standinVersion is what --version prints unless CL_STANDIN_VERSION is set; one image serves every tag.
+// standinVersion is what --version prints unless CL_STANDIN_VERSION (a release's, release.go) is set.
 const standinVersion = "0.0.0"
 
 func main() {
@@ -28,8 +28,17 @@ func run(ctx context.Context, args []string, env lookupEnv, stdout, stderr io.Wr
 		return exitWith(2, err)
 	}
 	if inv.version {
+		// The node's format, "chainlink version 2.19.0@<commit>" (urfave/cli, app.Version = Version@Sha).
 		fmt.Fprintf(stdout, "chainlink version %s@standin\n", versionOf(env))
 		return nil
+	}
+	if inv.gen == gen2 {
+		// The node decodes its config inputs before either subcommand runs (its `node` command's Before hook); a
+		// refusal there is its app's error, on stderr, exit 1 (release.go).
+		if err := refusedKey(env, inv.configFiles); err != nil {
+			fmt.Fprintf(stderr, "Error running app: %v\n", err)
+			return exitWith(1, err)
+		}
 	}
 	if inv.validate {
 		return runValidate(inv, env, stdout)

@@ -42,6 +42,8 @@ type node struct {
 	locks  []dbLock
 	// migration is what the node records in goose_migrations once it holds its locks (release.go).
 	migration int64
+	// neverReady: this release's start never returns, so its HTTP port never opens (release.go).
+	neverReady bool
 }
 
 // runNode validates every input, then runs the node until a signal (exit 0), a lost lease (exit 1) or an
@@ -59,7 +61,6 @@ func runNode(ctx context.Context, inv invocation, env lookupEnv, stdout io.Write
 		log.Error(evRefusing, zap.Error(err))
 		return exitWith(1, err)
 	}
-	f.Unready = f.Unready || neverReady(env)
 	migration, err := migrateTo(env)
 	if err != nil {
 		log.Error(evRefusing, zap.Error(err))
@@ -73,7 +74,8 @@ func runNode(ctx context.Context, inv invocation, env lookupEnv, stdout io.Write
 	if !ok || host == "" {
 		host, _ = os.Hostname()
 	}
-	n := &node{cfg: cfg, creds: creds, faults: f, host: host, id: uuid.New(), log: log, state: newNodeState(), migration: migration}
+	n := &node{cfg: cfg, creds: creds, faults: f, host: host, id: uuid.New(), log: log, state: newNodeState(),
+		migration: migration, neverReady: neverReady(env)}
 	version := versionOf(env)
 	// Every session is named as the real node names its own; the URL's application_name goes.
 	if n.cfg.DatabaseURL, err = withConsumerName(cfg.DatabaseURL, consumerName(version, n.id)); err != nil {
@@ -142,15 +144,24 @@ func (n *node) run(parent context.Context) error {
 	}
 	stopChain := n.startChain()
 	defer stopChain()
-	srv, served, err := n.listen()
+	var srv *http.Server
+	var served <-chan error // nil while nothing serves: never ready
+	if n.neverReady {
+		err = n.neverListen()
+	} else {
+		srv, served, err = n.listen()
+	}
 	if err != nil {
 		stopHolding()
 		n.releaseLocks(parent, n.locks)
 		return n.fail("cannot listen", err)
 	}
-	if n.faults.Unready {
-		n.log.Warn("never becoming ready", zap.String("file", faultUnready))
-	} else {
+	switch {
+	case n.neverReady:
+		n.log.Warn(evNeverReady, zap.String("release", envNeverReady), zap.String("detail", "the HTTP port stays closed"))
+	case n.faults.Unready:
+		n.log.Warn(evNeverReady, zap.String("file", faultUnready))
+	default:
 		n.state.ready.Store(true)
 		n.log.Info(evReady)
 	}
@@ -255,8 +266,10 @@ func (n *node) stop(parent context.Context, srv *http.Server, stopHolding func()
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(parent), stopBudget)
 	defer cancel()
 	n.state.ready.Store(false)
-	if err := srv.Shutdown(ctx); err != nil {
-		n.log.Warn("HTTP shutdown incomplete", zap.Error(err))
+	if srv != nil {
+		if err := srv.Shutdown(ctx); err != nil {
+			n.log.Warn("HTTP shutdown incomplete", zap.Error(err))
+		}
 	}
 	stopHolding()
 	n.releaseLocks(ctx, n.locks)
@@ -314,21 +327,10 @@ func (n *node) listen() (*http.Server, <-chan error, error) {
 	if err != nil {
 		return nil, nil, err
 	}
-	dial, err := newDialer(n.cfg.DatabaseURL, defaultQueryTimeout)
+	u, err := n.seedUser()
 	if err != nil {
 		ln.Close()
 		return nil, nil, err
-	}
-	u := &users{dial: dial}
-	ctx, cancel := context.WithTimeout(context.Background(), defaultQueryTimeout)
-	created, err := u.seed(ctx, n.creds)
-	cancel()
-	if err != nil {
-		ln.Close()
-		return nil, nil, err
-	}
-	if !created {
-		n.log.Info("Defaulted to assume single DB API User") // .api is ignored once the user exists, as in the node
 	}
 	srv := &http.Server{Handler: newServer(n.state, n.cfg, n.creds, u, n.log).handler(), ReadHeaderTimeout: 10 * time.Second}
 	served := make(chan error, 1)
@@ -339,6 +341,32 @@ func (n *node) listen() (*http.Server, <-chan error, error) {
 	}()
 	n.log.Info(evListening, zap.Int("port", n.cfg.HTTPPort))
 	return srv, served, nil
+}
+
+// neverListen is listen for a release that never becomes ready: the API user is created as the node creates it
+// before it starts its services, and no port opens.
+func (n *node) neverListen() error {
+	_, err := n.seedUser()
+	return err
+}
+
+// seedUser creates the API user from .api when the users table is empty, as the node does.
+func (n *node) seedUser() (*users, error) {
+	dial, err := newDialer(n.cfg.DatabaseURL, defaultQueryTimeout)
+	if err != nil {
+		return nil, err
+	}
+	u := &users{dial: dial}
+	ctx, cancel := context.WithTimeout(context.Background(), defaultQueryTimeout)
+	created, err := u.seed(ctx, n.creds)
+	cancel()
+	if err != nil {
+		return nil, err
+	}
+	if !created {
+		n.log.Info("Defaulted to assume single DB API User") // .api is ignored once the user exists, as in the node
+	}
+	return u, nil
 }
 
 // releaseLocks releases in reverse order of acquisition, within its own budget.
