@@ -153,7 +153,8 @@ func (h *Host) Warm(engine container.RunEngine) func(ctx context.Context, s secr
 	}
 }
 
-// PairImage is the image this host warms up on: the pair's recorded image, or — for the first host of a new pair —
+// PairImage is the image this host warms up on: the pair's recorded image (its digest, from image.repository:
+// Local), or — for the first host of a new pair —
 // the one it resolves (the pinned tag or the newest stable release). A pinned image.tag other than the pair's is
 // an upgrade the active asks for (agent/daemon), not something a warm-up or a failover does on its own; but one
 // older than the highest release that ran against the database is refused here (exit 5).
@@ -169,11 +170,19 @@ func (h *Host) PairImage(ctx context.Context, rec pair.Record) (image.Image, err
 		h.Log.Info("image.tag differs from the pair's image: this host warms up on the pair's; the active asks for the "+
 			"upgrade to the pinned tag", zap.String("pinned", c.Tag), zap.String("pair", rec.Image.String()))
 	}
-	if c.Repository != rec.Image.Repository {
-		h.Log.Warn("image.repository differs from the pair's image: this host warms up on the pair's",
-			zap.String("configured", c.Repository), zap.String("pair", rec.Image.String()))
+	return h.Local(rec.Image), nil
+}
+
+// Local is img pulled from this host's image.repository: the pair's image is its digest, and a host may pull it
+// from a mirror of the repository that recorded it (a pull-through cache, a private registry). A digest the
+// configured repository does not have fails the pull, saying so.
+func (h *Host) Local(img image.Image) image.Image {
+	if repo := h.Config.Image.Repository; repo != img.Repository {
+		h.Log.Warn("image.repository differs from the repository the pair's image was recorded from: this host pulls "+
+			"the same digest from image.repository", zap.String("configured", repo), zap.String("recorded", img.String()))
+		img.Repository = repo
 	}
-	return rec.Image, nil
+	return img
 }
 
 // ValidateCandidate pulls img and has the node's own validate (of img) judge the files a start with s would write:

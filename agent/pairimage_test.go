@@ -20,17 +20,22 @@ func TestPairImageIsTheRecordedOne(t *testing.T) {
 	recorded := image.Image{Repository: "smartcontract/chainlink", Tag: "2.19.0", Digest: "sha256:" + strings.Repeat("1", 64)}
 	rec := pair.Record{Exists: true, Image: recorded, Highest: "2.20.0"}
 	for _, tc := range []struct {
-		name, pinned string
-		wantErr      string
+		name, pinned, repository string
+		wantErr                  string
 	}{
 		{name: "unpinned: the pair's image, not the newest release"},
 		{name: "pinned to the pair's tag", pinned: "2.19.0"},
 		{name: "pinned newer: the active upgrades", pinned: "2.21.0"},
 		{name: "pinned older than the highest", pinned: "2.18.0", wantErr: "image 2.18.0 is older than 2.20.0"},
+		{name: "a mirror: the recorded digest from image.repository", repository: "123456789012.dkr.ecr.us-east-1.amazonaws.com/chainlink"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			cfg := config.Default()
 			cfg.Image.Tag = tc.pinned
+			want := recorded
+			if tc.repository != "" {
+				cfg.Image.Repository, want.Repository = tc.repository, tc.repository
+			}
 			cfg.Image.HubURL = "http://127.0.0.1:1" // nothing may be resolved: the record decides
 			h := &Host{Config: &cfg, Log: zap.NewNop()}
 			img, err := h.PairImage(context.Background(), rec)
@@ -40,8 +45,8 @@ func TestPairImageIsTheRecordedOne(t *testing.T) {
 				}
 				return
 			}
-			if err != nil || img != recorded {
-				t.Fatalf("got %s, %v; want the recorded %s", img, err, recorded)
+			if err != nil || img != want {
+				t.Fatalf("got %s, %v; want %s", img, err, want)
 			}
 		})
 	}

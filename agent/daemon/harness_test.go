@@ -76,6 +76,7 @@ func startWith(t *testing.T, su setup) *harness {
 	cfg.Leader.TakeoverGuard = 300 * time.Millisecond
 	cfg.Leader.StepdownHold = 300 * time.Millisecond
 	cfg.Secrets.PollInterval = 0
+	cfg.Image.Repository = warmImage.Repository
 	if su.config != nil {
 		su.config(&cfg)
 	}

@@ -56,16 +56,17 @@ func (r *running) prepare() {
 	t, warm := d.takeover, d.img
 	d.setRole(state.Starting, "starting the node: reading the pair's image")
 	d.spawn(func(ctx context.Context) event {
-		plan, err := planStart(ctx, t, warm, d.o.Pull)
+		plan, err := planStart(ctx, t, warm, d.o.Pull, d.host.Local)
 		return startPrepared{gen: gen, plan: plan, err: err}
 	})
 }
 
 // planStart decides what a start runs: the candidate of an upgrade that is switching (its baseline recorded and
 // the phase moved to starting first), else the pair's image, else — the first host of a new pair — the image this
-// host warmed up on, recorded as the pair's before its node starts. Whatever it is, it is on this host when
-// planStart returns.
-func planStart(ctx context.Context, t Takeover, warm image.Image, pull func(context.Context, image.Image) error) (startPlan, error) {
+// host warmed up on, recorded as the pair's before its node starts. Whatever it is, it is on this host (pulled from
+// its image.repository: local) when planStart returns.
+func planStart(ctx context.Context, t Takeover, warm image.Image, pull func(context.Context, image.Image) error,
+	local func(image.Image) image.Image) (startPlan, error) {
 	if t == nil {
 		return startPlan{img: warm}, nil
 	}
@@ -76,7 +77,7 @@ func planStart(ctx context.Context, t Takeover, warm image.Image, pull func(cont
 	var plan startPlan
 	switch u := rec.Upgrade; {
 	case rec.Ahead():
-		plan = startPlan{img: u.Candidate, upgrade: true, from: rec.Image, baseline: u.MigrationBaseline}
+		plan = startPlan{img: local(u.Candidate), upgrade: true, from: local(rec.Image), baseline: u.MigrationBaseline}
 		if u.Phase == pair.Switching {
 			if plan.baseline, err = t.MigrationVersion(ctx); err != nil {
 				return startPlan{}, err
@@ -87,7 +88,7 @@ func planStart(ctx context.Context, t Takeover, warm image.Image, pull func(cont
 			}
 		}
 	case rec.Exists:
-		plan = startPlan{img: rec.Image}
+		plan = startPlan{img: local(rec.Image)}
 	default:
 		if _, err := t.RecordImage(ctx, warm); err != nil {
 			return startPlan{}, err

@@ -15,6 +15,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/credentials"
 	"github.com/aws/aws-sdk-go-v2/service/secretsmanager"
+	"github.com/jackc/pgx/v5"
 
 	"github.com/cl-agent/cl-agent/internal/testenv"
 )
@@ -176,5 +177,21 @@ func assertNoSecret(t *testing.T, what, text string) {
 		if strings.Contains(text, v) {
 			t.Errorf("%s contains a secret value", what)
 		}
+	}
+}
+
+// forgetPair removes the pair's record (agent/pair) from the fixture's database: the tests of `cl-agent run` share
+// that database, and each plays the first host of a new pair (a record left by another test names its registry).
+func forgetPair(t *testing.T) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	c, err := pgx.Connect(ctx, fx.pg.URL(dbName))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close(context.WithoutCancel(ctx))
+	if _, err := c.Exec(ctx, "DROP TABLE IF EXISTS cl_agent_pair_image"); err != nil {
+		t.Fatal(err)
 	}
 }

@@ -123,6 +123,7 @@ func TestRunAlwaysActive(t *testing.T) {
 	defer stop()
 	var out, errOut syncBuffer
 	done := make(chan error, 1)
+	forgetPair(t)
 	go func() { done <- run(ctx, []string{"run", "--config", cfg}, &out, &errOut) }()
 	t.Cleanup(func() {
 		stop()
@@ -261,6 +262,7 @@ func TestRunEndsOnWhatTheNodeRefuses(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 	var out, errOut syncBuffer
+	forgetPair(t)
 	err = run(ctx, []string{"run", "--config", cfg}, &out, &errOut)
 	if code := exitcode.Of(err); code != exitcode.Config || !strings.Contains(err.Error(), "Invalid configuration") ||
 		!strings.Contains(err.Error(), "Log.Level") {

@@ -136,11 +136,55 @@ func TestUpgradeMovesThePairWithOneSwitchover(t *testing.T) {
 		t.Errorf("the longest time with no ready node during the upgrade was %s; the target is 2s", longest)
 	}
 
-	// No downgrade.
+	// No downgrade: not by `upgrade`, and not by a host that starts with an older pinned tag (exit 5, naming both).
 	out, err = na.cli(context.Background(), cmdBound, "upgrade", "--to", c.tag)
 	if err == nil || !strings.Contains(err.Error(), "older than "+newRelease) || !strings.Contains(err.Error(), c.tag) ||
 		exitCode(err) != 5 {
 		t.Fatalf("a downgrade to %s: %v (exit %d)\n%s", c.tag, err, exitCode(err), out)
+	}
+	ns.stop(t)
+	ns.editConfig(t, fmt.Sprintf("image: {repository: %q,", c.repo), fmt.Sprintf("image: {repository: %q, tag: %q,", c.repo, c.tag))
+	from := ns.logOffset()
+	ns.start(t)
+	select {
+	case <-ns.agent.done:
+	case <-time.After(settleBound):
+		t.Fatalf("%s started with image.tag %s, older than the highest release %s, and did not exit", ns.name, c.tag, newRelease)
+	}
+	if code := exitCode(ns.agent.err); code != 5 || !strings.Contains(ns.logSince(from), "image 2.10.0 is older than 2.11.0") {
+		t.Fatalf("%s with an older pinned tag exited %d (want 5); its log:\n%s", ns.name, code, ns.logSince(from))
+	}
+	ns.agent = nil
+	if st, err := na.status(); err != nil || st.Role != "active" || st.Node.Digest != newDigest {
+		t.Fatalf("the active after its peer refused to start: %s (%v)", brief(st), err)
+	}
+}
+
+// TestPinnedTagChangeUpgrades: a changed pinned image.tag is an upgrade as any other. The standby restarted with the
+// new tag warms up on the pair's image, not the new tag; the active restarted with it fails over to that standby,
+// which then asks for the upgrade; the pair moves with one more switchover.
+func TestPinnedTagChangeUpgrades(t *testing.T) {
+	c := newCluster(t)
+	defer c.logsOnFailure(t)
+	oldDigest := c.digestOf(t, c.repo+":"+c.tag)
+	a, b := c.bringUp(t)
+	newDigest := c.pushRelease(t, standin.Release{Version: newRelease})
+	pin := func(h *host) {
+		h.stop(t)
+		h.editConfig(t, fmt.Sprintf("tag: %q}", c.tag), fmt.Sprintf("tag: %q, ready_timeout: %s}", newRelease, readyTimeout))
+		h.start(t)
+	}
+	pin(b)
+	c.waitSettled(t, a, settleBound)
+	b.runsDigest(t, oldDigest, settleBound)
+
+	pin(a) // its node stops with it: b takes over, on the pair's image, and asks for the pinned tag
+	for _, h := range c.hosts {
+		h.runsDigest(t, newDigest, upgradeBound)
+	}
+	active, _ := c.waitSettled(t, nil, settleBound)
+	if st, _ := active.status(); st.Image.Upgrade == nil || st.Image.Upgrade.Phase != "done" || st.Image.Highest != newRelease {
+		t.Fatalf("after the pinned tag's upgrade: %+v", st.Image)
 	}
 }
 
