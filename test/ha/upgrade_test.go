@@ -84,6 +84,19 @@ func (h *host) runsDigest(tb testing.TB, digest string, bound time.Duration) con
 	return st
 }
 
+// upgradePhase waits until h's status shows the pair's upgrade in phase (each agent reads the record every tick).
+func (h *host) upgradePhase(tb testing.TB, phase string) control.Status {
+	tb.Helper()
+	var st control.Status
+	if !testenv.Poll(cmdBound, pollEvery, func() bool {
+		st, _ = h.status()
+		return st.Image.Upgrade != nil && st.Image.Upgrade.Phase == phase
+	}) {
+		tb.Fatalf("%s's status does not show the upgrade %s within %s: %+v", h.name, phase, cmdBound, st.Image)
+	}
+	return st
+}
+
 // upgrade is `cl-agent upgrade --wait` on h, with args.
 func (h *host) upgrade(args ...string) (string, error) {
 	return h.cli(context.Background(), upgradeBound, append([]string{"upgrade", "--wait", "--timeout", upgradeBound.String()}, args...)...)
@@ -183,7 +196,7 @@ func TestPinnedTagChangeUpgrades(t *testing.T) {
 		h.runsDigest(t, newDigest, upgradeBound)
 	}
 	active, _ := c.waitSettled(t, nil, settleBound)
-	if st, _ := active.status(); st.Image.Upgrade == nil || st.Image.Upgrade.Phase != "done" || st.Image.Highest != newRelease {
+	if st := active.upgradePhase(t, "done"); st.Image.Highest != newRelease {
 		t.Fatalf("after the pinned tag's upgrade: %+v", st.Image)
 	}
 }
@@ -209,8 +222,8 @@ func TestUpgradeRefusedByValidation(t *testing.T) {
 	if n := rec.starts(a.container, t0) + rec.starts(b.container, t0); n != 0 {
 		t.Errorf("%d node starts after a refused upgrade, want 0:\n%s", n, rec.events())
 	}
-	if st, _ := a.status(); st.Image.Upgrade == nil || st.Image.Upgrade.Phase != "refused" || !strings.Contains(st.Image.Upgrade.Reason, "SecureCookies") {
-		t.Fatalf("the status after a refused upgrade: %+v", st.Image.Upgrade)
+	if st := a.upgradePhase(t, "refused"); !strings.Contains(st.Image.Upgrade.Reason, "SecureCookies") {
+		t.Fatalf("the active's status after a refused upgrade: %+v", st.Image.Upgrade)
 	}
 }
 
@@ -230,7 +243,7 @@ func TestUpgradeNeverReadyRollsBack(t *testing.T) {
 	na, ns := c.waitSettled(t, b, settleBound)
 	na.runsDigest(t, oldDigest, settleBound)
 	ns.runsDigest(t, oldDigest, settleBound)
-	if st, _ := na.status(); st.Image.Upgrade == nil || st.Image.Upgrade.Phase != "rolled_back" || st.Image.Highest != c.tag {
+	if st := na.upgradePhase(t, "rolled_back"); st.Image.Highest != c.tag {
 		t.Fatalf("the status after the roll-back: %+v", st.Image)
 	}
 }
@@ -465,7 +478,7 @@ func TestAutoUpgradeOnlyInsideItsWindow(t *testing.T) {
 		h.runsDigest(t, newDigest, upgradeBound)
 	}
 	c.waitSettled(t, nil, settleBound)
-	if st, _ := a.status(); st.Image.Upgrade == nil || st.Image.Upgrade.Phase != "done" || st.Image.Upgrade.By == "" {
-		t.Fatalf("inside the window: upgrade %+v", st.Image.Upgrade)
+	if st := a.upgradePhase(t, "done"); st.Image.Highest != newRelease {
+		t.Fatalf("inside the window: %+v", st.Image)
 	}
 }
