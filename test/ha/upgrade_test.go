@@ -444,7 +444,9 @@ func TestAutoUpgradeOnlyInsideItsWindow(t *testing.T) {
 	c := newUpgradeCluster(t)
 	defer c.logsOnFailure(t)
 	now := time.Now().UTC()
-	window := func(from, to time.Duration) string { return now.Add(from).Format("15:04") + "-" + now.Add(to).Format("15:04") }
+	window := func(from, to time.Duration) string {
+		return now.Add(from).Format("15:04") + "-" + now.Add(to).Format("15:04")
+	}
 	outside, inside := window(2*time.Hour, 3*time.Hour), window(-time.Hour, time.Hour)
 	for _, h := range c.hosts {
 		h.editConfig(t, fmt.Sprintf("ready_timeout: %s}", readyTimeout),
