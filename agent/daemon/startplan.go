@@ -151,8 +151,9 @@ func (r *running) nodeUp() {
 	if upgrade {
 		d.host.Log.Info("upgrade done: the candidate's node is ready", zap.String("image", img.String()))
 	}
-	d.write("recording the image the node runs", func(ctx context.Context, t Takeover) (pair.Record, error) {
-		return t.RecordImage(ctx, img)
+	d.write("recording the image the node runs", func(ctx context.Context, t Takeover) error {
+		_, err := t.RecordImage(ctx, img)
+		return err
 	})
 	d.autoUpgrade() // a new active looks for a newer release at once, not an image.poll_interval later
 }

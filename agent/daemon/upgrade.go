@@ -58,10 +58,10 @@ type (
 	pairRead struct {
 		rec pair.Record
 		err error
+		own bool // the result of readPair (not a record another call returned)
 	}
 	pairWritten struct {
 		what string
-		rec  pair.Record
 		err  error
 	}
 	candidateChecked struct {
@@ -84,13 +84,15 @@ func (d *Daemon) readPair() {
 	d.up.reading = true
 	d.spawn(func(ctx context.Context) event {
 		rec, err := t.ReadPair(ctx)
-		return pairRead{rec: rec, err: err}
+		return pairRead{rec: rec, err: err, own: true}
 	})
 }
 
 // tookPair keeps a record read (or why it could not be) for the status, and tells the observer of a new phase.
 func (d *Daemon) tookPair(ev pairRead) {
-	d.up.reading = false
+	if ev.own {
+		d.up.reading = false
+	}
 	if ev.err != nil {
 		d.up.readErr = ev.err.Error()
 		return
@@ -117,24 +119,21 @@ func (d *Daemon) pairWritten(ev pairWritten) {
 }
 
 // write runs a write of the record off the loop; the result comes back as pairWritten.
-func (d *Daemon) write(what string, fn func(ctx context.Context, t Takeover) (pair.Record, error)) {
+func (d *Daemon) write(what string, fn func(ctx context.Context, t Takeover) error) {
 	t := d.takeover
 	if t == nil {
 		return
 	}
 	d.spawn(func(ctx context.Context) event {
-		rec, err := fn(ctx, t)
-		return pairWritten{what: what, rec: rec, err: err}
+		return pairWritten{what: what, err: fn(ctx, t)}
 	})
 }
 
 // advance moves the upgrade to cand from one phase to the next, off the loop.
 func (d *Daemon) advance(cand image.Image, from, to pair.Phase, reason string) {
-	d.write("moving the upgrade to "+string(to), func(ctx context.Context, t Takeover) (pair.Record, error) {
-		if _, err := t.AdvanceUpgrade(ctx, cand.Digest, from, to, reason, 0); err != nil {
-			return pair.Record{}, err
-		}
-		return t.ReadPair(ctx)
+	d.write("moving the upgrade to "+string(to), func(ctx context.Context, t Takeover) error {
+		_, err := t.AdvanceUpgrade(ctx, cand.Digest, from, to, reason, 0)
+		return err
 	})
 }
 
@@ -220,12 +219,12 @@ func (d *Daemon) askPinned(rec pair.Record) {
 	}
 	d.host.Log.Info("image.tag differs from the pair's image: asking for the upgrade", zap.String("pinned", tag),
 		zap.String("pair", rec.Image.String()))
-	d.write("asking for the upgrade to the pinned image.tag "+tag, func(ctx context.Context, t Takeover) (pair.Record, error) {
+	d.write("asking for the upgrade to the pinned image.tag "+tag, func(ctx context.Context, t Takeover) error {
 		target, err := d.o.Resolve(ctx, tag)
-		if err != nil {
-			return pair.Record{}, err
+		if err == nil {
+			_, err = t.RequestUpgrade(ctx, target, false)
 		}
-		return t.RequestUpgrade(ctx, target, false)
+		return err
 	})
 }
 
