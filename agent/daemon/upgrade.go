@@ -252,6 +252,9 @@ func (d *Daemon) autoUpgrade() {
 	d.up.autoBusy = true
 	t := d.takeover
 	d.spawn(func(ctx context.Context) event {
+		if err := d.standbyToValidate(ctx, t); err != nil {
+			return autoLooked{err: err}
+		}
 		target, err := d.o.Resolve(ctx, "")
 		switch {
 		case err != nil:
@@ -305,6 +308,9 @@ func (d *Daemon) Upgrade(ctx context.Context, req control.UpgradeRequest) (strin
 		return "", exitcode.New(exitcode.Config, fmt.Errorf("image.tag pins %s: set image.tag to %s and restart the hosts "+
 			"(the active asks for the upgrade), or leave image.tag empty to upgrade with --to", pin, req.To))
 	}
+	if err := d.standbyToValidate(ctx, t); err != nil {
+		return "", err
+	}
 	target, err := d.o.Resolve(ctx, req.To)
 	if err != nil {
 		return "", fmt.Errorf("resolve the upgrade's target: %w", err)
@@ -321,6 +327,23 @@ func (d *Daemon) Upgrade(ctx context.Context, req control.UpgradeRequest) (strin
 			"(follow it with `cl-agent status`)", rec.Image.Tag, target.String()), nil
 	}
 	return d.waitUpgrade(ctx, t, target)
+}
+
+// standbyToValidate refuses an upgrade asked of the active of a pair whose standby is not healthy and reporting:
+// nobody would validate the candidate or take the node over, and the request would wait for ever. Asked of the
+// standby (it validates), or of a host without leader election, it lets the request through.
+func (d *Daemon) standbyToValidate(ctx context.Context, t Takeover) error {
+	if d.o.Election == nil || d.Status().Role == string(state.Standby) {
+		return nil
+	}
+	ready, why, err := t.PeerReady(ctx)
+	switch {
+	case err != nil:
+		return fmt.Errorf("cannot tell whether the standby is healthy: %w", err)
+	case !ready:
+		return fmt.Errorf("no standby to validate the candidate and take the node over (%s): bring the standby up first", why)
+	}
+	return nil
 }
 
 // waitUpgrade reads the record until the upgrade to target has an outcome.

@@ -299,3 +299,25 @@ func TestPinnedTagChangeIsAnUpgrade(t *testing.T) {
 		t.Fatalf("the pair's image after the pinned change: %s", rec.Image)
 	}
 }
+
+// TestUpgradeNeedsAStandby: an active with leader election refuses an upgrade while no healthy standby reports (it
+// would wait for ever for a validation and a takeover), and takes it once one does.
+func TestUpgradeNeedsAStandby(t *testing.T) {
+	h := startWith(t, setup{leader: true})
+	testenv.WaitFor(t, 5*time.Second, "campaigning", func() bool { return h.elector.acquires.Load() == 1 })
+	h.takeover.gone.Store(true)
+	h.elector.grant <- newFakeTerm()
+	activeOn(t, h, "2.10.0")
+	testenv.WaitFor(t, 5*time.Second, "active", func() bool { return h.role() == state.Active })
+	if _, err := h.d.Upgrade(context.Background(), control.UpgradeRequest{}); err == nil || !strings.Contains(err.Error(), "no standby") {
+		t.Fatalf("upgrade without a standby: %v", err)
+	}
+	if p := h.takeover.pairNow().Upgrade.Phase; p != "" {
+		t.Fatalf("a refused request left the upgrade %q", p)
+	}
+	h.takeover.peerReady.Store(true)
+	if _, err := h.d.Upgrade(context.Background(), control.UpgradeRequest{}); err != nil {
+		t.Fatalf("upgrade with a standby: %v", err)
+	}
+	phaseIs(t, h, pair.Requested)
+}
