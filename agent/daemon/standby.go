@@ -21,9 +21,10 @@ import (
 // warmRetryMax bounds the backoff between failed warm-ups (image, secrets).
 const warmRetryMax = 30 * time.Second
 
-// warming is the standby getting warm: image resolved and pulled, secrets fetched and checked, nothing written.
-// A failure worth retrying is retried with backoff; one that is not (configuration, access, a secret that breaks
-// the node's rules) ends the daemon.
+// warming is the standby getting warm: secrets fetched and checked, the pair's record read with the database
+// password among them, the image it names (or, for a new pair, the one resolved) pulled and the files a start would
+// write validated by its node; nothing written. A failure worth retrying is retried with backoff; one that is not
+// (configuration, access, a secret that breaks the node's rules, a pinned downgrade) ends the daemon.
 type warming struct {
 	d     *Daemon
 	retry *backoff.Backoff
