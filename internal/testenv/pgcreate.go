@@ -11,6 +11,9 @@ import (
 
 const createDatabaseTimeout = 30 * time.Second
 
+// createRoleLock is the advisory lock key (in the postgres database) that serializes CreateDatabase's role statement.
+const createRoleLock int64 = 0x636c2d726f6c65 // "cl-role"
+
 // CreateDatabase makes a LOGIN role user with password (created, or its password reset when it exists) and a
 // database name owned by it. Names and password may hold any character but NUL; the password is sent as a quoted
 // literal inside the statement (utility statements take no parameters), which the cluster's
@@ -27,6 +30,11 @@ func (p *Postgres) CreateDatabase(ctx context.Context, name, user, password stri
 	}
 	defer conn.Close(context.WithoutCancel(ctx))
 
+	// Tests running in parallel may create databases for one shared role: two ALTER ROLEs at once fail with "tuple
+	// concurrently updated". One role statement at a time on the cluster (the lock ends with the session).
+	if _, err := conn.Exec(ctx, "SELECT pg_advisory_lock($1)", createRoleLock); err != nil {
+		return fmt.Errorf("create database %q: take the role lock: %w", name, err)
+	}
 	role := pgx.Identifier{user}.Sanitize()
 	var exists bool
 	if err := conn.QueryRow(ctx, "SELECT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = $1)", user).Scan(&exists); err != nil {
