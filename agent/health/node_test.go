@@ -3,7 +3,6 @@ package health
 import (
 	"context"
 	"fmt"
-	"net"
 	"net/url"
 	"os"
 	"os/exec"
@@ -53,14 +52,13 @@ func startStandin(t *testing.T) *standinNode {
 	if err := pg.CreateDatabase(ctx, "health_node", "health_node", dbPassword); err != nil {
 		t.Fatal(err)
 	}
-	dbURL := url.URL{Scheme: "postgres", User: url.UserPassword("health_node", dbPassword),
-		Host: net.JoinHostPort(pg.Host, strconv.Itoa(pg.Port)), Path: "/health_node", RawQuery: "sslmode=require"}
+	dbURL := pg.RoleURL("health_node", "health_node", dbPassword)
 	secrets, root := t.TempDir(), t.TempDir()
 	port := testenv.FreePort(t)
 	files := map[string]string{
 		"config.toml": fmt.Sprintf("RootDir = %q\n[Log]\nJSONConsole = true\n[WebServer]\nHTTPPort = %d\n"+
 			"[Database.Lock]\nEnabled = false\n[[EVM]]\nChainID = '1'\n", root, port),
-		"secrets.toml": fmt.Sprintf("[Database]\nURL = %q\n[Password]\nKeystore = %q\n", dbURL.String(), keystorePW),
+		"secrets.toml": fmt.Sprintf("[Database]\nURL = %q\n[Password]\nKeystore = %q\n", dbURL, keystorePW),
 		".password":    keystorePW + "\n",
 		".api":         apiEmail + "\n" + apiPassword + "\n",
 	}

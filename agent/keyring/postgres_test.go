@@ -4,9 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"net"
-	"net/url"
-	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -28,9 +25,7 @@ func TestCheckOnPostgres(t *testing.T) {
 	if err := pg.CreateDatabase(ctx, db, user, dbPassword); err != nil {
 		t.Fatal(err)
 	}
-	u := url.URL{Scheme: "postgres", User: url.UserPassword(user, dbPassword), Host: net.JoinHostPort(pg.Host, strconv.Itoa(pg.Port)),
-		Path: "/" + db, RawQuery: "sslmode=require"}
-	conn, err := pgx.Connect(ctx, u.String())
+	conn, err := pgx.Connect(ctx, pg.RoleURL(db, user, dbPassword))
 	if err != nil {
 		t.Fatalf("connect as the node's role: %v", err)
 	}

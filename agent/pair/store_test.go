@@ -3,10 +3,7 @@ package pair
 import (
 	"context"
 	"errors"
-	"net"
-	"net/url"
 	"os"
-	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -46,14 +43,7 @@ func newDB(t testing.TB) testDB {
 	if err := pg.CreateDatabase(ctx, name, user, password); err != nil {
 		t.Fatalf("create database: %v", err)
 	}
-	u := url.URL{
-		Scheme:   "postgres",
-		User:     url.UserPassword(user, password),
-		Host:     net.JoinHostPort(pg.Host, strconv.Itoa(pg.Port)),
-		Path:     "/" + name,
-		RawQuery: "sslmode=require",
-	}
-	return testDB{dsn: u.String()}
+	return testDB{dsn: pg.RoleURL(name, user, password)}
 }
 
 func (d testDB) connect(t testing.TB) *pgx.Conn {

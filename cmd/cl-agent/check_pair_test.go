@@ -4,9 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"net"
-	"net/url"
-	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -83,9 +80,7 @@ func TestPairImageVerdict(t *testing.T) {
 // creates it).
 func nodeConn(t *testing.T, ctx context.Context, db string) *pgx.Conn {
 	t.Helper()
-	u := url.URL{Scheme: "postgres", User: url.UserPassword(dbUser, dbPassword), Host: net.JoinHostPort(fx.pg.Host, strconv.Itoa(fx.pg.Port)),
-		Path: "/" + db, RawQuery: "sslmode=require"}
-	conn, err := pgx.Connect(ctx, u.String())
+	conn, err := pgx.Connect(ctx, fx.pg.RoleURL(db, dbUser, dbPassword))
 	if err != nil {
 		t.Fatal(err)
 	}

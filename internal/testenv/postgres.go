@@ -112,10 +112,14 @@ func (p *Postgres) create(ctx context.Context, bridgeSubnet string) (*proc, erro
 
 // URL is a superuser DSN for database db over 127.0.0.1 with sslmode=require (encrypted, server not verified; add
 // sslrootcert=CAFile and sslmode=verify-full to verify).
-func (p *Postgres) URL(db string) string {
+func (p *Postgres) URL(db string) string { return p.RoleURL(db, "postgres", p.Password) }
+
+// RoleURL is URL for a login role of the cluster (one CreateDatabase made, say) instead of the superuser: user and
+// password percent-encoded.
+func (p *Postgres) RoleURL(db, user, password string) string {
 	u := url.URL{
 		Scheme:   "postgres",
-		User:     url.UserPassword("postgres", p.Password),
+		User:     url.UserPassword(user, password),
 		Host:     net.JoinHostPort(p.Host, strconv.Itoa(p.Port)),
 		Path:     "/" + db,
 		RawQuery: "sslmode=require",

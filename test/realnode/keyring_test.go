@@ -2,10 +2,7 @@ package realnode
 
 import (
 	"context"
-	"net"
-	"net/url"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -90,9 +87,7 @@ func TestKeyringCheckAgreesWithTheRealNode(t *testing.T) {
 func nodeSession(t *testing.T, ctx context.Context, pg *testenv.Postgres, s *realnode.Setup) *pgx.Conn {
 	t.Helper()
 	d := s.Config.Node.Database
-	u := url.URL{Scheme: "postgres", User: url.UserPassword(d.User, s.Secrets.DatabasePassword.Reveal()),
-		Host: net.JoinHostPort(pg.Host, strconv.Itoa(pg.Port)), Path: "/" + d.Name, RawQuery: "sslmode=require"}
-	conn, err := pgx.Connect(ctx, u.String())
+	conn, err := pgx.Connect(ctx, pg.RoleURL(d.Name, d.User, s.Secrets.DatabasePassword.Reveal()))
 	if err != nil {
 		t.Fatalf("connect to the node's database as %s: %v", d.User, err)
 	}
