@@ -53,7 +53,7 @@ func Read(ctx context.Context, c *pgx.Conn) (Record, error) {
 // whose candidate is img is done.
 func RecordRunning(ctx context.Context, c *pgx.Conn, img image.Image, by string) (Record, error) {
 	return update(ctx, c, func(r *Record) error {
-		r.Image, r.RecordedBy, r.RecordedAt = img, by, time.Time{}
+		r.Image, r.RecordedBy = img, by // recorded_at: the write keeps it for the same host and digest
 		r.Highest = Higher(r.Highest, img.Tag)
 		if r.Upgrade.Phase.InProgress() && r.Upgrade.Candidate.Digest == img.Digest {
 			r.Upgrade.Phase, r.Upgrade.Reason, r.Upgrade.By = Done, "", by
@@ -89,7 +89,6 @@ func Request(ctx context.Context, c *pgx.Conn, candidate image.Image, allowDowng
 // reports false (and changes nothing) when the upgrade is no longer there: another host moved it, or another
 // upgrade replaced it. baseline is recorded when to is Starting.
 func Advance(ctx context.Context, c *pgx.Conn, candidateDigest string, from, to Phase, reason, by string, baseline int64) (bool, error) {
-	moved := false
 	_, err := update(ctx, c, func(r *Record) error {
 		// No row: no upgrade to move (and no image to write a row with).
 		if !r.Exists || r.Upgrade.Phase != from || r.Upgrade.Candidate.Digest != candidateDigest {
@@ -99,13 +98,12 @@ func Advance(ctx context.Context, c *pgx.Conn, candidateDigest string, from, to 
 		if to == Starting {
 			r.Upgrade.MigrationBaseline = baseline
 		}
-		moved = true
 		return nil
 	})
 	if errors.Is(err, errUnchanged) {
 		return false, nil
 	}
-	return moved, err
+	return err == nil, err
 }
 
 // MigrationVersion is the highest migration the node has applied to the database (0 before its first start).
@@ -156,18 +154,16 @@ func update(ctx context.Context, c *pgx.Conn, change func(*Record) error) (Recor
 		if err := change(&r); err != nil {
 			return err
 		}
-		if err := write(ctx, tx, r); err != nil {
-			return err
-		}
-		out, err = scan(tx.QueryRow(ctx, "SELECT "+columns+" FROM cl_agent_pair_image"))
+		out, err = write(ctx, tx, r)
 		return err
 	})
 	return out, err
 }
 
-func write(ctx context.Context, tx pgx.Tx, r Record) error {
+// write upserts r and returns the row as written.
+func write(ctx context.Context, tx pgx.Tx, r Record) (Record, error) {
 	u := r.Upgrade
-	_, err := tx.Exec(ctx, `INSERT INTO cl_agent_pair_image (id, repository, tag, digest, highest_release, recorded_by,
+	out, err := scan(tx.QueryRow(ctx, `INSERT INTO cl_agent_pair_image (id, repository, tag, digest, highest_release, recorded_by,
   upgrade_phase, candidate_repository, candidate_tag, candidate_digest, allow_downgrade, upgrade_reason, upgrade_by,
   upgrade_at, migration_baseline)
 VALUES (true, $1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, CASE WHEN $6 = '' THEN NULL ELSE now() END, $13)
@@ -178,14 +174,15 @@ ON CONFLICT (id) DO UPDATE SET repository = $1, tag = $2, digest = $3, highest_r
   upgrade_reason = $11, upgrade_by = $12,
   upgrade_at = CASE WHEN cl_agent_pair_image.upgrade_phase = $6 AND cl_agent_pair_image.candidate_digest = $9
     THEN cl_agent_pair_image.upgrade_at ELSE now() END,
-  migration_baseline = $13`,
+  migration_baseline = $13
+RETURNING `+columns,
 		r.Image.Repository, r.Image.Tag, r.Image.Digest, r.Highest, r.RecordedBy,
 		string(u.Phase), u.Candidate.Repository, u.Candidate.Tag, u.Candidate.Digest, u.AllowDowngrade, u.Reason, u.By,
-		u.MigrationBaseline)
+		u.MigrationBaseline))
 	if err != nil {
-		return fmt.Errorf("write cl_agent_pair_image: %w", err)
+		return Record{}, fmt.Errorf("write cl_agent_pair_image: %w", err)
 	}
-	return nil
+	return out, nil
 }
 
 func scan(row pgx.Row) (Record, error) {
