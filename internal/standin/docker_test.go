@@ -192,15 +192,21 @@ func hostPort(t *testing.T, ctx context.Context, name string) string {
 
 func containerExitCode(t *testing.T, ctx context.Context, name string) int {
 	t.Helper()
-	out, err := exec.CommandContext(ctx, "docker", "inspect", "--format", "{{.State.ExitCode}}", name).Output()
+	code, err := strconv.Atoi(inspect(t, ctx, name, "{{.State.ExitCode}}"))
+	if err != nil {
+		t.Fatalf("exit code of %s: %v", name, err)
+	}
+	return code
+}
+
+// inspect is `docker inspect --format format name`, trimmed.
+func inspect(t *testing.T, ctx context.Context, name, format string) string {
+	t.Helper()
+	out, err := exec.CommandContext(ctx, "docker", "inspect", "--format", format, name).Output()
 	if err != nil {
 		t.Fatalf("docker inspect %s: %v", name, err)
 	}
-	code, err := strconv.Atoi(strings.TrimSpace(string(out)))
-	if err != nil {
-		t.Fatal(err)
-	}
-	return code
+	return strings.TrimSpace(string(out))
 }
 
 func containerLogs(t *testing.T, ctx context.Context, name string) string {

@@ -12,6 +12,8 @@ import (
 
 	"github.com/jackc/pgx/v5"
 
+	"github.com/cl-agent/cl-agent/agent/pair"
+
 	"github.com/cl-agent/cl-agent/internal/testenv"
 )
 
@@ -98,7 +100,7 @@ func TestNeverReadyRelease(t *testing.T) {
 	if err := conn.QueryRow(ctx, `SELECT client_id::text FROM lease_lock WHERE expires_at > NOW()`).Scan(&holder); err != nil || holder != acquired["clientID"] {
 		t.Errorf("the lease is held by %q (%v); want the never-ready node %v", holder, err, acquired["clientID"])
 	}
-	if v := maxMigration(t, ctx, conn); v != 1 {
+	if v := mustMigration(t, ctx, conn); v != 1 {
 		t.Errorf("goose_migrations at %d; want the default migration 1", v)
 	}
 	if testenv.Poll(3*time.Second, 100*time.Millisecond, func() bool {
@@ -181,7 +183,7 @@ func TestMigrateToRelease(t *testing.T) {
 		if out, err := exec.CommandContext(ctx, "docker", "stop", "-t", "10", name).CombinedOutput(); err != nil {
 			t.Fatalf("docker stop: %v\n%s", err, out)
 		}
-		if v := maxMigration(t, ctx, conn); v != 20240910 {
+		if v := mustMigration(t, ctx, conn); v != 20240910 {
 			t.Errorf("after %s: goose_migrations at %d; want 20240910", image, v)
 		}
 	}
@@ -207,21 +209,17 @@ FROM information_schema.columns WHERE table_name = 'goose_migrations' ORDER BY o
 	}
 }
 
-// maxMigration is what agent/pair reads: the highest applied version in goose_migrations.
-func maxMigration(t *testing.T, ctx context.Context, conn *pgx.Conn) int64 {
-	t.Helper()
-	var v int64
-	if err := conn.QueryRow(ctx, `SELECT coalesce(max(version_id), 0) FROM goose_migrations WHERE is_applied`).Scan(&v); err != nil {
-		t.Fatalf("read goose_migrations: %v", err)
-	}
-	return v
-}
-
 func containerRunning(t *testing.T, ctx context.Context, name string) bool {
 	t.Helper()
-	out, err := exec.CommandContext(ctx, "docker", "inspect", "--format", "{{.State.Running}}", name).Output()
+	return inspect(t, ctx, name, "{{.State.Running}}") == "true"
+}
+
+// mustMigration is the highest migration applied, as the agent reads it (agent/pair).
+func mustMigration(t *testing.T, ctx context.Context, conn *pgx.Conn) int64 {
+	t.Helper()
+	v, err := pair.MigrationVersion(ctx, conn)
 	if err != nil {
-		t.Fatalf("docker inspect %s: %v", name, err)
+		t.Fatal(err)
 	}
-	return strings.TrimSpace(string(out)) == "true"
+	return v
 }
